@@ -1,0 +1,214 @@
+//! `goprobe attach <PID>`: watch one Go process until a duration passes, a signal arrives, or
+//! the process exits; then write the report.
+
+use std::{
+    os::fd::{FromRawFd as _, OwnedFd},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use tracing::{debug, info};
+
+use crate::{
+    clock::Clock,
+    privileges,
+    probe::BpfLogger,
+    probe::Probes,
+    report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
+    signal::gc::GcTracker,
+    target::Target,
+};
+
+/// Arguments of `goprobe attach`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "goprobe stops on --duration, on Ctrl-C or SIGTERM, or by itself when \
+    the process exits; then it prints a summary (or JSON with --json) and, with --out-dir, \
+    writes DIR/report.json (schema goprobe.report.v1, see docs/report-schema.md)."
+)]
+pub struct AttachArgs {
+    /// Process id of a running Go program (Go 1.21 to 1.27, linux/amd64).
+    pub pid: u32,
+    /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C or the process exits.
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Write report.json into this directory (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid duration"))
+}
+
+/// Why the watch ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Duration,
+    Signal,
+    TargetExited,
+}
+
+/// Runs `goprobe attach`.
+pub fn run(args: AttachArgs) -> Result<()> {
+    let started = Instant::now();
+    privileges::check()?;
+    let target = Target::analyze(args.pid)?;
+    let clock = Clock::new();
+    let mut probes = Probes::load()?;
+    let logger = probes.take_logger();
+    // Open the pidfd before attaching, so an exit in between is still seen.
+    let pidfd = pidfd_open(args.pid).with_context(|| format!("pidfd_open({})", args.pid))?;
+    probes.attach(&target)?;
+    let attach_ms = started.elapsed().as_millis() as u64;
+    let window_start = clock.now_unix();
+    eprintln!(
+        "goprobe: attached to pid {} ({}, {}) with {} probes in {attach_ms} ms; Ctrl-C to stop",
+        args.pid,
+        target.exe.display(),
+        target.go_version,
+        probes.attached()
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut tracker = GcTracker::new(target.layout.stw_abi);
+    let end = rt.block_on(watch(
+        &mut probes,
+        pidfd,
+        logger,
+        &mut tracker,
+        args.duration,
+    ))?;
+    probes.drain(|ev| {
+        tracker.on_event(&ev);
+    });
+    info!(?end, cycles = tracker.cycles.len(), "detaching");
+    let window_end = clock.now_unix();
+
+    let (cpu_ms, max_rss_kb) = self_usage();
+    let report = Report {
+        schema: report::SCHEMA.to_owned(),
+        target: TargetInfo {
+            pid: args.pid,
+            exe: target.exe.display().to_string(),
+            go_version: target.go_version.raw.clone(),
+            stripped: target.stripped,
+        },
+        window: Window {
+            start_unix_ns: window_start,
+            end_unix_ns: window_end,
+        },
+        agent: AgentStats {
+            attach_ms,
+            cpu_ms,
+            max_rss_kb,
+            lost_events: probes.lost_events(),
+        },
+        gc: report::Gc::from_tracker(&tracker, &clock),
+    };
+    drop(probes); // detach before writing: the target runs unprobed from here on
+    write_outputs(&args, &report)
+}
+
+async fn watch(
+    probes: &mut Probes,
+    pidfd: OwnedFd,
+    logger: Option<BpfLogger>,
+    tracker: &mut GcTracker,
+    duration: Option<Duration>,
+) -> Result<End> {
+    // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
+    let events = unsafe { register(probes.events_fd()) }?;
+    // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
+    let exited = unsafe { register(pidfd) }?;
+    let mut logs = logger.map(|l| unsafe { register(l) }).transpose()?;
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut live = LiveLine::new();
+    let end = loop {
+        tokio::select! {
+            guard = events.readable() => {
+                let mut guard = guard?;
+                probes.drain(|ev| {
+                    if let Some(c) = tracker.on_event(&ev) {
+                        debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
+                    }
+                });
+                guard.clear_ready();
+            }
+            guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
+                let mut guard = guard?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            _ = exited.readable() => break End::TargetExited,
+            _ = int.recv() => break End::Signal,
+            _ = term.recv() => break End::Signal,
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                break End::Duration;
+            }
+            _ = tick.tick() => live.update(tracker, started.elapsed().as_secs_f64()),
+        }
+    };
+    live.clear();
+    Ok(end)
+}
+
+/// Registers `fd` with the reactor.
+///
+/// # Safety
+/// The fd must stay open and the same for the lifetime of the returned `AsyncFd`.
+unsafe fn register<T: std::os::fd::AsRawFd>(fd: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: upheld by the caller.
+    Ok(unsafe { AsyncFd::register(fd) }?)
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned fd is owned by us from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// (CPU ms, max RSS KiB) of this process so far.
+fn self_usage() -> (u64, u64) {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss as u64)
+}
+
+fn write_outputs(args: &AttachArgs, report: &Report) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("report.json");
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("goprobe: wrote {}", path.display());
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::summary::render(report));
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The command line: one module per subcommand. Arguments become plain config structs so the
+//! library never depends on clap.
+
+pub mod attach;
+
+use clap::{Parser, Subcommand};
+
+/// goprobe watches the Go runtime inside running Go programs — GC stop-the-world pauses,
+/// their causes and cycles — from the outside, with eBPF: no restart, no code change.
+#[derive(Debug, Parser)]
+#[command(name = "goprobe", version, propagate_version = true)]
+#[command(after_help = "Examples:\n  \
+    sudo goprobe attach 1234                  watch until Ctrl-C, then print a summary\n  \
+    sudo goprobe attach 1234 --duration 30    watch for 30 seconds\n  \
+    sudo goprobe attach 1234 --json | jq .gc  the report as JSON on stdout\n\n\
+    Logs go to stderr; set RUST_LOG=goprobe=debug (or -v) for more.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to a running Go process and measure its GC stop-the-world pauses.
+    Attach(attach::AttachArgs),
+}

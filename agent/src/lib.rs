@@ -1,0 +1,13 @@
+//! goprobe: an eBPF profiler that watches the Go runtime of running programs from outside.
+//!
+//! Data flows one way: [`target`] (what the process is, where probes go) → [`probe`] (BPF
+//! programs, attached) → [`signal`] (raw events → domain records) → [`report`] (outputs).
+//! The command line ([`cli`]) drives it; see ARCHITECTURE.md for one walk end to end.
+
+pub mod cli;
+pub mod clock;
+pub mod privileges;
+pub mod probe;
+pub mod report;
+pub mod signal;
+pub mod target;

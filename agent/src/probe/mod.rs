@@ -1,0 +1,216 @@
+//! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
+
+use std::{num::NonZeroU32, os::fd::AsRawFd};
+
+use aya::{
+    Ebpf, EbpfError,
+    maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, UProbe, uprobe::UProbeScope},
+};
+use goprobe_common::{StwEvent, TargetConfig, counter, stw_abi};
+use tracing::{debug, info_span};
+
+use crate::target::{FunctionPlan, Target};
+
+/// The BPF object built by agent/build.rs.
+static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/goprobe"));
+
+/// Reader of the BPF programs' aya-log messages; they reach `tracing` through the `log` bridge.
+pub type BpfLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// Why probes could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "this goprobe binary was built without its BPF programs (AYA_BUILD_SKIP); rebuild with \
+         `cargo xtask build`"
+    )]
+    NoObject,
+    #[error("loading the BPF object")]
+    Load(#[source] EbpfError),
+    #[error("BPF program {program} is missing from the object")]
+    MissingProgram { program: &'static str },
+    #[error("BPF map {map} is missing from the object")]
+    MissingMap { map: &'static str },
+    #[error("BPF map {map}")]
+    Map { map: &'static str, source: MapError },
+    #[error("loading BPF program {program} into the kernel")]
+    LoadProgram {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("attaching {program} to {symbol}+{offset:#x} in pid {pid}")]
+    Attach {
+        program: &'static str,
+        symbol: &'static str,
+        offset: u64,
+        pid: u32,
+        source: ProgramError,
+    },
+}
+
+/// Loaded BPF programs and the maps user space reads.
+pub struct Probes {
+    ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    attached: usize,
+}
+
+impl Probes {
+    /// Loads the BPF object (maps are created, programs not yet verified).
+    pub fn load() -> Result<Self, ProbeError> {
+        if BPF_OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
+        let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+        let map = ebpf
+            .take_map("STW_EVENTS")
+            .ok_or(ProbeError::MissingMap { map: "STW_EVENTS" })?;
+        let events = RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            map: "STW_EVENTS",
+            source,
+        })?;
+        Ok(Self {
+            ebpf,
+            events,
+            attached: 0,
+        })
+    }
+
+    /// Bridges the programs' aya-log messages into `tracing`, if the object has any.
+    pub fn take_logger(&mut self) -> Option<BpfLogger> {
+        aya_log::EbpfLogger::init(&mut self.ebpf)
+            .inspect_err(|e| debug!("no BPF logs: {e}"))
+            .ok()
+    }
+
+    /// Registers `target`'s constants and attaches every GC probe to it.
+    pub fn attach(&mut self, target: &Target) -> Result<(), ProbeError> {
+        let pid = target.process.pid;
+        let _span = info_span!("attach", pid).entered();
+        let l = &target.layout;
+        let config = TargetConfig {
+            stw_abi: l.stw_abi,
+            off_work_cycles: l.work_cycles,
+            work_addr: target.work_addr,
+            memstats_addr: target.memstats_addr,
+            off_work_pause_ns: l.work_pause_ns,
+            off_work_pause_start: l.work_pause_start.unwrap_or(0),
+            off_work_user_forced: l.work_user_forced,
+            off_memstats_numgc: l.memstats_numgc,
+            off_g_m: l.g_m,
+            off_m_curg: l.m_curg,
+        };
+        let map = self
+            .ebpf
+            .map_mut("TARGETS")
+            .ok_or(ProbeError::MissingMap { map: "TARGETS" })?;
+        let mut targets: HashMap<_, u32, TargetConfig> =
+            HashMap::try_from(map).map_err(|source| ProbeError::Map {
+                map: "TARGETS",
+                source,
+            })?;
+        targets
+            .insert(pid, config, 0)
+            .map_err(|source| ProbeError::Map {
+                map: "TARGETS",
+                source,
+            })?;
+
+        let exe = target.process.exe_link();
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+        // Order matters for a clean start: exits before entries, so that no entry state is left
+        // waiting for an exit probe that is not there yet.
+        let mut sites: Vec<(&'static str, &FunctionPlan, u64)> = target
+            .start_the_world
+            .sites
+            .rets
+            .iter()
+            .map(|&off| ("stw_start_ret", &target.start_the_world, off))
+            .collect();
+        sites.push((
+            "stw_start_entry",
+            &target.start_the_world,
+            target.start_the_world.sites.entry,
+        ));
+        if l.stw_abi == stw_abi::GO121 {
+            sites.push((
+                "stw_stop_entry",
+                &target.stop_the_world,
+                target.stop_the_world.sites.entry,
+            ));
+        }
+        sites.push((
+            "gc_start_entry",
+            &target.gc_start,
+            target.gc_start.sites.entry,
+        ));
+
+        for (program, plan, offset) in sites {
+            let prog: &mut UProbe = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram { program })?
+                .try_into()
+                .map_err(|source| ProbeError::LoadProgram { program, source })?;
+            if prog.fd().is_err() {
+                prog.load()
+                    .map_err(|source| ProbeError::LoadProgram { program, source })?;
+            }
+            let file_offset = plan.file_offset + offset;
+            prog.attach(file_offset, &exe, scope)
+                .map_err(|source| ProbeError::Attach {
+                    program,
+                    symbol: plan.symbol,
+                    offset,
+                    pid,
+                    source,
+                })?;
+            debug!(
+                program,
+                symbol = plan.symbol,
+                offset,
+                file_offset,
+                "attached"
+            );
+            self.attached += 1;
+        }
+        Ok(())
+    }
+
+    /// Number of uprobes attached.
+    pub fn attached(&self) -> usize {
+        self.attached
+    }
+
+    /// The ring buffer's file descriptor, readable when events are waiting.
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        self.events.as_raw_fd()
+    }
+
+    /// Takes every event waiting in the ring buffer.
+    pub fn drain(&mut self, mut f: impl FnMut(StwEvent)) {
+        while let Some(item) = self.events.next() {
+            if item.len() >= size_of::<StwEvent>() {
+                // SAFETY: the kernel side writes exactly one StwEvent per record; read_unaligned
+                // because ring buffer records are only 8-byte aligned.
+                f(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<StwEvent>()) });
+            }
+        }
+    }
+
+    /// Events the kernel side had to drop (ring buffer or pending map full, unmatched exits).
+    pub fn lost_events(&self) -> u64 {
+        let Some(map) = self.ebpf.map("COUNTERS") else {
+            return 0;
+        };
+        let Ok(counters) = PerCpuArray::<_, u64>::try_from(map) else {
+            return 0;
+        };
+        [counter::RINGBUF_FULL, counter::PENDING_FULL]
+            .iter()
+            .filter_map(|&i| counters.get(&i, 0).ok())
+            .map(|per_cpu| per_cpu.iter().sum::<u64>())
+            .sum()
+    }
+}

@@ -1,0 +1,99 @@
+//! Domain records → outputs. `report.json` (schema `goprobe.report.v1`, documented in
+//! docs/report-schema.md) is the one document every other output derives from.
+
+pub mod live;
+pub mod summary;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{clock::Clock, signal::gc};
+
+/// The schema identifier written into every report.
+pub const SCHEMA: &str = "goprobe.report.v1";
+
+/// A whole report. Field names are a public contract: once landed, keep them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: String,
+    pub target: TargetInfo,
+    pub window: Window,
+    pub agent: AgentStats,
+    pub gc: Gc,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TargetInfo {
+    pub pid: u32,
+    pub exe: String,
+    pub go_version: String,
+    pub stripped: bool,
+}
+
+/// The time goprobe was attached, unix nanoseconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    pub start_unix_ns: i64,
+    pub end_unix_ns: i64,
+}
+
+/// What goprobe itself cost.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AgentStats {
+    /// From start of `goprobe attach` to all probes attached.
+    pub attach_ms: u64,
+    /// User + system CPU of goprobe over its whole run.
+    pub cpu_ms: u64,
+    pub max_rss_kb: u64,
+    /// Events the kernel side dropped.
+    pub lost_events: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Gc {
+    pub cycles: Vec<Cycle>,
+    pub other_stw: Vec<Stw>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Cycle {
+    pub cycle: u32,
+    pub trigger: String,
+    pub pause_ns: u64,
+    pub stw: Vec<Stw>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Stw {
+    pub reason: String,
+    pub start_unix_ns: i64,
+    pub duration_ns: u64,
+}
+
+impl Stw {
+    fn from_signal(s: &gc::Stw, clock: &Clock) -> Self {
+        Self {
+            reason: s.reason.clone(),
+            start_unix_ns: clock.to_unix(s.start_mono_ns),
+            duration_ns: s.duration_ns,
+        }
+    }
+}
+
+impl Gc {
+    /// The GC part of a report from a tracker's records.
+    pub fn from_tracker(t: &gc::GcTracker, clock: &Clock) -> Self {
+        Self {
+            cycles: t
+                .cycles
+                .iter()
+                .map(|c| Cycle {
+                    cycle: c.cycle,
+                    trigger: c.trigger.clone(),
+                    pause_ns: c.pause_ns,
+                    stw: c.stw.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+                })
+                .collect(),
+            other_stw: t.other.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The human summary printed when `goprobe attach` ends.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::Report;
+use crate::signal::gc::reason_text;
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Formats nanoseconds for people: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
+pub fn human_ns(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{:.1}µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+/// Renders the summary.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let secs = (r.window.end_unix_ns - r.window.start_unix_ns) as f64 / 1e9;
+    let t = &r.target;
+    let _ = writeln!(
+        out,
+        "goprobe: pid {} {} ({}), {secs:.1}s attached",
+        t.pid, t.exe, t.go_version
+    );
+    let mut pauses: Vec<u64> = r.gc.cycles.iter().map(|c| c.pause_ns).collect();
+    pauses.sort_unstable();
+    let mut triggers: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &r.gc.cycles {
+        *triggers.entry(c.trigger.as_str()).or_default() += 1;
+    }
+    let by_trigger: Vec<String> = triggers.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let total: u64 = pauses.iter().sum();
+    let _ = writeln!(
+        out,
+        "GC cycles: {} ({}), total stop-the-world {}",
+        pauses.len(),
+        if by_trigger.is_empty() {
+            "none".into()
+        } else {
+            by_trigger.join(", ")
+        },
+        human_ns(total)
+    );
+    if !pauses.is_empty() {
+        let _ = writeln!(
+            out,
+            "pause per cycle: p50 {}  p99 {}  max {}",
+            human_ns(percentile(&pauses, 50.0)),
+            human_ns(percentile(&pauses, 99.0)),
+            human_ns(*pauses.last().unwrap_or(&0)),
+        );
+    }
+    let mut by_reason: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let all =
+        r.gc.cycles
+            .iter()
+            .flat_map(|c| &c.stw)
+            .chain(&r.gc.other_stw);
+    for s in all {
+        by_reason
+            .entry(s.reason.as_str())
+            .or_default()
+            .push(s.duration_ns);
+    }
+    if !by_reason.is_empty() {
+        let _ = writeln!(out, "stop-the-world by reason:");
+        for (reason, mut d) in by_reason {
+            d.sort_unstable();
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>6}  p50 {:>9}  p99 {:>9}  max {:>9}",
+                reason_text(reason),
+                d.len(),
+                human_ns(percentile(&d, 50.0)),
+                human_ns(percentile(&d, 99.0)),
+                human_ns(*d.last().unwrap_or(&0)),
+            );
+        }
+    }
+    let a = &r.agent;
+    let _ = writeln!(
+        out,
+        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}",
+        a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_ns(850), "850ns");
+        assert_eq!(human_ns(12_345), "12.3µs");
+        assert_eq!(human_ns(4_560_000), "4.56ms");
+        assert_eq!(human_ns(1_200_000_000), "1.20s");
+    }
+}

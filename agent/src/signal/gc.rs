@@ -1,0 +1,293 @@
+//! GC cycles and stop-the-world pauses from raw [`StwEvent`]s.
+//!
+//! Each STW's duration is computed exactly the way the Go runtime computes the number it stores
+//! in `MemStats.PauseNs`, so per-cycle sums match the runtime's to the nanosecond.
+
+use std::collections::BTreeMap;
+
+use goprobe_common::{STW_FLAG_READ_FAILED, StwEvent, TRIGGER_UNKNOWN, stw_abi};
+use tracing::{debug, warn};
+
+/// NB: `stwReason` (src/runtime/proc.go), identical in Go 1.21–1.27; names are the constants'
+/// without the `stw` prefix, `text` is the runtime's own `stwReasonStrings` entry.
+const REASONS: &[(&str, &str)] = &[
+    ("Unknown", "unknown"),
+    ("GCMarkTerm", "GC mark termination"),
+    ("GCSweepTerm", "GC sweep termination"),
+    ("WriteHeapDump", "write heap dump"),
+    ("GoroutineProfile", "goroutine profile"),
+    ("GoroutineProfileCleanup", "goroutine profile cleanup"),
+    ("AllGoroutinesStack", "all goroutines stack trace"),
+    ("ReadMemStats", "read mem stats"),
+    ("AllThreadsSyscall", "AllThreadsSyscall"),
+    ("GOMAXPROCS", "GOMAXPROCS"),
+    ("StartTrace", "start trace"),
+    ("StopTrace", "stop trace"),
+    ("ForTestCountPagesInUse", "CountPagesInUse (test)"),
+    ("ForTestReadMetricsSlow", "ReadMetricsSlow (test)"),
+    ("ForTestReadMemStatsSlow", "ReadMemStatsSlow (test)"),
+    ("ForTestPageCachePagesLeaked", "PageCachePagesLeaked (test)"),
+    ("ForTestResetDebugLog", "ResetDebugLog (test)"),
+];
+const GC_MARK_TERM: u8 = 1;
+const GC_SWEEP_TERM: u8 = 2;
+
+/// The name of an `stwReason` as it appears in reports (`ReadMemStats`).
+pub fn reason_name(reason: u8) -> String {
+    REASONS
+        .get(usize::from(reason))
+        .map_or_else(|| format!("Reason{reason}"), |r| r.0.to_owned())
+}
+
+/// The runtime's own text for an `stwReason` (`read mem stats`), for people.
+pub fn reason_text(name: &str) -> &str {
+    REASONS.iter().find(|r| r.0 == name).map_or(name, |r| r.1)
+}
+
+/// NB: `gcTriggerKind` (src/runtime/mgc.go, Go 1.21–1.27): heap = the pacer's heap goal was
+/// reached, time = forced by sysmon after 2 minutes without GC, cycle = runtime.GC() or
+/// debug.FreeOSMemory.
+fn trigger_name(kind: u8, user_forced: bool) -> &'static str {
+    match kind {
+        0 => "heap",
+        1 => "time",
+        2 => "cycle",
+        _ if user_forced => "cycle",
+        _ => "unknown",
+    }
+}
+
+/// One stop-the-world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stw {
+    pub reason: String,
+    /// CLOCK_MONOTONIC ns (the runtime's `nanotime()`).
+    pub start_mono_ns: i64,
+    pub duration_ns: u64,
+}
+
+/// One completed GC cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// The runtime's cycle number (`MemStats.NumGC` after the cycle).
+    pub cycle: u32,
+    pub trigger: String,
+    /// Total STW time of the cycle, what the runtime stores in `MemStats.PauseNs`.
+    pub pause_ns: u64,
+    pub stw: Vec<Stw>,
+}
+
+#[derive(Debug, Default)]
+struct OpenCycle {
+    trigger: Option<String>,
+    stw: Vec<Stw>,
+    saw_sweep_term: bool,
+}
+
+/// Folds STW events into GC cycles and other pauses.
+#[derive(Debug)]
+pub struct GcTracker {
+    abi: u32,
+    open: BTreeMap<u32, OpenCycle>,
+    /// Completed cycles, in completion order.
+    pub cycles: Vec<Cycle>,
+    /// Non-GC stop-the-worlds.
+    pub other: Vec<Stw>,
+    /// Events that could not be interpreted (target memory unreadable).
+    pub unreadable: u64,
+}
+
+impl GcTracker {
+    /// A tracker for a target with the given [`stw_abi`].
+    pub fn new(abi: u32) -> Self {
+        Self {
+            abi,
+            open: BTreeMap::new(),
+            cycles: Vec::new(),
+            other: Vec::new(),
+            unreadable: 0,
+        }
+    }
+
+    /// Takes one event; returns the cycle it completed, if any.
+    pub fn on_event(&mut self, ev: &StwEvent) -> Option<&Cycle> {
+        let is_gc = ev.reason == GC_MARK_TERM || ev.reason == GC_SWEEP_TERM;
+        if is_gc && ev.flags & STW_FLAG_READ_FAILED != 0 {
+            warn!(
+                tid = ev.tid,
+                "could not read runtime.work during a GC pause; pause dropped"
+            );
+            self.unreadable += 1;
+            return None;
+        }
+        // NB: memstats.numgc is bumped in gcMarkTermination right before its final
+        // startTheWorldWithSema, and work.cycles in gcStart (src/runtime/mgc.go): so the final
+        // STW of cycle N is the mark termination that sees numgc == cycles == N. Earlier mark
+        // terminations of the same cycle are restarts (issue #27993) that resume marking.
+        let is_final = ev.reason == GC_MARK_TERM && ev.numgc == ev.cycles;
+        let (start_mono_ns, duration) = self.duration(ev, is_final);
+        let stw = Stw {
+            reason: reason_name(ev.reason),
+            start_mono_ns,
+            duration_ns: u64::try_from(duration).unwrap_or(0),
+        };
+        if !is_gc {
+            self.other.push(stw);
+            return None;
+        }
+        let open = self.open.entry(ev.cycles).or_default();
+        if ev.reason == GC_SWEEP_TERM {
+            open.saw_sweep_term = true;
+            open.trigger = Some(trigger_name(ev.trigger, ev.user_forced != 0).to_owned());
+        }
+        open.stw.push(stw);
+        if !is_final {
+            return None;
+        }
+        let open = self.open.remove(&ev.cycles)?;
+        let sum: u64 = open.stw.iter().map(|s| s.duration_ns).sum();
+        let runtime_total = u64::try_from(ev.pause_ns_at_start).unwrap_or(0);
+        let pause_ns = if open.saw_sweep_term {
+            if sum != runtime_total {
+                warn!(
+                    cycle = ev.cycles,
+                    sum, runtime_total, "STW sum differs from work.pauseNS"
+                );
+            }
+            sum
+        } else {
+            // Attached mid-cycle: the sweep termination was missed, but the runtime's own
+            // accumulator (work.pauseNS, final here) has the whole cycle.
+            debug!(
+                cycle = ev.cycles,
+                "cycle started before attach; using work.pauseNS"
+            );
+            runtime_total
+        };
+        let trigger = open
+            .trigger
+            .unwrap_or_else(|| trigger_name(TRIGGER_UNKNOWN, ev.user_forced != 0).to_owned());
+        // Older cycles still open can never complete now (their final STW was missed).
+        self.open.retain(|&c, _| c > ev.cycles);
+        self.cycles.push(Cycle {
+            cycle: ev.cycles,
+            trigger,
+            pause_ns,
+            stw: open.stw,
+        });
+        self.cycles.last()
+    }
+
+    /// `(start, duration)` of one STW, in the runtime's terms.
+    fn duration(&self, ev: &StwEvent, is_final: bool) -> (i64, i64) {
+        if self.abi != stw_abi::GO121 {
+            // NB: Go 1.22+ (src/runtime/mgc.go): `work.pauseNS += now - stw.startedStopping`
+            // where `now` is what startTheWorldWithSema returned; for the final mark termination
+            // `now` is passed in and returned unchanged.
+            return (ev.started, ev.now - ev.started);
+        }
+        let is_gc = ev.reason == GC_MARK_TERM || ev.reason == GC_SWEEP_TERM;
+        match (is_gc, is_final) {
+            // NB: Go 1.21 gcMarkTermination adds `now - work.pauseStart` to work.pauseNS with a
+            // `now` taken before it calls startTheWorldWithSema: the pause is the increment.
+            (true, true) => (ev.pause_start, ev.pause_ns_at_start - ev.pause_ns_at_stop),
+            // NB: Go 1.21 gcStart/gcMarkDone: `now = startTheWorldWithSema();
+            // work.pauseNS += now - work.pauseStart`.
+            (true, false) => (ev.pause_start, ev.now - ev.pause_start),
+            // Go 1.21 does not time other STWs; measure stop entry to start return.
+            (false, _) => (ev.stop_ktime, ev.now - ev.stop_ktime),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(reason: u8, cycles: u32, numgc: u32, started: i64, now: i64) -> StwEvent {
+        StwEvent {
+            reason,
+            cycles,
+            numgc,
+            started,
+            now,
+            trigger: TRIGGER_UNKNOWN,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn go122_cycle_with_restart() {
+        let mut t = GcTracker::new(stw_abi::GO122);
+        let mut sweep = ev(GC_SWEEP_TERM, 5, 4, 1_000, 1_100);
+        sweep.trigger = 0;
+        assert!(t.on_event(&sweep).is_none());
+        assert!(t.on_event(&ev(GC_MARK_TERM, 5, 4, 2_000, 2_050)).is_none()); // restart
+        let mut last = ev(GC_MARK_TERM, 5, 5, 3_000, 3_030);
+        last.pause_ns_at_start = 180;
+        let c = t.on_event(&last).unwrap().clone();
+        assert_eq!(c.cycle, 5);
+        assert_eq!(c.pause_ns, 100 + 50 + 30);
+        assert_eq!(c.trigger, "heap");
+        assert_eq!(c.stw.len(), 3);
+        assert_eq!(c.stw[0].reason, "GCSweepTerm");
+        t.on_event(&ev(7, 5, 5, 4_000, 4_010));
+        assert_eq!(
+            t.other,
+            vec![Stw {
+                reason: "ReadMemStats".into(),
+                start_mono_ns: 4_000,
+                duration_ns: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn cycle_begun_before_attach_uses_runtime_total() {
+        let mut t = GcTracker::new(stw_abi::GO122);
+        let mut last = ev(GC_MARK_TERM, 9, 9, 3_000, 3_030);
+        last.pause_ns_at_start = 77;
+        last.user_forced = 1;
+        let c = t.on_event(&last).unwrap();
+        assert_eq!((c.pause_ns, c.trigger.as_str()), (77, "cycle"));
+    }
+
+    #[test]
+    fn go121_pause_accounting() {
+        let mut t = GcTracker::new(stw_abi::GO121);
+        let mut sweep = ev(GC_SWEEP_TERM, 3, 2, 0, 1_500);
+        sweep.pause_start = 1_000;
+        t.on_event(&sweep);
+        let mut last = ev(GC_MARK_TERM, 3, 3, 0, 9_999);
+        last.pause_start = 5_000;
+        last.pause_ns_at_stop = 500;
+        last.pause_ns_at_start = 540;
+        let c = t.on_event(&last).unwrap();
+        assert_eq!(c.pause_ns, 540);
+        assert_eq!(
+            c.stw[1],
+            Stw {
+                reason: "GCMarkTerm".into(),
+                start_mono_ns: 5_000,
+                duration_ns: 40
+            }
+        );
+    }
+
+    #[test]
+    fn unreadable_gc_event_is_counted_not_guessed() {
+        let mut t = GcTracker::new(stw_abi::GO122);
+        let mut e = ev(GC_SWEEP_TERM, 1, 0, 0, 10);
+        e.flags = STW_FLAG_READ_FAILED;
+        assert!(t.on_event(&e).is_none());
+        assert_eq!(t.unreadable, 1);
+        assert!(t.cycles.is_empty());
+    }
+
+    #[test]
+    fn reason_names() {
+        assert_eq!(reason_name(7), "ReadMemStats");
+        assert_eq!(reason_text("ReadMemStats"), "read mem stats");
+        assert_eq!(reason_name(200), "Reason200");
+    }
+}

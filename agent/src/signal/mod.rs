@@ -1,0 +1,3 @@
+//! Signals: raw events from the probes turned into domain records, one module per signal.
+
+pub mod gc;

@@ -1,0 +1,111 @@
+//! Finding where to put uprobes inside a Go function, by decoding its x86-64 machine code.
+//!
+//! NB: never a uretprobe on Go code: a uretprobe rewrites the return address on the goroutine
+//! stack, and Go moves and scans goroutine stacks (golang/go#22008; shared/research/go-runtime.md
+//! §4.1 reproduces SIGSEGV/SIGILL). Exits are probed with plain uprobes on every RET instead.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+
+/// How many instructions of a prologue to look at for the stack-bound check.
+const PROLOGUE_WINDOW: usize = 8;
+
+/// Where to probe one function: offsets from its entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionProbes {
+    /// Offset of the "entry" probe: the `push rbp` after the stack-bound check.
+    pub entry: u64,
+    /// Offsets of every RET instruction.
+    pub rets: Vec<u64>,
+}
+
+/// Why a function's code could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DisasmError {
+    #[error("no RET instruction found")]
+    NoRet,
+    #[error("invalid instruction at +{0:#x}")]
+    Invalid(u64),
+}
+
+/// Decodes `code` (a whole function, from its entry) and picks the probe sites.
+///
+/// NB: Go (1.21–1.27, cmd/internal/obj/x86 `stacksplit`) starts functions with
+/// `[lea r12,[rsp-N];] cmp rsp|r12,[r14+0x10|0x18]; jbe morestack; push rbp; mov rbp,rsp`.
+/// A probe at +0 (`cmp`) is single-stepped out of line (≈10× slower on this VM, go-runtime.md
+/// §4.3) and fires again when morestack re-enters the function. `push rbp` is emulated by the
+/// kernel, executes once per call, leaves the argument registers untouched, and lets the kernel
+/// recover the caller for complete stacks. Functions without a `push rbp` in the prologue are
+/// probed at +0.
+pub fn probe_sites(code: &[u8], entry_vaddr: u64) -> Result<FunctionProbes, DisasmError> {
+    let mut decoder = Decoder::with_ip(64, code, entry_vaddr, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut entry = None;
+    let mut rets = Vec::new();
+    let mut index = 0usize;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let offset = insn.ip() - entry_vaddr;
+        if insn.is_invalid() {
+            // NB: Go pads between functions with INT3 (0xCC), never data; an invalid
+            // instruction inside the symbol's size means we are not reading Go code.
+            return Err(DisasmError::Invalid(offset));
+        }
+        if index < PROLOGUE_WINDOW && entry.is_none() && is_push_rbp(&insn) {
+            entry = Some(offset);
+        }
+        if insn.mnemonic() == Mnemonic::Ret {
+            rets.push(offset);
+        }
+        index += 1;
+    }
+    if rets.is_empty() {
+        return Err(DisasmError::NoRet);
+    }
+    Ok(FunctionProbes {
+        entry: entry.unwrap_or(0),
+        rets,
+    })
+}
+
+fn is_push_rbp(insn: &Instruction) -> bool {
+    insn.code() == Code::Push_r64
+        && insn.op0_kind() == OpKind::Register
+        && insn.op0_register() == Register::RBP
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_prologue_and_rets() {
+        // cmp rsp,[r14+0x10]; jbe +0x10; push rbp; mov rbp,rsp; mov eax,0xc3c3c3c3;
+        // pop rbp; ret; nop; ret; int3 padding
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x55, 0x48, 0x89, 0xe5, 0xb8, 0xc3, 0xc3, 0xc3,
+            0xc3, 0x5d, 0xc3, 0x90, 0xc3, 0xcc,
+        ];
+        let p = probe_sites(&code, 0x401000).unwrap();
+        assert_eq!(p.entry, 6);
+        // The 0xc3 bytes inside the mov immediate are not RETs.
+        assert_eq!(p.rets, vec![16, 18]);
+    }
+
+    #[test]
+    fn no_prologue_means_entry_at_zero() {
+        let p = probe_sites(&[0x31, 0xc0, 0xc3], 0).unwrap();
+        assert_eq!(
+            p,
+            FunctionProbes {
+                entry: 0,
+                rets: vec![2]
+            }
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(probe_sites(&[0x90, 0x90], 0), Err(DisasmError::NoRet));
+        assert_eq!(probe_sites(&[0x06], 0), Err(DisasmError::Invalid(0)));
+    }
+}

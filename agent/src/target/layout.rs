@@ -1,0 +1,82 @@
+//! Go runtime facts per release, as data: struct field offsets goprobe reads from the target.
+//!
+//! A new Go release should be a table edit plus a test run. Offsets are for linux/amd64 default
+//! builds (no GOEXPERIMENT changing runtime structs, no -race); they were read from the DWARF of
+//! binaries built with each release (shared/research/dwarf-offsets-amd64.txt) and are checked
+//! against the live process at attach time (`target::check_layout`).
+
+use goprobe_common::stw_abi;
+
+/// Field offsets and calling conventions of one Go release's runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeLayout {
+    /// See [`goprobe_common::stw_abi`].
+    pub stw_abi: u32,
+    /// `runtime.workType.cycles` (atomic.Uint32), src/runtime/mgc.go.
+    pub work_cycles: u32,
+    /// `runtime.workType.userForced` (bool).
+    pub work_user_forced: u32,
+    /// `runtime.workType.pauseNS` (int64).
+    pub work_pause_ns: u32,
+    /// `runtime.workType.pauseStart` (int64), removed in Go 1.22.
+    pub work_pause_start: Option<u32>,
+    /// `runtime.mstats.numgc` (uint32), src/runtime/mstats.go.
+    pub memstats_numgc: u32,
+    /// `runtime.g.m` (*m), src/runtime/runtime2.go.
+    pub g_m: u32,
+    /// `runtime.m.curg` (*g), src/runtime/runtime2.go.
+    pub m_curg: u32,
+}
+
+/// The layout of Go 1.`minor`, or `None` outside the supported range.
+pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
+    // NB: Go 1.21 has no `worldStop`; its GC pause accounting uses work.pauseStart (mgc.go
+    // gcStart/gcMarkDone: `work.pauseNS += now - work.pauseStart`). 1.22 introduced
+    // `worldStop` and dropped pauseStart; 1.23 grew workType (cycles 400 -> 424); 1.25 moved
+    // m.curg (192 -> 184) and grew workType again (cycles 512); 1.26 grew workType (cycles 648)
+    // with the goroutine-leak detector; 1.25 also shrank mstats (numgc 7704 -> 7680).
+    let l = |stw_abi, work_cycles, work_user_forced, work_pause_ns, memstats_numgc, m_curg| {
+        RuntimeLayout {
+            stw_abi,
+            work_cycles,
+            work_user_forced,
+            work_pause_ns,
+            work_pause_start: None,
+            memstats_numgc,
+            g_m: 48,
+            m_curg,
+        }
+    };
+    let layout = match minor {
+        21 => RuntimeLayout {
+            work_pause_start: Some(456),
+            ..l(stw_abi::GO121, 400, 344, 448, 7704, 192)
+        },
+        22 => l(stw_abi::GO122, 400, 344, 448, 7704, 192),
+        23 | 24 => l(stw_abi::GO122, 424, 336, 472, 7704, 192),
+        25 => l(stw_abi::GO122, 512, 400, 560, 7680, 184),
+        26 | 27 => l(stw_abi::GO122, 648, 536, 696, 7680, 184),
+        _ => return None,
+    };
+    Some(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::version::{MAX_SUPPORTED_MINOR, MIN_SUPPORTED_MINOR};
+
+    #[test]
+    fn every_supported_release_has_a_layout() {
+        for minor in MIN_SUPPORTED_MINOR..=MAX_SUPPORTED_MINOR {
+            let l = for_minor(minor).unwrap();
+            assert_eq!(
+                l.work_pause_start.is_some(),
+                l.stw_abi == stw_abi::GO121,
+                "1.{minor}"
+            );
+        }
+        assert_eq!(for_minor(MIN_SUPPORTED_MINOR - 1), None);
+        assert_eq!(for_minor(MAX_SUPPORTED_MINOR + 1), None);
+    }
+}

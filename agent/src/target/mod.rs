@@ -1,0 +1,237 @@
+//! Target analysis: from a pid to a [`Target`] — what the process runs (a supported Go
+//! executable), where each probe goes (file offsets), and the runtime addresses and offsets the
+//! probes read.
+
+pub mod disasm;
+pub mod elf;
+pub mod layout;
+pub mod proc;
+pub mod version;
+
+use std::{io, path::PathBuf};
+
+use disasm::{DisasmError, FunctionProbes};
+use elf::ElfInfo;
+use layout::RuntimeLayout;
+pub use proc::Process;
+use version::GoVersion;
+
+/// NB: runtime functions and variables the GC probes need (src/runtime/proc.go, mgc.go,
+/// mstats.go). `stopTheWorldWithSema` is only probed on Go 1.21 (see goprobe_common::stw_abi).
+const START_THE_WORLD: &str = "runtime.startTheWorldWithSema";
+const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
+const GC_START: &str = "runtime.gcStart";
+const WORK: &str = "runtime.work";
+const MEMSTATS: &str = "runtime.memstats";
+const WANTED: &[&str] = &[START_THE_WORLD, STOP_THE_WORLD, GC_START, WORK, MEMSTATS];
+
+/// Why a process cannot be profiled. Messages are shown to users as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no process with pid {pid}")]
+    NoSuchProcess { pid: u32 },
+    #[error("pid {pid} ({comm}) is a kernel thread; goprobe attaches to Go programs")]
+    KernelThread { pid: u32, comm: String },
+    #[error(
+        "permission denied reading /proc/{pid}: run as root or grant CAP_SYS_PTRACE (and \
+         CAP_BPF, CAP_PERFMON)"
+    )]
+    PermissionDenied { pid: u32 },
+    #[error("reading /proc/{pid}/{what}")]
+    Proc {
+        pid: u32,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("pid {pid} ({exe}) is not an ELF executable: {reason}")]
+    NotElf {
+        pid: u32,
+        exe: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "pid {pid} ({exe}) is not a Go program: it has no Go build info and no Go symbol table"
+    )]
+    NotGo { pid: u32, exe: PathBuf },
+    #[error(
+        "pid {pid} ({exe}) was built with {version}, which goprobe does not support; supported: {range}"
+    )]
+    UnsupportedGoVersion {
+        pid: u32,
+        exe: PathBuf,
+        version: String,
+        range: String,
+    },
+    #[error(
+        "pid {pid} ({exe}) is stripped (no .symtab): goprobe cannot find runtime.work and \
+         runtime.memstats in it yet; profile an unstripped build"
+    )]
+    Stripped { pid: u32, exe: PathBuf },
+    #[error("pid {pid} ({exe}): symbol {symbol} not found in the Go runtime")]
+    MissingSymbol {
+        pid: u32,
+        exe: PathBuf,
+        symbol: &'static str,
+    },
+    #[error("pid {pid} ({exe}): cannot place probes in {symbol}: {source}")]
+    Disasm {
+        pid: u32,
+        exe: PathBuf,
+        symbol: &'static str,
+        source: DisasmError,
+    },
+    #[error("pid {pid} ({exe}) is position-independent but its text is not mapped")]
+    NotMapped { pid: u32, exe: PathBuf },
+    #[error(
+        "pid {pid}: runtime layout check failed (work.cycles={cycles}, memstats.numgc={numgc}); \
+         the binary's runtime differs from the {version} layout goprobe knows (GOEXPERIMENT or \
+         -race build?)"
+    )]
+    LayoutMismatch {
+        pid: u32,
+        version: String,
+        cycles: u32,
+        numgc: u32,
+    },
+}
+
+/// Where the probes of one function go.
+#[derive(Clone, Debug)]
+pub struct FunctionPlan {
+    pub symbol: &'static str,
+    /// File offset of the function's entry.
+    pub file_offset: u64,
+    pub sites: FunctionProbes,
+}
+
+/// A Go process ready to be probed.
+#[derive(Debug)]
+pub struct Target {
+    pub process: Process,
+    /// The executable as the process sees it.
+    pub exe: PathBuf,
+    pub go_version: GoVersion,
+    pub stripped: bool,
+    pub layout: RuntimeLayout,
+    /// Run-time address of `runtime.work`.
+    pub work_addr: u64,
+    /// Run-time address of `runtime.memstats`.
+    pub memstats_addr: u64,
+    pub start_the_world: FunctionPlan,
+    /// Only probed on Go 1.21.
+    pub stop_the_world: FunctionPlan,
+    pub gc_start: FunctionPlan,
+}
+
+impl Target {
+    /// Inspects process `pid` and plans its probes.
+    pub fn analyze(pid: u32) -> Result<Self, TargetError> {
+        let process = Process::open(pid)?;
+        let exe = process.exe_path()?;
+        let data = process.read_exe()?;
+        let elf = ElfInfo::parse(&data, WANTED).map_err(|e| TargetError::NotElf {
+            pid,
+            exe: exe.clone(),
+            reason: e.to_string(),
+        })?;
+        if !elf.is_go {
+            return Err(TargetError::NotGo { pid, exe });
+        }
+        let unsupported = |version: String| TargetError::UnsupportedGoVersion {
+            pid,
+            exe: exe.clone(),
+            version,
+            range: version::supported_range(),
+        };
+        let raw = elf
+            .go_version
+            .clone()
+            .unwrap_or_else(|| "an unknown Go version".into());
+        let go_version = GoVersion::parse(&raw).ok_or_else(|| unsupported(raw.clone()))?;
+        let layout = layout::for_minor(go_version.minor)
+            .filter(|_| go_version.is_supported())
+            .ok_or_else(|| unsupported(raw.clone()))?;
+        if !elf.has_symtab {
+            return Err(TargetError::Stripped { pid, exe });
+        }
+        let bias = if elf.is_pie {
+            let base = process.exe_base()?.ok_or_else(|| TargetError::NotMapped {
+                pid,
+                exe: exe.clone(),
+            })?;
+            base.wrapping_sub(elf.first_load_vaddr)
+        } else {
+            0
+        };
+        let symbol = |name: &'static str| {
+            elf.symbols
+                .get(name)
+                .copied()
+                .ok_or_else(|| TargetError::MissingSymbol {
+                    pid,
+                    exe: exe.clone(),
+                    symbol: name,
+                })
+        };
+        let plan = |name: &'static str| -> Result<FunctionPlan, TargetError> {
+            let sym = symbol(name)?;
+            let missing = || TargetError::MissingSymbol {
+                pid,
+                exe: exe.clone(),
+                symbol: name,
+            };
+            let code = elf
+                .bytes_at(&data, sym.address, sym.size)
+                .ok_or_else(missing)?;
+            let sites =
+                disasm::probe_sites(code, sym.address).map_err(|source| TargetError::Disasm {
+                    pid,
+                    exe: exe.clone(),
+                    symbol: name,
+                    source,
+                })?;
+            let file_offset = elf.file_offset(sym.address).ok_or_else(missing)?;
+            Ok(FunctionPlan {
+                symbol: name,
+                file_offset,
+                sites,
+            })
+        };
+        let target = Self {
+            work_addr: symbol(WORK)?.address.wrapping_add(bias),
+            memstats_addr: symbol(MEMSTATS)?.address.wrapping_add(bias),
+            start_the_world: plan(START_THE_WORLD)?,
+            stop_the_world: plan(STOP_THE_WORLD)?,
+            gc_start: plan(GC_START)?,
+            stripped: false,
+            layout,
+            go_version,
+            exe,
+            process,
+        };
+        target.check_layout()?;
+        Ok(target)
+    }
+
+    /// Reads `work.cycles` and `memstats.numgc` from the live process: outside a GC they are
+    /// equal, during one `cycles == numgc + 1` (src/runtime/mgc.go: `work.cycles.Add(1)` in
+    /// gcStart, `memstats.numgc++` in gcMarkTermination). Anything else means wrong offsets.
+    pub fn check_layout(&self) -> Result<(), TargetError> {
+        let cycles = self
+            .process
+            .read_u32(self.work_addr + u64::from(self.layout.work_cycles))?;
+        let numgc = self
+            .process
+            .read_u32(self.memstats_addr + u64::from(self.layout.memstats_numgc))?;
+        if cycles == numgc || cycles == numgc.wrapping_add(1) {
+            Ok(())
+        } else {
+            Err(TargetError::LayoutMismatch {
+                pid: self.process.pid,
+                version: self.go_version.raw.clone(),
+                cycles,
+                numgc,
+            })
+        }
+    }
+}

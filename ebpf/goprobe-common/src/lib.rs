@@ -1,0 +1,138 @@
+//! The one definition of the kernel/user ABI of goprobe.
+//!
+//! Every struct that crosses between the eBPF programs (`goprobe-ebpf`) and the user-space agent
+//! (`goprobe`) lives here: `#[repr(C)]`, `Copy`, explicit padding, a size assertion each. With the
+//! `user` feature the structs implement [`aya::Pod`] so the agent can put them in maps.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Max number of processes the agent can watch at once (size of [`TargetConfig`] map).
+pub const MAX_TARGETS: u32 = 1024;
+/// Max number of threads that can be inside a stop-the-world at once, across all targets.
+pub const MAX_PENDING_STW: u32 = 4096;
+/// Max number of goroutines with a not-yet-consumed `gcStart` trigger.
+pub const MAX_PENDING_TRIGGERS: u32 = 8192;
+/// Size of the STW event ring buffer in bytes (power of two, multiple of the page size).
+pub const STW_RING_BYTES: u32 = 256 * 1024;
+
+/// Which calling convention of the Go runtime's stop/start-the-world functions a target has.
+///
+/// NB: `runtime.startTheWorldWithSema` changed its signature twice (src/runtime/proc.go):
+/// Go 1.21 `func startTheWorldWithSema() int64`; Go 1.22 `(now int64, w worldStop) int64` with
+/// `worldStop{reason; start}`; Go 1.23+ the same with `worldStop{reason; startedStopping;
+/// finishedStopping; stoppingCPUTime}`. The register positions of `reason` (BL) and the start time
+/// (RCX) are the same in 1.22 and 1.23+.
+pub mod stw_abi {
+    /// Go 1.21: reason from `stopTheWorldWithSema(reason)` entry, times from `runtime.work`.
+    pub const GO121: u32 = 1;
+    /// Go 1.22 and later: the `worldStop` record is passed to `startTheWorldWithSema` in registers.
+    pub const GO122: u32 = 2;
+}
+
+/// Per-process constants the probes need, keyed by tgid in the `TARGETS` map.
+///
+/// Addresses are run-time addresses (PIE load bias already applied); offsets come from the
+/// per-Go-version layout table in `agent/src/target/layout.rs`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TargetConfig {
+    /// One of [`stw_abi`].
+    pub stw_abi: u32,
+    /// Offset of `runtime.workType.cycles` (uint32).
+    pub off_work_cycles: u32,
+    /// Address of the `runtime.work` global.
+    pub work_addr: u64,
+    /// Address of the `runtime.memstats` global.
+    pub memstats_addr: u64,
+    /// Offset of `runtime.workType.pauseNS` (int64).
+    pub off_work_pause_ns: u32,
+    /// Offset of `runtime.workType.pauseStart` (int64; Go 1.21 only, else 0).
+    pub off_work_pause_start: u32,
+    /// Offset of `runtime.workType.userForced` (bool).
+    pub off_work_user_forced: u32,
+    /// Offset of `runtime.mstats.numgc` (uint32).
+    pub off_memstats_numgc: u32,
+    /// Offset of `runtime.g.m` (*m).
+    pub off_g_m: u32,
+    /// Offset of `runtime.m.curg` (*g).
+    pub off_m_curg: u32,
+}
+const _: () = assert!(size_of::<TargetConfig>() == 48);
+
+/// `StwEvent::trigger` when no `gcStart` was seen for the cycle.
+pub const TRIGGER_UNKNOWN: u8 = 0xff;
+
+/// `StwEvent::flags`: the stop entry (Go 1.21 `stopTheWorldWithSema`) was seen for this STW.
+pub const STW_FLAG_STOP_SEEN: u8 = 1 << 0;
+/// `StwEvent::flags`: the `startTheWorldWithSema` entry was seen for this STW.
+pub const STW_FLAG_START_SEEN: u8 = 1 << 1;
+/// `StwEvent::flags`: a read of the target's memory failed; runtime fields are zero.
+pub const STW_FLAG_READ_FAILED: u8 = 1 << 2;
+
+/// One stop-the-world as seen by the probes: raw readings, interpreted in user space
+/// (`agent/src/signal/gc.rs`). Times are the runtime's `nanotime()` (CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StwEvent {
+    pub tgid: u32,
+    pub tid: u32,
+    /// The runtime's `stwReason` (uint8).
+    pub reason: u8,
+    /// `gcTrigger.kind` of the `gcStart` that led to this STW, or [`TRIGGER_UNKNOWN`].
+    pub trigger: u8,
+    /// `work.userForced` read at the start of the world.
+    pub user_forced: u8,
+    /// `STW_FLAG_*` bits.
+    pub flags: u8,
+    /// `work.cycles` read at the start of the world.
+    pub cycles: u32,
+    /// `memstats.numgc` read at the start of the world.
+    pub numgc: u32,
+    pub _pad0: u32,
+    /// Go 1.22+: `worldStop.startedStopping` (RCX at `startTheWorldWithSema` entry).
+    pub started: i64,
+    /// Go 1.22+: the `now` argument of `startTheWorldWithSema` (RAX at entry; 0 if not passed).
+    pub now_arg: i64,
+    /// The value `startTheWorldWithSema` returned (RAX at its RET).
+    pub now: i64,
+    /// Go 1.21: `bpf_ktime_get_ns()` at `stopTheWorldWithSema` entry.
+    pub stop_ktime: i64,
+    /// Go 1.21: `work.pauseNS` at `stopTheWorldWithSema` entry.
+    pub pause_ns_at_stop: i64,
+    /// `work.pauseNS` at `startTheWorldWithSema` entry.
+    pub pause_ns_at_start: i64,
+    /// Go 1.21: `work.pauseStart` at `startTheWorldWithSema` entry.
+    pub pause_start: i64,
+}
+const _: () = assert!(size_of::<StwEvent>() == 80);
+
+/// Key of the pending-trigger map: a goroutine (`*g`) of one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoroutineKey {
+    pub tgid: u32,
+    pub _pad0: u32,
+    pub g: u64,
+}
+const _: () = assert!(size_of::<GoroutineKey>() == 16);
+
+/// Indexes of the `COUNTERS` per-CPU array.
+pub mod counter {
+    /// Events dropped because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// STWs whose pending state could not be stored (map full).
+    pub const PENDING_FULL: u32 = 1;
+    /// RET probes that fired without a matching entry (attached mid-STW).
+    pub const UNMATCHED_RET: u32 = 2;
+    /// Number of counters.
+    pub const LEN: u32 = 3;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are #[repr(C)], Copy, made of integers, with explicit padding fields.
+    unsafe impl aya::Pod for super::TargetConfig {}
+    unsafe impl aya::Pod for super::StwEvent {}
+    unsafe impl aya::Pod for super::GoroutineKey {}
+}

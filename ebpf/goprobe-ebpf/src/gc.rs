@@ -1,0 +1,227 @@
+//! GC and stop-the-world probes.
+//!
+//! NB: every stop-the-world, GC or not, ends in `runtime.startTheWorldWithSema`, which runs on
+//! the system stack (g0) of the thread that stopped the world (src/runtime/proc.go, Go 1.21–1.27).
+//! Per-STW state is therefore keyed by thread id between its entry probe and its RET probes.
+//! No uretprobes: RET instructions are probed instead (see agent/src/target/disasm.rs).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{map, uprobe},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::ProbeContext,
+};
+use goprobe_common::{
+    GoroutineKey, MAX_PENDING_STW, MAX_PENDING_TRIGGERS, MAX_TARGETS, STW_FLAG_READ_FAILED,
+    STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN,
+    TargetConfig, counter, stw_abi,
+};
+
+use crate::goabi::{ReadError, current_g, int_reg, read_user};
+
+/// Per-process constants, written by the agent before it attaches.
+#[map]
+static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// STWs in progress, keyed by thread id.
+#[map]
+static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
+
+/// `gcTrigger.kind` of the last `gcStart` call of each goroutine, consumed by the sweep-termination
+/// STW it leads to. LRU: `gcStart` often returns early without stopping the world.
+#[map]
+static GC_TRIGGERS: LruHashMap<GoroutineKey, u8> =
+    LruHashMap::with_max_entries(MAX_PENDING_TRIGGERS, 0);
+
+/// Finished STWs for user space.
+#[map]
+static STW_EVENTS: RingBuf = RingBuf::with_byte_size(STW_RING_BYTES, 0);
+
+/// Loss counters, see `goprobe_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+
+/// NB: `stwReason` values, identical in Go 1.21–1.27 (src/runtime/proc.go `stwGCSweepTerm`).
+const STW_GC_SWEEP_TERM: u8 = 2;
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn ids() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+/// Consumes the trigger recorded by `gcStart` for the goroutine on whose behalf this g0 runs.
+#[inline(always)]
+fn take_trigger(ctx: &ProbeContext, tgid: u32, cfg: &TargetConfig) -> u8 {
+    let lookup = || -> Result<u8, ReadError> {
+        // NB: on g0, R14 is g0 (asm_amd64.s `systemstack` sets R14); g0.m.curg is the
+        // goroutine that called gcStart (src/runtime/mgc.go: gcStart keeps its M with acquirem).
+        let g0 = current_g(ctx)?;
+        let m: u64 = read_user(g0 + cfg.off_g_m as u64)?;
+        let curg: u64 = read_user(m + cfg.off_m_curg as u64)?;
+        let key = GoroutineKey {
+            tgid,
+            _pad0: 0,
+            g: curg,
+        };
+        // SAFETY: the value is copied out before any other map operation.
+        let kind = unsafe { GC_TRIGGERS.get(&key) }.copied().ok_or(ReadError)?;
+        let _ = GC_TRIGGERS.remove(&key);
+        Ok(kind)
+    };
+    lookup().unwrap_or(TRIGGER_UNKNOWN)
+}
+
+/// `runtime.gcStart(trigger gcTrigger)` entry: remember why a GC may be about to start.
+#[uprobe]
+pub fn gc_start_entry(ctx: ProbeContext) -> u32 {
+    match try_gc_start_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_gc_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let (tgid, _) = ids();
+    // NB: gcTrigger{kind int; now int64; n uint32} is split into RAX, RBX, RCX (Go 1.21–1.27,
+    // src/runtime/mgc.go). gcStart runs on the calling goroutine, R14 = that g.
+    let kind = int_reg(ctx, 0)?;
+    let g = current_g(ctx)?;
+    let key = GoroutineKey { tgid, _pad0: 0, g };
+    GC_TRIGGERS
+        .insert(&key, &(kind as u8), 0)
+        .map_err(|_| ReadError)
+}
+
+/// Go 1.21 `runtime.stopTheWorldWithSema(reason stwReason)` entry: the reason is only known here.
+#[uprobe]
+pub fn stw_stop_entry(ctx: ProbeContext) -> u32 {
+    match try_stw_stop_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let (tgid, tid) = ids();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { TARGETS.get(&tgid) }.copied().ok_or(ReadError)?;
+    let mut ev = StwEvent {
+        tgid,
+        tid,
+        reason: int_reg(ctx, 0)? as u8, // NB: AL = reason (Go 1.21 proc.go)
+        trigger: TRIGGER_UNKNOWN,
+        flags: STW_FLAG_STOP_SEEN,
+        stop_ktime: unsafe { bpf_ktime_get_ns() } as i64,
+        ..StwEvent::default()
+    };
+    match read_user::<i64>(cfg.work_addr + cfg.off_work_pause_ns as u64) {
+        Ok(v) => ev.pause_ns_at_stop = v,
+        Err(_) => ev.flags |= STW_FLAG_READ_FAILED,
+    }
+    if ev.reason == STW_GC_SWEEP_TERM {
+        ev.trigger = take_trigger(ctx, tgid, &cfg);
+    }
+    if STW_PENDING.insert(&tid, &ev, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    Ok(())
+}
+
+/// `runtime.startTheWorldWithSema` entry (placed after the stack-bound check).
+#[uprobe]
+pub fn stw_start_entry(ctx: ProbeContext) -> u32 {
+    match try_stw_start_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let (tgid, tid) = ids();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { TARGETS.get(&tgid) }.copied().ok_or(ReadError)?;
+    let mut ev = if cfg.stw_abi == stw_abi::GO121 {
+        // SAFETY: copied out immediately.
+        match unsafe { STW_PENDING.get(&tid) } {
+            Some(ev) => *ev,
+            // Attached between the stop and the start of this STW: its reason is unknown.
+            None => return Ok(()),
+        }
+    } else {
+        // NB: Go 1.22+ `startTheWorldWithSema(now int64, w worldStop) int64`: RAX = now,
+        // BL = w.reason, RCX = w.startedStopping (1.22 `start`) (src/runtime/proc.go).
+        let reason = int_reg(ctx, 1)? as u8;
+        let mut ev = StwEvent {
+            tgid,
+            tid,
+            reason,
+            trigger: TRIGGER_UNKNOWN,
+            now_arg: int_reg(ctx, 0)? as i64,
+            started: int_reg(ctx, 2)? as i64,
+            ..StwEvent::default()
+        };
+        if reason == STW_GC_SWEEP_TERM {
+            ev.trigger = take_trigger(ctx, tgid, &cfg);
+        }
+        ev
+    };
+    ev.flags |= STW_FLAG_START_SEEN;
+    read_runtime_state(&cfg, &mut ev);
+    if STW_PENDING.insert(&tid, &ev, 0).is_err() {
+        bump(counter::PENDING_FULL);
+    }
+    Ok(())
+}
+
+/// Reads `runtime.work` and `runtime.memstats` fields into the event.
+#[inline(always)]
+fn read_runtime_state(cfg: &TargetConfig, ev: &mut StwEvent) {
+    let work = cfg.work_addr;
+    let mut read = || -> Result<(), ReadError> {
+        ev.cycles = read_user(work + cfg.off_work_cycles as u64)?;
+        ev.pause_ns_at_start = read_user(work + cfg.off_work_pause_ns as u64)?;
+        ev.user_forced = read_user(work + cfg.off_work_user_forced as u64)?;
+        ev.numgc = read_user(cfg.memstats_addr + cfg.off_memstats_numgc as u64)?;
+        if cfg.stw_abi == stw_abi::GO121 {
+            ev.pause_start = read_user(work + cfg.off_work_pause_start as u64)?;
+        }
+        Ok(())
+    };
+    if read().is_err() {
+        ev.flags |= STW_FLAG_READ_FAILED;
+    }
+}
+
+/// Each RET of `runtime.startTheWorldWithSema`: RAX holds the `now` it returns.
+#[uprobe]
+pub fn stw_start_ret(ctx: ProbeContext) -> u32 {
+    match try_stw_start_ret(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_stw_start_ret(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let (_, tid) = ids();
+    // SAFETY: copied out immediately.
+    let Some(pending) = (unsafe { STW_PENDING.get(&tid) }).copied() else {
+        bump(counter::UNMATCHED_RET);
+        return Ok(());
+    };
+    let _ = STW_PENDING.remove(&tid);
+    if pending.flags & STW_FLAG_START_SEEN == 0 {
+        bump(counter::UNMATCHED_RET);
+        return Ok(());
+    }
+    let mut ev = pending;
+    ev.now = int_reg(ctx, 0)? as i64;
+    if STW_EVENTS.output::<StwEvent>(&ev, 0).is_err() {
+        bump(counter::RINGBUF_FULL);
+    }
+    Ok(())
+}

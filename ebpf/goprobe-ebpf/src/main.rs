@@ -1,0 +1,21 @@
+//! goprobe's kernel-side programs: uprobes on the Go runtime.
+//!
+//! One module per signal. Each `#[uprobe]` entry point is a thin wrapper over a `try_*` function
+//! that returns `Result`; no panics, no unwraps. All structs that reach user space are defined in
+//! `goprobe-common`.
+#![no_std]
+#![no_main]
+
+mod gc;
+mod goabi;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // NB: unreachable in a verified program; the verifier rejects code that could get here.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

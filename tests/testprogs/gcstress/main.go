@@ -1,0 +1,151 @@
+// gcstress is goprobe's ground-truth workload: it forces GC cycles while goprobe watches and
+// reports what the Go runtime itself recorded, so tests can compare goprobe's numbers with it.
+//
+// Protocol: it prints "ready" once idle, waits for a line on stdin, runs, then prints one JSON
+// document on stdout and exits.
+//
+//	-mode=pauses  run until -cycles GC cycles completed; report MemStats.PauseNs of each cycle
+//	              and how many times ReadMemStats was called.
+//	-mode=churn   allocate and verify data structures until stdin says "stop" (or closes);
+//	              report iterations and verification failures (run it with GODEBUG=gccheckmark=1).
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+type node struct {
+	left, right *node
+	value       int64
+	payload     []byte
+}
+
+// build makes a complete binary tree of the given depth whose values sum to a known number.
+func build(depth int, value int64) *node {
+	n := &node{value: value, payload: make([]byte, 32+value%64)}
+	if depth > 0 {
+		n.left = build(depth-1, 2*value)
+		n.right = build(depth-1, 2*value+1)
+	}
+	return n
+}
+
+func (n *node) sum() int64 {
+	if n == nil {
+		return 0
+	}
+	if int64(len(n.payload)) != 32+n.value%64 {
+		return -1 << 40 // corrupted
+	}
+	return n.value + n.left.sum() + n.right.sum()
+}
+
+// expected is the sum of values of build(depth, 1): the heap numbering 1..2^(depth+1)-1.
+func expected(depth int) int64 {
+	n := int64(1)<<(depth+1) - 1
+	return n * (n + 1) / 2
+}
+
+func numGC() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s) // no stop-the-world, unlike ReadMemStats
+	return s[0].Value.Uint64()
+}
+
+// churn allocates trees on a few goroutines and checks each one after building it.
+func churn(stop *atomic.Bool, iterations, failures *atomic.Int64) {
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var keep []*node
+			for !stop.Load() {
+				t := build(10, 1)
+				keep = append(keep, t)
+				if len(keep) > 8 {
+					keep = keep[1:]
+				}
+				for _, k := range keep {
+					if k.sum() != expected(10) {
+						failures.Add(1)
+					}
+				}
+				iterations.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func main() {
+	mode := flag.String("mode", "pauses", "pauses or churn")
+	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250)")
+	flag.Parse()
+	if *cycles > 250 {
+		*cycles = 250 // MemStats.PauseNs keeps the last 256 cycles
+	}
+	debug.SetGCPercent(20)
+	runtime.GC() // no cycle in flight when we say ready
+	in := bufio.NewScanner(os.Stdin)
+	fmt.Println("ready")
+	in.Scan()
+
+	var stop atomic.Bool
+	var iterations, failures atomic.Int64
+	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid()}
+	switch *mode {
+	case "churn":
+		go func() {
+			for in.Scan() && in.Text() != "stop" {
+			}
+			stop.Store(true)
+		}()
+		churn(&stop, &iterations, &failures)
+		out["iterations"] = iterations.Load()
+		out["failures"] = failures.Load()
+	default:
+		start := numGC()
+		done := make(chan struct{})
+		go func() { churn(&stop, &iterations, &failures); close(done) }()
+		readMemStats := 0
+		var ms runtime.MemStats
+		for i := 0; numGC() < start+uint64(*cycles); i++ {
+			switch {
+			case i%3 == 0:
+				runtime.GC()
+			case i%7 == 0:
+				runtime.ReadMemStats(&ms)
+				readMemStats++
+			default:
+				_ = build(12, 1)
+			}
+		}
+		stop.Store(true)
+		<-done
+		runtime.ReadMemStats(&ms)
+		readMemStats++
+		pauses := map[string]uint64{}
+		for c := start + 1; c <= uint64(ms.NumGC); c++ {
+			pauses[strconv.FormatUint(c, 10)] = ms.PauseNs[(c+255)%256]
+		}
+		out["numgc_start"] = start
+		out["numgc_end"] = ms.NumGC
+		out["pause_ns"] = pauses
+		out["read_mem_stats"] = readMemStats
+		out["failures"] = failures.Load()
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		panic(err)
+	}
+}

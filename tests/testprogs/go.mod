@@ -1,0 +1,3 @@
+module goprobe.test/testprogs
+
+go 1.21
