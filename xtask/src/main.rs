@@ -1,1 +1,178 @@
-fn main() {}
+//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|go`.
+//!
+//! The only place that knows how to drive the toolchain: the nightly compiler and bpf-linker for
+//! the eBPF crate, the Go toolchains the tests build their programs with.
+
+mod demo;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo goprobe")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what this machine lacks (idempotent; a no-op when all is there).
+    Setup,
+    /// Setup, then a release build: target/release/goprobe.
+    Build,
+    /// Build, start the bundled demo Go service, attach goprobe to it and print the report.
+    Demo {
+        /// Seconds to watch the demo.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+    /// Setup, then every test tier: unit tests and root integration tests with real BPF.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// fmt check, clippy -D warnings (host crates and the eBPF crate), then `test`.
+    Ci,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => {
+            setup::bpf_toolchain()?;
+            build_release()
+        }
+        Cmd::Demo { seconds } => {
+            setup::all()?;
+            build_release()?;
+            demo::run(seconds)
+        }
+        Cmd::Test { args } => {
+            setup::all()?;
+            test(&args)
+        }
+        Cmd::Ci => ci(),
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+/// `cargo` with PATH extended so that bpf-linker (in ~/.cargo/bin) is found by aya-build.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root())
+        .env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+/// Runs `cmd`, failing with its command line when it fails.
+pub fn exec(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn build_release() -> Result<()> {
+    exec(cargo().args(["build", "--release", "--locked", "-p", "goprobe"]))
+}
+
+/// Builds every Go test program with every Go release: target/testprogs/<version>/<program>.
+fn build_testprogs() -> Result<PathBuf> {
+    let out = root().join("target/testprogs");
+    for version in setup::GO_VERSIONS {
+        let dir = out.join(version);
+        std::fs::create_dir_all(&dir)?;
+        exec(
+            Command::new(setup::go_bin(version))
+                .current_dir(root().join("tests/testprogs"))
+                .envs(demo::go_env())
+                .args(["build", "-o"])
+                .arg(format!("{}/", dir.display()))
+                .args(["./gcstress", "./demo"]),
+        )?;
+    }
+    Ok(out)
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let testprogs = build_testprogs()?;
+    // NB: integration tests attach uprobes and load BPF: they need root (CI runs as root).
+    // Two test threads: each test drives a Go program and a goprobe process on 2 cores.
+    exec(
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "--workspace",
+                "--exclude",
+                "goprobe-ebpf",
+            ])
+            .args(args)
+            .env("GOPROBE_TESTPROGS", testprogs)
+            .env(
+                "RUST_TEST_THREADS",
+                std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "2".into()),
+            ),
+    )
+}
+
+fn ci() -> Result<()> {
+    setup::all()?;
+    exec(cargo().args(["fmt", "--all", "--check"]))?;
+    exec(cargo().args([
+        "clippy",
+        "--locked",
+        "--workspace",
+        "--exclude",
+        "goprobe-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate, checked for its real target the way aya-build compiles it.
+    exec(
+        Command::new("rustup")
+            .current_dir(root())
+            .env("PATH", setup::path_with_cargo_bin())
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "clippy",
+                "--locked",
+                "-p",
+                "goprobe-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "--cfg=bpf_target_arch=\"x86_64\"",
+            )
+            .env("CARGO_TARGET_DIR", root().join("target/ebpf-clippy")),
+    )?;
+    test(&[])
+}

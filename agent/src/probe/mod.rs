@@ -199,7 +199,7 @@ impl Probes {
         }
     }
 
-    /// Events the kernel side had to drop (ring buffer or pending map full, unmatched exits).
+    /// Events the kernel side had to drop (ring buffer or pending-STW map full).
     pub fn lost_events(&self) -> u64 {
         let Some(map) = self.ebpf.map("COUNTERS") else {
             return 0;

@@ -73,8 +73,8 @@ fn take_trigger(ctx: &ProbeContext, tgid: u32, cfg: &TargetConfig) -> u8 {
             g: curg,
         };
         // SAFETY: the value is copied out before any other map operation.
-        let kind = unsafe { GC_TRIGGERS.get(&key) }.copied().ok_or(ReadError)?;
-        let _ = GC_TRIGGERS.remove(&key);
+        let kind = unsafe { GC_TRIGGERS.get(key) }.copied().ok_or(ReadError)?;
+        let _ = GC_TRIGGERS.remove(key);
         Ok(kind)
     };
     lookup().unwrap_or(TRIGGER_UNKNOWN)
@@ -96,7 +96,7 @@ fn try_gc_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let g = current_g(ctx)?;
     let key = GoroutineKey { tgid, _pad0: 0, g };
     GC_TRIGGERS
-        .insert(&key, &(kind as u8), 0)
+        .insert(key, kind as u8, 0)
         .map_err(|_| ReadError)
 }
 
@@ -111,7 +111,7 @@ pub fn stw_stop_entry(ctx: ProbeContext) -> u32 {
 fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
-    let cfg = unsafe { TARGETS.get(&tgid) }.copied().ok_or(ReadError)?;
+    let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
     let mut ev = StwEvent {
         tgid,
         tid,
@@ -128,7 +128,7 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if ev.reason == STW_GC_SWEEP_TERM {
         ev.trigger = take_trigger(ctx, tgid, &cfg);
     }
-    if STW_PENDING.insert(&tid, &ev, 0).is_err() {
+    if STW_PENDING.insert(tid, ev, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
     Ok(())
@@ -145,10 +145,10 @@ pub fn stw_start_entry(ctx: ProbeContext) -> u32 {
 fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
-    let cfg = unsafe { TARGETS.get(&tgid) }.copied().ok_or(ReadError)?;
+    let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
     let mut ev = if cfg.stw_abi == stw_abi::GO121 {
         // SAFETY: copied out immediately.
-        match unsafe { STW_PENDING.get(&tid) } {
+        match unsafe { STW_PENDING.get(tid) } {
             Some(ev) => *ev,
             // Attached between the stop and the start of this STW: its reason is unknown.
             None => return Ok(()),
@@ -173,7 +173,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     };
     ev.flags |= STW_FLAG_START_SEEN;
     read_runtime_state(&cfg, &mut ev);
-    if STW_PENDING.insert(&tid, &ev, 0).is_err() {
+    if STW_PENDING.insert(tid, ev, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
     Ok(())
@@ -209,11 +209,11 @@ pub fn stw_start_ret(ctx: ProbeContext) -> u32 {
 fn try_stw_start_ret(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (_, tid) = ids();
     // SAFETY: copied out immediately.
-    let Some(pending) = (unsafe { STW_PENDING.get(&tid) }).copied() else {
+    let Some(pending) = (unsafe { STW_PENDING.get(tid) }).copied() else {
         bump(counter::UNMATCHED_RET);
         return Ok(());
     };
-    let _ = STW_PENDING.remove(&tid);
+    let _ = STW_PENDING.remove(tid);
     if pending.flags & STW_FLAG_START_SEEN == 0 {
         bump(counter::UNMATCHED_RET);
         return Ok(());

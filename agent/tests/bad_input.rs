@@ -1,0 +1,126 @@
+//! Bad input gets one clear line on stderr and a non-zero exit, never a panic.
+
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{Proc, goprobe_output, start_testprog, testprog};
+
+/// Asserts goprobe failed with exactly one error line that contains every `needle`.
+fn assert_clean_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}; stderr: {stderr}",
+        out.status
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {stderr}");
+    assert!(lines[0].starts_with("goprobe: error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{n:?} not in: {stderr}");
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn pid_that_does_not_exist() {
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = (pid_max + 1).to_string();
+    assert_clean_error(
+        &goprobe_output(&["attach", &pid]),
+        &[&format!("no process with pid {pid}")],
+    );
+}
+
+#[test]
+fn process_that_is_not_go() {
+    let sleep = Proc::spawn({
+        let mut c = Command::new("sleep");
+        c.arg("60");
+        c
+    });
+    let out = goprobe_output(&["attach", &sleep.pid().to_string()]);
+    assert_clean_error(&out, &["is not a Go program", "sleep"]);
+}
+
+#[test]
+fn kernel_thread() {
+    // NB: pid 2 is kthreadd on every Linux since 2.6.
+    assert_clean_error(
+        &goprobe_output(&["attach", "2"]),
+        &["pid 2 (kthreadd) is a kernel thread"],
+    );
+}
+
+/// A copy of a real Go 1.27.3 program whose build info claims another Go version.
+fn with_go_version(version: &str) -> std::path::PathBuf {
+    let data = std::fs::read(testprog("gcstress", "1.27.3")).unwrap();
+    let magic = data
+        .windows(14)
+        .position(|w| w == b"\xff Go buildinf:")
+        .expect("buildinfo");
+    let at = magic
+        + data[magic..]
+            .windows(8)
+            .position(|w| w == b"go1.27.3")
+            .expect("version");
+    let mut patched = data.clone();
+    patched[at..at + 8].copy_from_slice(version.as_bytes());
+    let dir = std::env::temp_dir().join(format!("goprobe-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("gcstress-{version}"));
+    std::fs::write(&path, patched).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn go_versions_outside_the_supported_range() {
+    for version in ["go1.19.3", "go1.28.0"] {
+        let bin = with_go_version(version);
+        let prog = Proc::spawn(Command::new(&bin));
+        prog.wait_stdout("ready", std::time::Duration::from_secs(30));
+        let out = goprobe_output(&["attach", &prog.pid().to_string()]);
+        assert_clean_error(&out, &[version, "supported: Go 1.21 to 1.27"]);
+    }
+}
+
+#[test]
+fn missing_capabilities_are_named() {
+    let prog = start_testprog("gcstress", "1.27.3", &[], &[]);
+    let pid = prog.pid().to_string();
+    let without = |caps: &str| {
+        Command::new("setpriv")
+            .arg(format!("--bounding-set={caps}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_goprobe"))
+            .args(["attach", &pid])
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    assert_clean_error(
+        &without("-bpf,-perfmon,-sys_admin"),
+        &["CAP_BPF", "CAP_PERFMON", "run as root"],
+    );
+    assert_clean_error(&without("-sys_ptrace"), &["CAP_SYS_PTRACE"]);
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = goprobe_output(&["attach", "1", "--duration", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a number of seconds"));
+}

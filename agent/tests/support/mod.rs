@@ -1,0 +1,164 @@
+//! Shared by the root integration tests: Go test programs built by `cargo xtask test`, child
+//! processes killed on drop, and running the real `goprobe` binary against them.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::PathBuf,
+    process::{Child, ChildStdin, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::Duration,
+};
+
+/// Path of a Go test program built with one Go release (`cargo xtask test` builds them).
+pub fn testprog(name: &str, go: &str) -> PathBuf {
+    let root = std::env::var_os("GOPROBE_TESTPROGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testprogs"));
+    let path = root.join(go).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds the Go test programs",
+        path.display()
+    );
+    path
+}
+
+/// The goprobe binary under test.
+pub fn goprobe() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_goprobe"));
+    cmd.env("RUST_LOG", "goprobe=info");
+    cmd
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    stdout_lines: mpsc::Receiver<String>,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with piped stdio; stdout and stderr are read line by line in the background.
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout_lines = lines(child.stdout.take().expect("stdout"));
+        let stderr_lines = lines(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            stdin,
+            stdout_lines,
+            stderr_lines,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for a stdout line containing `needle`.
+    pub fn wait_stdout(&self, needle: &str, timeout: Duration) -> String {
+        wait_line(&self.stdout_lines, needle, timeout, "stdout")
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `needle`.
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
+        wait_line(&self.stderr_lines, needle, timeout, "stderr")
+    }
+
+    /// Writes one line to stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child stdin");
+        stdin.flush().expect("flush child stdin");
+    }
+
+    /// Waits for exit (at most `timeout`), returning the status and all remaining output.
+    pub fn finish(mut self, timeout: Duration) -> (std::process::ExitStatus, String, String) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {} did not exit in {timeout:?}",
+                self.pid()
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        let drain = |rx: &mpsc::Receiver<String>| {
+            let mut s = String::new();
+            while let Ok(l) = rx.recv_timeout(Duration::from_secs(2)) {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s
+        };
+        (status, drain(&self.stdout_lines), drain(&self.stderr_lines))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, what: &str) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no {what} line with {needle:?} within {timeout:?}; saw: {seen:#?}"),
+        }
+    }
+}
+
+/// Runs goprobe to completion (for error cases).
+pub fn goprobe_output(args: &[&str]) -> Output {
+    goprobe().args(args).output().expect("run goprobe")
+}
+
+/// Starts a Go test program and waits for its "ready".
+pub fn start_testprog(name: &str, go: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(testprog(name, go));
+    cmd.args(args).envs(env.iter().copied());
+    let p = Proc::spawn(cmd);
+    p.wait_stdout("ready", Duration::from_secs(30));
+    p
+}
+
+/// Starts `goprobe attach <pid> <extra>` and waits until its probes are attached.
+pub fn attach(pid: u32, extra: &[&str]) -> Proc {
+    let mut cmd = goprobe();
+    cmd.arg("attach").arg(pid.to_string()).args(extra);
+    let p = Proc::spawn(cmd);
+    p.wait_stderr("attached to pid", Duration::from_secs(60));
+    p
+}
