@@ -52,6 +52,17 @@ fn bump(index: u32) {
     }
 }
 
+/// Records that an STW's state could not be kept; the pause will be missing from the report.
+#[inline(always)]
+fn pending_full(ctx: &ProbeContext, tid: u32) {
+    bump(counter::PENDING_FULL);
+    aya_log_ebpf::warn!(
+        ctx,
+        "STW_PENDING full: dropped the stop-the-world of tid {}",
+        tid
+    );
+}
+
 #[inline(always)]
 fn ids() -> (u32, u32) {
     let id = bpf_get_current_pid_tgid();
@@ -129,7 +140,7 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         ev.trigger = take_trigger(ctx, tgid, &cfg);
     }
     if STW_PENDING.insert(tid, ev, 0).is_err() {
-        bump(counter::PENDING_FULL);
+        pending_full(ctx, tid);
     }
     Ok(())
 }
@@ -174,7 +185,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     ev.flags |= STW_FLAG_START_SEEN;
     read_runtime_state(&cfg, &mut ev);
     if STW_PENDING.insert(tid, ev, 0).is_err() {
-        bump(counter::PENDING_FULL);
+        pending_full(ctx, tid);
     }
     Ok(())
 }
