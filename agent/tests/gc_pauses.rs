@@ -13,8 +13,9 @@ use support::{attach, start_testprog};
 /// The runtime may differ from goprobe by at most this much (the bound: 1 µs).
 const TOLERANCE_NS: i64 = 1_000;
 
-fn check_exact_pauses(go: &str) {
-    let mut prog = start_testprog("gcstress", go, &["-cycles", "120"], &[]);
+/// `program` is one of the gcstress builds (see xtask `build_testprogs`).
+fn check_exact_pauses(go: &str, program: &str) {
+    let mut prog = start_testprog(program, go, &["-cycles", "120"], &[]);
     let probe = attach(prog.pid(), &["--json"]);
     prog.send("start");
     let (status, out, err) = prog.finish(Duration::from_secs(120));
@@ -106,7 +107,7 @@ fn check_exact_pauses(go: &str) {
         "ReadMemStats STWs"
     );
     eprintln!(
-        "Go {go}: {} cycles, {exact} exact to the ns, {rms} ReadMemStats, attach {} ms, cpu {} ms",
+        "Go {go} {program}: {} cycles, {exact} exact to the ns, {rms} ReadMemStats, attach {} ms, cpu {} ms",
         end - start,
         report["agent"]["attach_ms"],
         report["agent"]["cpu_ms"]
@@ -115,20 +116,45 @@ fn check_exact_pauses(go: &str) {
 
 #[test]
 fn go1_21_pauses_match_memstats() {
-    check_exact_pauses("1.21.13");
+    check_exact_pauses("1.21.13", "gcstress");
+}
+
+#[test]
+fn go1_21_without_dwarf_pauses_match_memstats() {
+    check_exact_pauses("1.21.13", "gcstress-nodwarf");
 }
 
 #[test]
 fn go1_23_pauses_match_memstats() {
-    check_exact_pauses("1.23.9");
+    check_exact_pauses("1.23.9", "gcstress");
+}
+
+#[test]
+fn go1_23_without_dwarf_pauses_match_memstats() {
+    check_exact_pauses("1.23.9", "gcstress-nodwarf");
 }
 
 #[test]
 fn go1_25_pauses_match_memstats() {
-    check_exact_pauses("1.25.5");
+    check_exact_pauses("1.25.5", "gcstress");
+}
+
+#[test]
+fn go1_25_without_dwarf_pauses_match_memstats() {
+    check_exact_pauses("1.25.5", "gcstress-nodwarf");
 }
 
 #[test]
 fn go1_27_pauses_match_memstats() {
-    check_exact_pauses("1.27.3");
+    check_exact_pauses("1.27.3", "gcstress");
+}
+
+#[test]
+fn go1_27_without_dwarf_pauses_match_memstats() {
+    check_exact_pauses("1.27.3", "gcstress-nodwarf");
+}
+
+#[test]
+fn go1_27_race_build_pauses_match_memstats() {
+    check_exact_pauses("1.27.3", "gcstress-race");
 }

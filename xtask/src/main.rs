@@ -92,20 +92,38 @@ fn build_release() -> Result<()> {
     exec(cargo().args(["build", "--release", "--locked", "-p", "goprobe"]))
 }
 
-/// Builds every Go test program with every Go release: target/testprogs/<version>/<program>.
+/// Builds every Go test program with every Go release into target/testprogs/<version>/:
+/// `gcstress` and `demo` as `go build` makes them, `gcstress-nodwarf` without DWARF
+/// (`-ldflags=-w`: goprobe falls back to its layout table) and, with the newest release,
+/// `gcstress-race` (`-race`, cgo-linked).
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
-    for version in setup::GO_VERSIONS {
+    let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
+    for &version in setup::GO_VERSIONS {
         let dir = out.join(version);
         std::fs::create_dir_all(&dir)?;
-        exec(
-            Command::new(setup::go_bin(version))
-                .current_dir(root().join("tests/testprogs"))
-                .envs(demo::go_env())
-                .args(["build", "-o"])
-                .arg(format!("{}/", dir.display()))
-                .args(["./gcstress", "./demo"]),
+        let go = |args: &[&str], cgo: bool| -> Result<()> {
+            exec(
+                Command::new(setup::go_bin(version))
+                    .current_dir(root().join("tests/testprogs"))
+                    .envs(demo::go_env())
+                    .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+                    .arg("build")
+                    .args(args),
+            )
+        };
+        let o = |name: &str| dir.join(name).display().to_string();
+        go(
+            &["-o", &format!("{}/", dir.display()), "./gcstress", "./demo"],
+            false,
         )?;
+        go(
+            &["-ldflags=-w", "-o", &o("gcstress-nodwarf"), "./gcstress"],
+            false,
+        )?;
+        if version == newest {
+            go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
+        }
     }
     Ok(out)
 }

@@ -3,6 +3,7 @@
 //! probes read.
 
 pub mod disasm;
+pub mod dwarf;
 pub mod elf;
 pub mod layout;
 pub mod proc;
@@ -95,6 +96,15 @@ pub enum TargetError {
     },
 }
 
+/// Where a target's runtime struct offsets came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutSource {
+    /// The binary's own DWARF.
+    Dwarf,
+    /// goprobe's per-release table (no DWARF in the binary).
+    Table,
+}
+
 /// Where the probes of one function go.
 #[derive(Clone, Debug)]
 pub struct FunctionPlan {
@@ -113,6 +123,8 @@ pub struct Target {
     pub go_version: GoVersion,
     pub stripped: bool,
     pub layout: RuntimeLayout,
+    /// Where `layout` came from.
+    pub layout_source: LayoutSource,
     /// Run-time address of `runtime.work`.
     pub work_addr: u64,
     /// Run-time address of `runtime.memstats`.
@@ -154,6 +166,19 @@ impl Target {
         if !elf.has_symtab {
             return Err(TargetError::Stripped { pid, exe });
         }
+        let (layout, layout_source) = match dwarf::DwarfFields::read(&data) {
+            Ok(Some(fields)) if !fields.is_empty() => (fields.apply(layout), LayoutSource::Dwarf),
+            Ok(_) => (layout, LayoutSource::Table),
+            Err(e) => {
+                tracing::warn!(
+                    pid,
+                    "unreadable DWARF ({e}); using the Go {} table",
+                    go_version
+                );
+                (layout, LayoutSource::Table)
+            }
+        };
+        tracing::debug!(pid, ?layout, ?layout_source, "runtime layout");
         let bias = if elf.is_pie {
             let base = process.exe_base()?.ok_or_else(|| TargetError::NotMapped {
                 pid,
@@ -205,6 +230,7 @@ impl Target {
             gc_start: plan(GC_START)?,
             stripped: false,
             layout,
+            layout_source,
             go_version,
             exe,
             process,

@@ -1,0 +1,53 @@
+//! The per-release runtime layout table agrees with the DWARF of real binaries built by each
+//! Go release: a new Go release is a table edit plus this test.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod support;
+
+use goprobe::target::{dwarf::DwarfFields, elf::ElfInfo, layout, version::GoVersion};
+
+fn check(go: &str) {
+    let data = std::fs::read(support::testprog("gcstress", go)).unwrap();
+    let elf = ElfInfo::parse(&data, &[]).unwrap();
+    let version = GoVersion::parse(elf.go_version.as_deref().unwrap()).unwrap();
+    assert_eq!(version.raw, format!("go{go}"));
+    let table = layout::for_minor(version.minor).unwrap();
+    let fields = DwarfFields::read(&data)
+        .unwrap()
+        .expect("test programs keep their DWARF");
+    let expected = if table.work_pause_start.is_some() {
+        7
+    } else {
+        6
+    };
+    assert_eq!(
+        fields.len(),
+        expected,
+        "Go {go}: fields found in DWARF: {fields:?}"
+    );
+    assert_eq!(
+        fields.apply(table),
+        table,
+        "Go {go}: the table disagrees with DWARF {fields:?}"
+    );
+}
+
+#[test]
+fn go1_21_table_matches_dwarf() {
+    check("1.21.13");
+}
+
+#[test]
+fn go1_23_table_matches_dwarf() {
+    check("1.23.9");
+}
+
+#[test]
+fn go1_25_table_matches_dwarf() {
+    check("1.25.5");
+}
+
+#[test]
+fn go1_27_table_matches_dwarf() {
+    check("1.27.3");
+}
