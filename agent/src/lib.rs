@@ -2,9 +2,8 @@
 //!
 //! Data flows one way: [`target`] (what the process is, where probes go) → [`probe`] (BPF
 //! programs, attached) → [`signal`] (raw events → domain records) → [`report`] (outputs).
-//! The command line ([`cli`]) drives it; see ARCHITECTURE.md for one walk end to end.
+//! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
-pub mod cli;
 pub mod clock;
 pub mod privileges;
 pub mod probe;

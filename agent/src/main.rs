@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::Parser as _;
-use goprobe::cli::{Cli, Command, attach};
+use cli::{Cli, Command, attach};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {

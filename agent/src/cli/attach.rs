@@ -12,11 +12,10 @@ use clap::Args;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{debug, info};
 
-use crate::{
+use goprobe::{
     clock::Clock,
     privileges,
-    probe::BpfLogger,
-    probe::Probes,
+    probe::{BpfLogger, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
     signal::gc::GcTracker,
     target::Target,
