@@ -125,7 +125,7 @@ impl GcTracker {
         // STW of cycle N is the mark termination that sees numgc == cycles == N. Earlier mark
         // terminations of the same cycle are restarts (issue #27993) that resume marking.
         let is_final = ev.reason == GC_MARK_TERM && ev.numgc == ev.cycles;
-        let (start_mono_ns, duration) = self.duration(ev, is_final);
+        let (start_mono_ns, duration) = self.duration(ev, is_gc, is_final);
         let stw = Stw {
             reason: reason_name(ev.reason),
             start_mono_ns,
@@ -179,14 +179,13 @@ impl GcTracker {
     }
 
     /// `(start, duration)` of one STW, in the runtime's terms.
-    fn duration(&self, ev: &StwEvent, is_final: bool) -> (i64, i64) {
+    fn duration(&self, ev: &StwEvent, is_gc: bool, is_final: bool) -> (i64, i64) {
         if self.abi != stw_abi::GO121 {
             // NB: Go 1.22+ (src/runtime/mgc.go): `work.pauseNS += now - stw.startedStopping`
             // where `now` is what startTheWorldWithSema returned; for the final mark termination
             // `now` is passed in and returned unchanged.
             return (ev.started, ev.now - ev.started);
         }
-        let is_gc = ev.reason == GC_MARK_TERM || ev.reason == GC_SWEEP_TERM;
         match (is_gc, is_final) {
             // NB: Go 1.21 gcMarkTermination adds `now - work.pauseStart` to work.pauseNS with a
             // `now` taken before it calls startTheWorldWithSema: the pause is the increment.
