@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{exec, root, setup};
+use crate::{root, setup};
 
 /// The Go release the demo is built with.
 const DEMO_GO: &str = "1.27.3";
@@ -25,13 +25,10 @@ impl Drop for KillOnDrop {
 pub fn run(seconds: u32) -> Result<()> {
     let out = root().join("target/demo");
     let bin = out.join("demo");
-    exec(
-        Command::new(setup::go_bin(DEMO_GO))
-            .current_dir(root().join("tests/testprogs"))
-            .envs(go_env())
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg("./demo"),
+    setup::go_build(
+        DEMO_GO,
+        false,
+        &["-o", &bin.display().to_string(), "./demo"],
     )?;
     let mut child = Command::new(&bin)
         .stdout(Stdio::piped())
@@ -58,16 +55,4 @@ pub fn run(seconds: u32) -> Result<()> {
         bail!("goprobe attach failed ({status})");
     }
     Ok(())
-}
-
-/// Environment for reproducible, offline Go builds inside target/.
-pub fn go_env() -> Vec<(&'static str, std::path::PathBuf)> {
-    let t = root().join("target");
-    vec![
-        ("GOTOOLCHAIN", "local".into()),
-        ("GOFLAGS", "-mod=mod".into()),
-        ("CGO_ENABLED", "0".into()),
-        ("GOCACHE", t.join("go-cache")),
-        ("GOPATH", t.join("gopath")),
-    ]
 }

@@ -102,16 +102,7 @@ fn build_testprogs() -> Result<PathBuf> {
     for &version in setup::GO_VERSIONS {
         let dir = out.join(version);
         std::fs::create_dir_all(&dir)?;
-        let go = |args: &[&str], cgo: bool| -> Result<()> {
-            exec(
-                Command::new(setup::go_bin(version))
-                    .current_dir(root().join("tests/testprogs"))
-                    .envs(demo::go_env())
-                    .env("CGO_ENABLED", if cgo { "1" } else { "0" })
-                    .arg("build")
-                    .args(args),
-            )
-        };
+        let go = |args: &[&str], cgo: bool| setup::go_build(version, cgo, args);
         let o = |name: &str| dir.join(name).display().to_string();
         go(
             &["-o", &format!("{}/", dir.display()), "./gcstress", "./demo"],

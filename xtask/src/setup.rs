@@ -132,6 +132,23 @@ pub fn go_toolchains() -> Result<()> {
     Ok(())
 }
 
+/// `go build ARGS` in tests/testprogs with Go `version`: offline and reproducible, with the
+/// Go caches inside target/; `cgo` for builds that need it (`-race`).
+pub fn go_build(version: &str, cgo: bool, args: &[&str]) -> Result<()> {
+    let t = root().join("target");
+    exec(
+        Command::new(go_bin(version))
+            .current_dir(root().join("tests/testprogs"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "-mod=mod")
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+            .env("GOCACHE", t.join("go-cache"))
+            .env("GOPATH", t.join("gopath"))
+            .arg("build")
+            .args(args),
+    )
+}
+
 fn go_works(version: &str) -> bool {
     output(Command::new(go_bin(version)).arg("version"))
         .is_ok_and(|v| v.contains(&format!("go{version} ")))

@@ -102,10 +102,7 @@ impl DwarfFields {
 
     /// The offset of `struct.field`, if DWARF has it.
     pub fn get(&self, st: &str, field: &str) -> Option<u32> {
-        self.0
-            .iter()
-            .find(|((s, f), _)| *s == st && *f == field)
-            .map(|(_, &o)| o)
+        self.0.get(&(st, field)).copied()
     }
 
     /// `table` with every field DWARF knows replaced by DWARF's offset.
