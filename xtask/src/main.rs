@@ -5,6 +5,7 @@
 
 mod demo;
 mod setup;
+mod thirdparty;
 
 use std::{
     path::{Path, PathBuf},
@@ -134,6 +135,7 @@ fn test(args: &[String]) -> Result<()> {
             ])
             .args(args)
             .env("GOPROBE_TESTPROGS", testprogs)
+            .envs(thirdparty::test_env())
             .env(
                 "RUST_TEST_THREADS",
                 std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "2".into()),

