@@ -5,6 +5,7 @@
 //! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
 pub mod clock;
+pub mod discover;
 pub mod privileges;
 pub mod probe;
 pub mod report;

@@ -124,3 +124,24 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a number of seconds"));
 }
+
+#[test]
+fn upx_packed_binary_is_refused_with_the_reason() {
+    let upx = std::env::var_os("GOPROBE_UPX").expect("GOPROBE_UPX: run via `cargo xtask test`");
+    let dir = std::env::temp_dir().join(format!("goprobe-upx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let packed = dir.join("gcstress-upx");
+    let _ = std::fs::remove_file(&packed);
+    let status = Command::new(upx)
+        .args(["-q", "-o"])
+        .arg(&packed)
+        .arg(testprog("gcstress", "1.27.3"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "upx failed");
+    let prog = Proc::spawn(Command::new(&packed));
+    prog.wait_stdout("ready", std::time::Duration::from_secs(30));
+    let out = goprobe_output(&["attach", &prog.pid().to_string()]);
+    assert_clean_error(&out, &["packed with UPX", "upx -d"]);
+}

@@ -2,6 +2,7 @@
 //! library never depends on clap.
 
 pub mod attach;
+pub mod ps;
 
 use clap::{Parser, Subcommand};
 
@@ -12,7 +13,8 @@ use clap::{Parser, Subcommand};
 #[command(after_help = "Examples:\n  \
     sudo goprobe attach 1234                  watch until Ctrl-C, then print a summary\n  \
     sudo goprobe attach 1234 --duration 30    watch for 30 seconds\n  \
-    sudo goprobe attach 1234 --json | jq .gc  the report as JSON on stdout\n\n\
+    sudo goprobe attach 1234 --json | jq .gc  the report as JSON on stdout\n  \
+    sudo goprobe ps                           list Go processes and their binaries\n\n\
     Logs go to stderr; set RUST_LOG=goprobe=debug (or -v) for more.")]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,4 +28,6 @@ pub struct Cli {
 pub enum Command {
     /// Attach to a running Go process and measure its GC stop-the-world pauses.
     Attach(attach::AttachArgs),
+    /// List the Go processes on this host: Go version, stripped, cgo, PIE.
+    Ps(ps::PsArgs),
 }

@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 
-use object::{Object, ObjectKind, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+use super::buildinfo::{self, BuildInfo};
 
-/// NB: `.go.buildinfo` starts with this 14-byte magic, then ptrSize (1 B) and flags (1 B)
-/// (src/debug/buildinfo/buildinfo.go, Go 1.13+). The header is 32 bytes, 16-byte aligned.
-const BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
-const BUILDINFO_HEADER_LEN: usize = 32;
-/// NB: flag bit 1 (`flagsVersionInl`, Go 1.18+): version and modinfo are varint-prefixed strings
-/// right after the header; before 1.18 the header holds pointers to Go string headers.
-const BUILDINFO_FLAG_INLINE: u8 = 0x2;
+use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, SymbolKind};
+
+/// NB: UPX writes its `l_info` header, with this magic, right after the program headers, and
+/// a trailer with it at the end of the file (upx src/stub/src/include/linux.h, `struct l_info`).
+const UPX_MAGIC: &[u8] = b"UPX!";
+/// How far from each end of the file goprobe looks for the UPX magic.
+const UPX_WINDOW: usize = 1024;
 
 /// A Go function or variable from the symbol table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,10 @@ pub struct Symbol {
 pub struct ElfInfo {
     /// The Go version string from the build info (`go1.27.3`), if the build info has one.
     pub go_version: Option<String>,
+    /// The whole build info, when the binary has one.
+    pub build_info: Option<BuildInfo>,
+    /// The packer that compressed this executable (`"UPX"`), if any.
+    pub packer: Option<&'static str>,
     /// Whether the file has a `.gopclntab` section or Go build info: it was built by Go.
     pub is_go: bool,
     /// Whether `.symtab` is present (absent after `-ldflags=-s` or `strip`).
@@ -59,6 +63,8 @@ impl ElfInfo {
             .unwrap_or(0);
         let mut info = Self {
             go_version: None,
+            build_info: None,
+            packer: is_upx(data).then_some("UPX"),
             is_go: false,
             has_symtab: file.section_by_name(".symtab").is_some(),
             is_pie: file.kind() == ObjectKind::Dynamic,
@@ -66,12 +72,10 @@ impl ElfInfo {
             symbols: HashMap::new(),
             segments,
         };
-        if let Some(bytes) = file
-            .section_by_name(".go.buildinfo")
-            .and_then(|s| s.data().ok())
-        {
+        if let Some(build_info) = buildinfo::read(&file, data) {
             info.is_go = true;
-            info.go_version = info.buildinfo_version(data, bytes);
+            info.go_version = Some(build_info.go_version.clone());
+            info.build_info = Some(build_info);
         }
         if file.section_by_name(".gopclntab").is_some()
             || file.section_by_name(".data.rel.ro.gopclntab").is_some()
@@ -107,61 +111,20 @@ impl ElfInfo {
         let off = usize::try_from(self.file_offset(vaddr)?).ok()?;
         data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
-
-    fn buildinfo_version(&self, data: &[u8], section: &[u8]) -> Option<String> {
-        let header = section.get(..BUILDINFO_HEADER_LEN)?;
-        if !header.starts_with(BUILDINFO_MAGIC) {
-            return None;
-        }
-        let ptr_size = usize::from(header[14]);
-        let flags = header[15];
-        if flags & BUILDINFO_FLAG_INLINE != 0 {
-            let (len, n) = read_uvarint(section.get(BUILDINFO_HEADER_LEN..)?)?;
-            let start = BUILDINFO_HEADER_LEN + n;
-            let bytes = section.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
-            return String::from_utf8(bytes.to_vec()).ok();
-        }
-        // Pre-1.18: a pointer to a Go string header {data *byte; len int}, little-endian.
-        let ptr = read_ptr(header.get(16..16 + ptr_size)?)?;
-        let hdr = self.bytes_at(data, ptr, 2 * ptr_size as u64)?;
-        let str_ptr = read_ptr(&hdr[..ptr_size])?;
-        let str_len = read_ptr(&hdr[ptr_size..])?;
-        let bytes = self.bytes_at(data, str_ptr, str_len.min(64))?;
-        String::from_utf8(bytes.to_vec()).ok()
-    }
 }
 
-fn read_ptr(b: &[u8]) -> Option<u64> {
-    match b.len() {
-        4 => Some(u64::from(u32::from_le_bytes(b.try_into().ok()?))),
-        8 => Some(u64::from_le_bytes(b.try_into().ok()?)),
-        _ => None,
-    }
-}
-
-/// Decodes an unsigned LEB128 varint (Go's `binary.Uvarint`); returns the value and its length.
-fn read_uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, byte) in b.iter().take(10).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
+/// Whether `data` looks packed by UPX: the magic near the start or the end of the file.
+fn is_upx(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(UPX_WINDOW)];
+    let tail = &data[data.len().saturating_sub(UPX_WINDOW)..];
+    [head, tail]
+        .iter()
+        .any(|w| w.windows(UPX_MAGIC.len()).any(|x| x == UPX_MAGIC))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uvarint() {
-        assert_eq!(read_uvarint(&[0x09]), Some((9, 1)));
-        assert_eq!(read_uvarint(&[0xac, 0x02]), Some((300, 2)));
-        assert_eq!(read_uvarint(&[0x80; 11]), None);
-        assert_eq!(read_uvarint(&[]), None);
-    }
 
     #[test]
     fn a_rust_binary_is_not_go() {

@@ -2,6 +2,7 @@
 //! executable), where each probe goes (file offsets), and the runtime addresses and offsets the
 //! probes read.
 
+pub mod buildinfo;
 pub mod disasm;
 pub mod dwarf;
 pub mod elf;
@@ -49,6 +50,16 @@ pub enum TargetError {
         pid: u32,
         exe: PathBuf,
         reason: String,
+    },
+    #[error(
+        "pid {pid} ({exe}) is packed with {packer}: its code is unpacked into anonymous memory at \
+         startup, and uprobes can only be placed in a file's pages; profile the unpacked binary \
+         (`upx -d`)"
+    )]
+    Packed {
+        pid: u32,
+        exe: PathBuf,
+        packer: &'static str,
     },
     #[error(
         "pid {pid} ({exe}) is not a Go program: it has no Go build info and no Go symbol table"
@@ -140,12 +151,15 @@ impl Target {
     pub fn analyze(pid: u32) -> Result<Self, TargetError> {
         let process = Process::open(pid)?;
         let exe = process.exe_path()?;
-        let data = process.read_exe()?;
+        let data = process.map_exe()?;
         let elf = ElfInfo::parse(&data, WANTED).map_err(|e| TargetError::NotElf {
             pid,
             exe: exe.clone(),
             reason: e.to_string(),
         })?;
+        if let Some(packer) = elf.packer {
+            return Err(TargetError::Packed { pid, exe, packer });
+        }
         if !elf.is_go {
             return Err(TargetError::NotGo { pid, exe });
         }

@@ -57,9 +57,14 @@ impl Process {
         fs::read_link(self.exe_link()).map_err(|e| self.exe_error(e))
     }
 
-    /// Reads the whole executable.
-    pub fn read_exe(&self) -> Result<Vec<u8>, TargetError> {
-        fs::read(self.exe_link()).map_err(|e| self.exe_error(e))
+    /// Maps the whole executable read-only: a 100 MB binary costs page-table entries, not a
+    /// copy, and only the pages goprobe reads are faulted in.
+    pub fn map_exe(&self) -> Result<memmap2::Mmap, TargetError> {
+        let file = fs::File::open(self.exe_link()).map_err(|e| self.exe_error(e))?;
+        // SAFETY: a read-only private mapping. Executables are replaced (new inode: the old one
+        // stays mapped), not rewritten in place; every reader of these bytes bounds-checks, so
+        // a file changed under us yields wrong data or an error, never unsoundness in goprobe.
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| self.exe_error(e))
     }
 
     fn exe_error(&self, source: io::Error) -> TargetError {
