@@ -1,0 +1,162 @@
+//! Source frames for a pc: file:line from the pcfile/pcln programs, inlined callees from the
+//! inline tree, and a small per-pc cache for callers that look up the same pcs again.
+//!
+//! NB: Go 1.20–1.27 runtime/symbol.go `inlineUnwinder` (Go 1.18/1.19: runtime/symtab.go
+//! `Frames.Next` / `tracebackPCs`): the leaf frame is the inlined callee at inline index
+//! `pcvalue(pcdata[PCDATA_InlTreeIndex], pc)`, with file:line of `pc`; its caller is found at
+//! `entry + inlinedCall.parentPc`, and so on until the index is negative; the physical function
+//! comes last, with file:line at that last pc. The file for a pc is
+//! `filetab[cutab[cuOffset + pcvalue(pcfile, pc)]]` (runtime/symtab.go `funcfile`).
+
+use crate::{
+    Error, Frame, Pclntab,
+    func::{self, FUNCDATA_INL_TREE, PCDATA_INL_TREE_INDEX, Record},
+    image::read_u32,
+    pcvalue,
+};
+
+/// Longest inline chain accepted; the compiler's inlining budget keeps real chains far shorter.
+pub(crate) const MAX_INLINE_DEPTH: usize = 256;
+
+/// Implements [`Pclntab::frames`].
+pub(crate) fn frames<'a>(t: &Pclntab<'a>, pc: u64, out: &mut Vec<Frame<'a>>) -> Result<(), Error> {
+    let Some(idx) = t.find_index(pc) else {
+        return Ok(());
+    };
+    let Some(f) = t.func_at(idx) else {
+        return Err(Error::Corrupt {
+            what: "functab points outside the table",
+            offset: pc,
+        });
+    };
+    let r = func::record(&t.h, t.layout, f.rec)?;
+    let pctab = t.h.tab.get(t.h.pctab..).unwrap_or_default();
+    let inl_prog = r.pcdata(&t.h, PCDATA_INL_TREE_INDEX);
+    let tree = match (inl_prog, t.gofunc()) {
+        (0, _) | (_, None) => None,
+        (_, Some(gofunc)) => r.funcdata(&t.h, t.layout, &t.img, gofunc, FUNCDATA_INL_TREE)?,
+    };
+    let mut cur = pc;
+    for _ in 0..MAX_INLINE_DEPTH {
+        let (file, line) = file_line(t, &r, pctab, f.entry, cur)?;
+        let inl = match tree {
+            Some(tree) => pcvalue::value(pctab, inl_prog as usize, f.entry, cur, t.h.quantum)?
+                .filter(|&i| i >= 0)
+                .map(|i| (tree, i)),
+            None => None,
+        };
+        let Some((tree, i)) = inl else {
+            out.push(Frame {
+                function: f.name,
+                file,
+                line,
+                inlined: false,
+            });
+            return Ok(());
+        };
+        let call = func::inlined_call(&t.img, t.layout, tree, i)?;
+        out.push(Frame {
+            function: t.name(call.name_off).ok_or(Error::Corrupt {
+                what: "inlined function name out of range",
+                offset: u64::from(call.name_off),
+            })?,
+            file,
+            line,
+            inlined: true,
+        });
+        cur = u64::try_from(call.parent_pc)
+            .ok()
+            .and_then(|p| f.entry.checked_add(p))
+            .filter(|&p| p < f.end)
+            .ok_or(Error::Corrupt {
+                what: "inline parentPc outside its function",
+                offset: cur,
+            })?;
+    }
+    Err(Error::InlineTooDeep {
+        pc,
+        max: MAX_INLINE_DEPTH,
+    })
+}
+
+/// File and line of `pc` in the function `r` starting at `entry`.
+fn file_line<'a>(
+    t: &Pclntab<'a>,
+    r: &Record,
+    pctab: &[u8],
+    entry: u64,
+    pc: u64,
+) -> Result<(&'a str, u32), Error> {
+    let q = t.h.quantum;
+    let line = match r.pcln {
+        0 => None,
+        off => pcvalue::value(pctab, off as usize, entry, pc, q)?,
+    };
+    let fileno = match r.pcfile {
+        0 => None,
+        off => pcvalue::value(pctab, off as usize, entry, pc, q)?,
+    };
+    let file = fileno
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(|n| {
+            let i = r.cu_offset.checked_add(n)? as usize;
+            let off = read_u32(t.h.tab, t.h.cu.checked_add(i.checked_mul(4)?)?)?;
+            if off == u32::MAX {
+                return None;
+            }
+            let s = crate::cstr(t.h.tab, t.h.filetab.checked_add(off as usize)?)?;
+            std::str::from_utf8(s).ok()
+        })
+        .unwrap_or("?");
+    let line = line.and_then(|l| u32::try_from(l).ok()).unwrap_or(0);
+    Ok((file, line))
+}
+
+/// A direct-mapped cache of [`Pclntab::frames`] results, for hot pcs (profiles repeat them).
+pub struct FrameCache<'a> {
+    slots: Vec<Slot<'a>>,
+    mask: usize,
+}
+
+#[derive(Clone)]
+struct Slot<'a> {
+    pc: u64,
+    frames: Vec<Frame<'a>>,
+}
+
+impl<'a> FrameCache<'a> {
+    /// A cache of `2^bits` slots (clamped to 4–20 bits).
+    pub fn new(bits: u32) -> Self {
+        let n = 1usize << bits.clamp(4, 20);
+        FrameCache {
+            slots: vec![
+                Slot {
+                    pc: u64::MAX,
+                    frames: Vec::new(),
+                };
+                n
+            ],
+            mask: n - 1,
+        }
+    }
+
+    /// Like [`Pclntab::frames`], answered from the cache when `vaddr` was seen last in its slot.
+    /// The cache must be used with one table only.
+    pub fn frames(
+        &mut self,
+        t: &Pclntab<'a>,
+        vaddr: u64,
+        out: &mut Vec<Frame<'a>>,
+    ) -> Result<(), Error> {
+        let h = (vaddr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize & self.mask;
+        let slot = &mut self.slots[h];
+        if slot.pc != vaddr {
+            slot.frames.clear();
+            slot.pc = u64::MAX;
+            t.frames(vaddr, &mut slot.frames)?;
+            slot.pc = vaddr;
+        }
+        out.extend_from_slice(&slot.frames);
+        Ok(())
+    }
+}
