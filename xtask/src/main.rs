@@ -113,6 +113,10 @@ fn build_testprogs() -> Result<PathBuf> {
             &["-ldflags=-w", "-o", &o("gcstress-nodwarf"), "./gcstress"],
             false,
         )?;
+        go(
+            &["-buildmode=pie", "-o", &o("gcstress-pie"), "./gcstress"],
+            false,
+        )?;
         if version == newest {
             go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
         }
