@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, fs, os::unix::fs::MetadataExt as _, path::PathBuf, sync::Arc};
 
+use goprobe_gopclntab::{Pclntab, VersionHint, infer_go_version};
 use serde::Serialize;
 
 use crate::target::{Process, elf::ElfInfo};
@@ -16,11 +17,14 @@ pub struct BinaryFacts {
     /// `go1.27.3`, or `None` when the binary carries no build info and the version could not be
     /// inferred.
     pub go_version: Option<String>,
-    /// Where `go_version` came from: `"buildinfo"`, `"inferred"` or `"unknown"`.
+    /// Where `go_version` came from: `"buildinfo"`; `"inferred"` (the runtime's version string,
+    /// in a binary without build info); `"layout"` (only the range of releases the function
+    /// table's format implies, e.g. `go1.20-go1.25`); or `"unknown"`.
     pub version_source: &'static str,
     /// No `.symtab` (`-ldflags=-s` or `strip`).
     pub stripped: bool,
-    /// Built with cgo, when the build info says (`CGO_ENABLED`); `None` when unknown.
+    /// Built with cgo: from the build info (`CGO_ENABLED`), else whether the function table
+    /// has `runtime/cgo` code; `None` when neither can tell.
     pub cgo: Option<bool>,
     /// Position-independent executable.
     pub pie: bool,
@@ -32,18 +36,34 @@ impl BinaryFacts {
     /// Inspects an executable's bytes; `None` if it is not a Go program.
     pub fn inspect(data: &[u8]) -> Option<Self> {
         let elf = ElfInfo::parse(data, &[]).ok()?;
-        if !elf.is_go && elf.packer.is_none() {
+        let table = Pclntab::from_elf(data).ok();
+        if !elf.is_go && table.is_none() && elf.packer.is_none() {
             return None;
         }
         let (go_version, version_source) = match &elf.go_version {
             Some(v) => (Some(v.clone()), "buildinfo"),
-            None => (None, "unknown"),
+            None => match infer_go_version(data, table.as_ref()) {
+                VersionHint::Exact(v) => (Some(v), "inferred"),
+                VersionHint::Range {
+                    min,
+                    max: Some(max),
+                } => (Some(format!("go1.{min}-go1.{max}")), "layout"),
+                VersionHint::Range { min, max: None } => (Some(format!("go1.{min}+")), "layout"),
+                VersionHint::Unknown => (None, "unknown"),
+            },
         };
+        // NB: every cgo binary links package runtime/cgo (src/runtime/cgo), whose Go functions
+        // are in the table; pure-Go binaries never have them.
+        let cgo = elf.build_info.as_ref().and_then(|b| b.cgo()).or_else(|| {
+            table
+                .as_ref()
+                .map(|t| t.funcs().any(|f| f.name.starts_with("runtime/cgo.")))
+        });
         Some(Self {
             go_version,
             version_source,
             stripped: !elf.has_symtab,
-            cgo: elf.build_info.as_ref().and_then(|b| b.cgo()),
+            cgo,
             pie: elf.is_pie,
             packer: elf.packer,
         })

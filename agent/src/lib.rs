@@ -10,4 +10,5 @@ pub mod privileges;
 pub mod probe;
 pub mod report;
 pub mod signal;
+pub mod symbolize;
 pub mod target;

@@ -1,0 +1,222 @@
+//! Symbolization: addresses of a live process → frames named the way the Go runtime names them.
+//!
+//! Go text is resolved with goprobe's own `.gopclntab` reader (it works on stripped binaries and
+//! gives inlined frames, like `go tool pprof`); everything else — cgo and shared libraries, the
+//! vDSO — goes to blazesym (symbol tables and DWARF). Results are memoized per binary and file
+//! offset, so each distinct pc of a binary is resolved once, whatever the process.
+//!
+//! One [`Symbolizer`] serves every signal of a session.
+
+mod go;
+pub mod maps;
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
+
+use blazesym::symbolize::{
+    Input, Symbolized, Symbolizer as Blaze,
+    source::{Elf, Process as BlazeProcess, Source},
+};
+
+use go::GoBinary;
+use maps::Mapping;
+
+/// Which kind of code a frame is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameKind {
+    /// Go code (from the binary's `.gopclntab`).
+    Go,
+    /// Native code: C from cgo, a shared library, the vDSO.
+    Native,
+    /// Not resolved: the name says where the address was.
+    Unknown,
+}
+
+/// One frame. Inlined calls are frames of their own, as `go tool pprof` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub function: Arc<str>,
+    pub file: Option<Arc<str>>,
+    pub line: u32,
+    pub inlined: bool,
+    pub kind: FrameKind,
+}
+
+impl Frame {
+    fn unknown(name: String) -> Self {
+        Self {
+            function: name.into(),
+            file: None,
+            line: 0,
+            inlined: false,
+            kind: FrameKind::Unknown,
+        }
+    }
+}
+
+/// A file's identity across processes: `(dev, inode)` as `/proc/<pid>/maps` prints them.
+type FileKey = (u64, u64);
+
+/// Resolves addresses of processes. Not `Sync` (blazesym's resolvers use `Rc`): keep one per
+/// thread.
+pub struct Symbolizer {
+    blaze: Blaze,
+    maps: HashMap<u32, Vec<Mapping>>,
+    /// Go binaries by file; `None` for files that are not Go.
+    go: HashMap<FileKey, Option<Arc<GoBinary>>>,
+    /// Frames of `(file, file offset)`, leaf first.
+    memo: HashMap<(FileKey, u64), Arc<[Frame]>>,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        Self {
+            blaze: Blaze::builder()
+                .enable_code_info(true)
+                .enable_inlined_fns(true)
+                .enable_demangling(true)
+                .build(),
+            maps: HashMap::new(),
+            go: HashMap::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// Frames of a user stack as the kernel records it (leaf first). Every address after the
+    /// first is a return address, resolved at `addr - 1` (the call instruction), as Go's own
+    /// traceback does. Inlined frames expand in place, so the result is leaf first too.
+    pub fn stack(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(addrs.len());
+        for (i, &addr) in addrs.iter().enumerate() {
+            let pc = if i == 0 { addr } else { addr.saturating_sub(1) };
+            out.extend(self.frames(pid, pc).iter().cloned());
+        }
+        out
+    }
+
+    /// Frames at exactly `pc` of process `pid`, leaf (innermost inlined) first.
+    pub fn frames(&mut self, pid: u32, pc: u64) -> Arc<[Frame]> {
+        let Some(mapping) = self.mapping(pid, pc) else {
+            return Arc::new([Frame::unknown(format!("{pc:#x}"))]);
+        };
+        if !mapping.is_file() {
+            return self.pseudo(pid, pc, &mapping);
+        }
+        let key = (mapping.dev, mapping.inode);
+        let off = mapping.file_offset(pc);
+        if let Some(frames) = self.memo.get(&(key, off)) {
+            return frames.clone();
+        }
+        let path = mapping.open_path(pid);
+        let frames = self
+            .go_frames(key, &path, off)
+            .or_else(|| self.native_frames(&path, off))
+            .unwrap_or_else(|| {
+                let name = mapping.path.rsplit('/').next().unwrap_or("?");
+                Arc::new([Frame::unknown(format!("{name}+{off:#x}"))])
+            });
+        self.memo.insert((key, off), frames.clone());
+        frames
+    }
+
+    /// The mapping of `pc`, re-reading the maps once if a new mapping appeared since.
+    fn mapping(&mut self, pid: u32, pc: u64) -> Option<Mapping> {
+        if let Some(m) = self.maps.get(&pid).and_then(|maps| maps::find(maps, pc)) {
+            return Some(m.clone());
+        }
+        let fresh = maps::read(pid).ok()?;
+        let found = maps::find(&fresh, pc).cloned();
+        self.maps.insert(pid, fresh);
+        found
+    }
+
+    fn go_frames(&mut self, key: FileKey, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
+        let bin = self
+            .go
+            .entry(key)
+            .or_insert_with(|| GoBinary::open(path).map(Arc::new))
+            .clone()?;
+        let vaddr = bin.vaddr_of(off)?;
+        let mut raw = Vec::new();
+        bin.table().frames(vaddr, &mut raw).ok()?;
+        if raw.is_empty() {
+            return None;
+        }
+        let frames: Vec<Frame> = raw
+            .iter()
+            .map(|f| Frame {
+                function: f.function.into(),
+                file: Some(f.file.into()),
+                line: f.line,
+                inlined: f.inlined,
+                kind: FrameKind::Go,
+            })
+            .collect();
+        Some(frames.into())
+    }
+
+    fn native_frames(&self, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
+        let src = Source::Elf(Elf::new(path));
+        let sym = self
+            .blaze
+            .symbolize_single(&src, Input::FileOffset(off))
+            .ok()?;
+        frames_of(sym)
+    }
+
+    /// The vDSO and other pseudo mappings: blazesym reads them from the live process.
+    fn pseudo(&self, pid: u32, pc: u64, mapping: &Mapping) -> Arc<[Frame]> {
+        let src = Source::Process(BlazeProcess::new(pid.into()));
+        self.blaze
+            .symbolize_single(&src, Input::AbsAddr(pc))
+            .ok()
+            .and_then(frames_of)
+            .unwrap_or_else(|| {
+                let name = if mapping.path.is_empty() {
+                    "[anon]"
+                } else {
+                    &mapping.path
+                };
+                Arc::new([Frame::unknown(format!("{name}+{:#x}", pc - mapping.start))])
+            })
+    }
+}
+
+/// blazesym's answer as frames, leaf first (blazesym lists inlined callees outer to inner).
+fn frames_of(sym: Symbolized<'_>) -> Option<Arc<[Frame]>> {
+    let Symbolized::Sym(sym) = sym else {
+        return None;
+    };
+    let code = |c: Option<&blazesym::symbolize::CodeInfo<'_>>| {
+        (
+            c.map(|c| Arc::<str>::from(c.file.to_string_lossy().as_ref())),
+            c.and_then(|c| c.line).unwrap_or(0),
+        )
+    };
+    let mut frames = Vec::with_capacity(sym.inlined.len() + 1);
+    for inl in sym.inlined.iter().rev() {
+        let (file, line) = code(inl.code_info.as_ref());
+        frames.push(Frame {
+            function: inl.name.as_ref().into(),
+            file,
+            line,
+            inlined: true,
+            kind: FrameKind::Native,
+        });
+    }
+    let (file, line) = code(sym.code_info.as_deref());
+    frames.push(Frame {
+        function: sym.name.as_ref().into(),
+        file,
+        line,
+        inlined: false,
+        kind: FrameKind::Native,
+    });
+    Some(frames.into())
+}
