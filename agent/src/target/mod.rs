@@ -8,14 +8,17 @@ pub mod dwarf;
 pub mod elf;
 pub mod layout;
 pub mod proc;
+pub mod symbols;
 pub mod version;
 
 use std::{io, path::PathBuf};
 
 use disasm::{DisasmError, FunctionProbes};
 use elf::ElfInfo;
+use goprobe_gopclntab::{VersionHint, infer_go_version};
 use layout::RuntimeLayout;
 pub use proc::Process;
+use symbols::RuntimeSymbols;
 use version::GoVersion;
 
 /// NB: runtime functions and variables the GC probes need (src/runtime/proc.go, mgc.go,
@@ -73,6 +76,16 @@ pub enum TargetError {
         exe: PathBuf,
         version: String,
         range: String,
+    },
+    #[error(
+        "pid {pid} ({exe}) has no Go build info and its Go version cannot be told ({hint}); \
+         every probe goprobe has (GC pauses) depends on the exact runtime version, so none can \
+         run"
+    )]
+    UnknownGoVersion {
+        pid: u32,
+        exe: PathBuf,
+        hint: String,
     },
     #[error(
         "pid {pid} ({exe}) is stripped (no .symtab): goprobe cannot find runtime.work and \
@@ -160,7 +173,8 @@ impl Target {
         if let Some(packer) = elf.packer {
             return Err(TargetError::Packed { pid, exe, packer });
         }
-        if !elf.is_go {
+        let symbols = RuntimeSymbols::new(&data, &elf);
+        if !elf.is_go && symbols.table().is_none() {
             return Err(TargetError::NotGo { pid, exe });
         }
         let unsupported = |version: String| TargetError::UnsupportedGoVersion {
@@ -169,10 +183,34 @@ impl Target {
             version,
             range: version::supported_range(),
         };
-        let raw = elf
-            .go_version
-            .clone()
-            .unwrap_or_else(|| "an unknown Go version".into());
+        let raw = match &elf.go_version {
+            Some(v) => v.clone(),
+            // NB: no build info (esbuild strips it): the runtime's own version string.
+            None => match infer_go_version(&data, symbols.table()) {
+                VersionHint::Exact(v) => {
+                    tracing::info!(pid, "no Go build info; the runtime says it is {v}");
+                    v
+                }
+                hint => {
+                    return Err(TargetError::UnknownGoVersion {
+                        pid,
+                        exe,
+                        hint: match hint {
+                            VersionHint::Range {
+                                min,
+                                max: Some(max),
+                            } => {
+                                format!("its function table is from Go 1.{min} to 1.{max}")
+                            }
+                            VersionHint::Range { min, max: None } => {
+                                format!("its function table is from Go 1.{min} or later")
+                            }
+                            _ => "no version string or function table".into(),
+                        },
+                    });
+                }
+            },
+        };
         let go_version = GoVersion::parse(&raw).ok_or_else(|| unsupported(raw.clone()))?;
         let layout = layout::for_minor(go_version.minor)
             .filter(|_| go_version.is_supported())
@@ -213,23 +251,20 @@ impl Target {
                 })
         };
         let plan = |name: &'static str| -> Result<FunctionPlan, TargetError> {
-            let sym = symbol(name)?;
             let missing = || TargetError::MissingSymbol {
                 pid,
                 exe: exe.clone(),
                 symbol: name,
             };
-            let code = elf
-                .bytes_at(&data, sym.address, sym.size)
-                .ok_or_else(missing)?;
+            let f = symbols.function(name).ok_or_else(missing)?;
             let sites =
-                disasm::probe_sites(code, sym.address).map_err(|source| TargetError::Disasm {
+                disasm::probe_sites(f.code, f.addr).map_err(|source| TargetError::Disasm {
                     pid,
                     exe: exe.clone(),
                     symbol: name,
                     source,
                 })?;
-            let file_offset = elf.file_offset(sym.address).ok_or_else(missing)?;
+            let file_offset = elf.file_offset(f.addr).ok_or_else(missing)?;
             Ok(FunctionPlan {
                 symbol: name,
                 file_offset,
