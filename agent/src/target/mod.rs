@@ -7,6 +7,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod layout;
 pub mod proc;
+pub mod vars;
 pub mod version;
 
 use std::{io, path::PathBuf};
