@@ -127,9 +127,16 @@ pub enum VarsError {
 /// Locates the runtime variables of a Go binary from its code.
 ///
 /// `code(name)` returns the bytes of a runtime function by its Go name (`runtime.gcStart`), from
-/// `.symtab` or the gopclntab. `layout` gives the struct field offsets some recipes anchor on;
-/// it must be the target's own (DWARF-corrected when DWARF exists). `work` and `memstats` are
+/// `.symtab` or the gopclntab, or `None` when the binary does not have it (the linker drops
+/// unreachable functions; recipes in missing functions are skipped). NB: the gopclntab names an
+/// ABI0 wrapper exactly like the ABIInternal function it wraps (`runtime.osinit`,
+/// `runtime.newproc`, … are called from assembly; `.symtab` calls the wrapper `….abi0`); `code`
+/// must return the function's body, the larger of the two, not the 32-byte wrapper.
+///
+/// `layout` gives the struct field offsets some recipes anchor on; it must be the target's own
+/// (DWARF-corrected when DWARF exists, else the per-release table). `work` and `memstats` are
 /// required; the other variables are `None` when they cannot be located with certainty.
+/// Addresses are link-time: add the PIE load bias before reading the process.
 pub fn locate<'a>(
     code: &dyn Fn(&str) -> Option<FunctionCode<'a>>,
     version: &GoVersion,
