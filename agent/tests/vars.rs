@@ -145,6 +145,62 @@ fn go1_27() {
     check_binary("gcstress-race", "1.27.3");
 }
 
+/// Real runtime code read with another release's struct offsets is an error, never an address.
+#[test]
+fn wrong_layout_is_an_error() {
+    let data = std::fs::read(support::testprog("gcstress", "1.27.3")).unwrap();
+    let elf = ElfInfo::parse(&data, &[]).unwrap();
+    let version = GoVersion::parse(elf.go_version.as_deref().unwrap()).unwrap();
+    let syms = symbols(&data);
+    let code = |name: &str| {
+        let &(addr, size) = syms.get(name)?;
+        Some(FunctionCode {
+            addr,
+            code: elf.bytes_at(&data, addr, size)?,
+        })
+    };
+    // NB: Go 1.21 has work.cycles at 400 and userForced at 344; 1.27 at 648 and 536.
+    let wrong = layout::for_minor(21).unwrap();
+    let err = vars::locate(&code, &version, &wrong).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            vars::VarsError::Disagree {
+                symbol: "runtime.work",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Every recipe fed the same unrelated runtime function: one function is not two witnesses.
+#[test]
+fn wrong_functions_are_an_error() {
+    for go in ["1.19", "1.27.3"] {
+        let data = std::fs::read(support::testprog("gcstress", go)).unwrap();
+        let elf = ElfInfo::parse(&data, &[]).unwrap();
+        let version = GoVersion::parse(elf.go_version.as_deref().unwrap()).unwrap();
+        let layout = layout_for(&version, &data, go);
+        let syms = symbols(&data);
+        for other in [
+            "runtime.mallocgc",
+            "runtime.GC",
+            "runtime.gcStart",
+            "main.main",
+        ] {
+            let &(addr, size) = syms.get(other).unwrap();
+            let bytes = elf.bytes_at(&data, addr, size).unwrap();
+            let code = |_: &str| Some(FunctionCode { addr, code: bytes });
+            let err = vars::locate(&code, &version, &layout).unwrap_err();
+            assert!(
+                matches!(err, vars::VarsError::TooFewRecipes { ran: 1, .. }),
+                "Go {go}, every function = {other}: {err}"
+            );
+        }
+    }
+}
+
 /// For releases outside `cargo xtask test`'s matrix: point GOPROBE_TESTPROGS at a directory of
 /// `<version>/{gcstress,gcstress-pie,demo}` builds and run with `--ignored`.
 #[test]

@@ -21,7 +21,8 @@ use recipes::{Recipe, Var};
 
 use super::{layout::RuntimeLayout, version::GoVersion};
 
-/// How many recipes must run (their function exists) and agree for a variable to be accepted.
+/// In how many distinct functions (by entry address) recipes must run and agree for a variable
+/// to be accepted.
 const MIN_RECIPES: usize = 2;
 
 /// One function's machine code at its link-time address.
@@ -99,8 +100,8 @@ pub enum VarsError {
         version: String,
     },
     #[error(
-        "cannot locate {symbol}: {ran} of its recipes could run, {MIN_RECIPES} needed \
-         (functions not found: {missing:?})"
+        "cannot locate {symbol}: recipes could run in {ran} distinct function(s), {MIN_RECIPES} \
+         needed (functions not found: {missing:?})"
     )]
     TooFewRecipes {
         symbol: &'static str,
@@ -185,8 +186,8 @@ struct Locator<'c, 'a> {
     code: &'c dyn Fn(&str) -> Option<FunctionCode<'a>>,
     version: &'c GoVersion,
     layout: &'c RuntimeLayout,
-    /// Decoded functions by name; `None` when the function was not found.
-    decoded: HashMap<&'static str, Option<Vec<RipUse>>>,
+    /// Decoded functions by name, with their entry address; `None` when not found.
+    decoded: HashMap<&'static str, Option<(u64, Vec<RipUse>)>>,
     evidence: Vec<Evidence>,
 }
 
@@ -206,17 +207,22 @@ impl Locator<'_, '_> {
         }
         let mut ran = Vec::new();
         let mut missing = Vec::new();
+        // Entry addresses of the functions that ran: agreement must come from distinct code.
+        let mut entries = BTreeSet::new();
         let layout = self.layout;
         for recipe in applicable {
             match self.uses(symbol, recipe.function)? {
-                Some(uses) => ran.push((recipe, bases(uses, recipe, layout))),
+                Some((entry, uses)) => {
+                    entries.insert(entry);
+                    ran.push((recipe, bases(uses, recipe, layout)));
+                }
                 None => missing.push(recipe.function),
             }
         }
-        if ran.len() < MIN_RECIPES {
+        if entries.len() < MIN_RECIPES {
             return Err(VarsError::TooFewRecipes {
                 symbol,
-                ran: ran.len(),
+                ran: entries.len(),
                 missing,
             });
         }
@@ -248,26 +254,32 @@ impl Locator<'_, '_> {
         }
     }
 
-    /// The RIP-relative uses of `function`, decoded once; `None` when it is not in the binary.
+    /// The entry and RIP-relative uses of `function`, decoded once; `None` when it is not in
+    /// the binary.
     fn uses(
         &mut self,
         symbol: &'static str,
         function: &'static str,
-    ) -> Result<Option<&[RipUse]>, VarsError> {
+    ) -> Result<Option<(u64, &[RipUse])>, VarsError> {
         if !self.decoded.contains_key(function) {
             let uses = match (self.code)(function) {
-                Some(f) => Some(decode::rip_uses(f.code, f.addr).map_err(|source| {
-                    VarsError::InvalidCode {
+                Some(f) => Some((
+                    f.addr,
+                    decode::rip_uses(f.code, f.addr).map_err(|source| VarsError::InvalidCode {
                         symbol,
                         function,
                         source,
-                    }
-                })?),
+                    })?,
+                )),
                 None => None,
             };
             self.decoded.insert(function, uses);
         }
-        Ok(self.decoded.get(function).and_then(|u| u.as_deref()))
+        Ok(self
+            .decoded
+            .get(function)
+            .and_then(|u| u.as_ref())
+            .map(|(entry, uses)| (*entry, uses.as_slice())))
     }
 }
 

@@ -40,7 +40,8 @@ impl Var {
             Var::GcController => "runtime.gcController",
             Var::MemProfileRate => "runtime.MemProfileRate",
             Var::Gomaxprocs => "runtime.gomaxprocs",
-            // NB: renamed numCPUStartup in Go 1.25 (runtime/os_linux.go osinit), same meaning.
+            // NB: renamed numCPUStartup in Go 1.25 (runtime/runtime2.go; set in os_linux.go
+            // osinit), same meaning: the CPU count at startup.
             Var::Ncpu => "runtime.ncpu",
         }
     }
@@ -215,10 +216,10 @@ static ALLGLEN: &[Recipe] = &[
     // NB: runtime/proc.go allgadd: `atomic.Storeuintptr(&allglen, uintptr(len(allgs)))`
     // (1.19 proc.go:543, 1.27:710) is `lea r,[allglen]; xchg [r],…`.
     Recipe {
-        name: "runtime.allgadd: lea = &allglen",
+        name: "runtime.allgadd: 64-bit atomic = allglen",
         function: "runtime.allgadd",
         minors: 19..=27,
-        anchors: &[any(Access::Lea, Field::Base)],
+        anchors: &[any(Access::Atomic(8), Field::Base)],
     },
     // NB: runtime/proc.go atomicAllG, inlined into forEachGRace, loads allglen *before* allgptr
     // (`length := atomic.Loaduintptr(&allglen)`, 1.19 proc.go:563, 1.27:730; the comment at
@@ -261,7 +262,8 @@ static GC_CONTROLLER: &[Recipe] = &[
         minors: 19..=27,
         anchors: &[any(Access::Lea, Field::Base)],
     },
-    // NB: runtime/mgcpacer.go gcControllerCommit: `gcController.commit(isSweepDone())`.
+    // NB: runtime/mgcpacer.go gcControllerCommit: `gcController.commit(isSweepDone())` (1.19
+    // mgcpacer.go:1563, 1.21:1428, 1.24:1439, 1.27:1519).
     Recipe {
         name: "runtime.gcControllerCommit: lea = &gcController",
         function: "runtime.gcControllerCommit",
@@ -271,8 +273,9 @@ static GC_CONTROLLER: &[Recipe] = &[
 ];
 
 static MEM_PROFILE_RATE: &[Recipe] = &[
-    // NB: runtime/malloc.go profilealloc: `c.nextSample = nextSample()` reads MemProfileRate
-    // (int) in 1.19–1.23; 1.24+ also `c.memProfRate = MemProfileRate`. Its other 64-bit load
+    // NB: runtime/malloc.go profilealloc: `c.nextSample = nextSample()` (1.19 malloc.go:1237,
+    // 1.21:1363), and nextSample, inlined, reads MemProfileRate (int); 1.24+ first
+    // `c.memProfRate = MemProfileRate` (1.24 malloc.go:1812, 1.27:2227). Its other 64-bit load
     // is mcache0.
     Recipe {
         name: "runtime.profilealloc: 64-bit load = MemProfileRate",
@@ -280,8 +283,8 @@ static MEM_PROFILE_RATE: &[Recipe] = &[
         minors: 19..=27,
         anchors: &[any(Access::Load(8), Field::Base)],
     },
-    // NB: runtime/mcache.go allocmcache: `c.nextSample = nextSample()` (inlined; 1.24+ also
-    // `c.memProfRate = MemProfileRate`).
+    // NB: runtime/mcache.go allocmcache: `c.nextSample = nextSample()` (1.19 mcache.go:95,
+    // 1.21:96, 1.24:97, 1.27:108), nextSample inlined as above.
     Recipe {
         name: "runtime.allocmcache: 64-bit load = MemProfileRate",
         function: "runtime.allocmcache",
@@ -307,27 +310,29 @@ static GOMAXPROCS: &[Recipe] = &[
         minors: 19..=27,
         anchors: &[any(Access::Load(4), Field::Base)],
     },
-    // NB: runtime/proc.go procresize stores the new value with
-    // `atomic.Store((*uint32)(unsafe.Pointer(&gomaxprocs)), uint32(nprocs))` (lea + xchg).
+    // NB: runtime/proc.go procresize: `var int32p *int32 = &gomaxprocs;
+    // atomic.Store((*uint32)(unsafe.Pointer(int32p)), uint32(nprocs))` (1.19 proc.go:4929,
+    // 1.27:6295): `lea r,[gomaxprocs]; xchg [r],…`.
     Recipe {
-        name: "runtime.procresize: lea = &gomaxprocs",
+        name: "runtime.procresize: 32-bit atomic = gomaxprocs",
         function: "runtime.procresize",
         minors: 19..=27,
-        anchors: &[any(Access::Lea, Field::Base)],
+        anchors: &[any(Access::Atomic(4), Field::Base)],
     },
 ];
 
 static NCPU: &[Recipe] = &[
     // NB: runtime/os_linux.go osinit: `ncpu = getproccount()` (1.19 os_linux.go:330,
-    // 1.24:356); 1.25+ `numCPUStartup = getproccount()`: a 32-bit store.
+    // 1.24:356); 1.25+ `numCPUStartup = getCPUCount()` (1.25 os_linux.go:357, 1.26/1.27:354):
+    // a 32-bit store.
     Recipe {
         name: "runtime.osinit: 32-bit store = ncpu",
         function: "runtime.osinit",
         minors: 19..=27,
         anchors: &[any(Access::Store(4), Field::Base)],
     },
-    // NB: runtime/proc.go schedinit: `procs := ncpu` (1.19 proc.go:718, 1.24:876; 1.25+
-    // `procs := numCPUStartup` via defaultGOMAXPROCSInit).
+    // NB: runtime/proc.go schedinit: `procs := ncpu` (1.19 proc.go:718, 1.24:876); 1.25+
+    // `procs = defaultGOMAXPROCS(numCPUStartup)` (1.25 proc.go:933, 1.26:934, 1.27:947).
     Recipe {
         name: "runtime.schedinit: 32-bit load = ncpu",
         function: "runtime.schedinit",

@@ -66,6 +66,14 @@ impl Binary {
     }
 }
 
+/// A distinct, 16-byte aligned entry address per function name (FNV-1a).
+fn entry_of(name: &str) -> u64 {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    0x40_0000 + (h & 0xf_fff0)
+}
+
 fn go(v: &str) -> GoVersion {
     GoVersion::parse(v).unwrap()
 }
@@ -129,9 +137,9 @@ fn garbage_code_is_an_error() {
             x as u8
         })
         .collect();
-    let code = |_: &str| {
+    let code = |name: &str| {
         Some(FunctionCode {
-            addr: 0x40_1000,
+            addr: entry_of(name),
             code: &garbage,
         })
     };
@@ -145,6 +153,15 @@ fn garbage_code_is_an_error() {
     );
     // Valid code that never touches the variables.
     let nops = [0x90u8; 64];
+    let code = |name: &str| {
+        Some(FunctionCode {
+            addr: entry_of(name),
+            code: &nops,
+        })
+    };
+    let err = locate(&code, &go("go1.23.9"), &l).unwrap_err();
+    assert!(matches!(err, VarsError::Disagree { .. }), "{err}");
+    // The same function under every name is one witness, not several.
     let code = |_: &str| {
         Some(FunctionCode {
             addr: 0x40_1000,
@@ -152,7 +169,10 @@ fn garbage_code_is_an_error() {
         })
     };
     let err = locate(&code, &go("go1.23.9"), &l).unwrap_err();
-    assert!(matches!(err, VarsError::Disagree { .. }), "{err}");
+    assert!(
+        matches!(err, VarsError::TooFewRecipes { ran: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
