@@ -9,6 +9,7 @@ pub mod elf;
 pub mod layout;
 pub mod proc;
 pub mod symbols;
+pub mod vars;
 pub mod version;
 
 use std::{io, path::PathBuf};
