@@ -88,11 +88,12 @@ pub enum TargetError {
         exe: PathBuf,
         hint: String,
     },
-    #[error(
-        "pid {pid} ({exe}) is stripped (no .symtab): goprobe cannot find runtime.work and \
-         runtime.memstats in it yet; profile an unstripped build"
-    )]
-    Stripped { pid: u32, exe: PathBuf },
+    #[error("pid {pid} ({exe}) is stripped (no .symtab), and {source}")]
+    Vars {
+        pid: u32,
+        exe: PathBuf,
+        source: vars::VarsError,
+    },
     #[error("pid {pid} ({exe}): symbol {symbol} not found in the Go runtime")]
     MissingSymbol {
         pid: u32,
@@ -119,6 +120,22 @@ pub enum TargetError {
         cycles: u32,
         numgc: u32,
     },
+}
+
+/// Link-time addresses of the runtime variables the probes read: from `.symtab` when the binary
+/// has one, else decoded from the runtime's own code ([`vars::locate`]).
+fn runtime_vars(
+    symbols: &RuntimeSymbols<'_>,
+    elf: &ElfInfo,
+    version: &GoVersion,
+    layout: &RuntimeLayout,
+) -> Result<(u64, u64), vars::VarsError> {
+    if let (Some(work), Some(memstats)) = (elf.symbols.get(WORK), elf.symbols.get(MEMSTATS)) {
+        return Ok((work.address, memstats.address));
+    }
+    let vars = vars::locate(&|name: &str| symbols.function(name), version, layout)?;
+    tracing::debug!(?vars.evidence, "runtime variables located from code");
+    Ok((vars.work, vars.memstats))
 }
 
 /// Where a target's runtime struct offsets came from.
@@ -216,9 +233,6 @@ impl Target {
         let layout = layout::for_minor(go_version.minor)
             .filter(|_| go_version.is_supported())
             .ok_or_else(|| unsupported(raw.clone()))?;
-        if !elf.has_symtab {
-            return Err(TargetError::Stripped { pid, exe });
-        }
         let (layout, layout_source) = match dwarf::DwarfFields::read(&data) {
             Ok(Some(fields)) if !fields.is_empty() => (fields.apply(layout), LayoutSource::Dwarf),
             Ok(_) => (layout, LayoutSource::Table),
@@ -241,16 +255,6 @@ impl Target {
         } else {
             0
         };
-        let symbol = |name: &'static str| {
-            elf.symbols
-                .get(name)
-                .copied()
-                .ok_or_else(|| TargetError::MissingSymbol {
-                    pid,
-                    exe: exe.clone(),
-                    symbol: name,
-                })
-        };
         let plan = |name: &'static str| -> Result<FunctionPlan, TargetError> {
             let missing = || TargetError::MissingSymbol {
                 pid,
@@ -272,13 +276,21 @@ impl Target {
                 sites,
             })
         };
+        let (work, memstats) =
+            runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
+                TargetError::Vars {
+                    pid,
+                    exe: exe.clone(),
+                    source,
+                }
+            })?;
         let target = Self {
-            work_addr: symbol(WORK)?.address.wrapping_add(bias),
-            memstats_addr: symbol(MEMSTATS)?.address.wrapping_add(bias),
+            work_addr: work.wrapping_add(bias),
+            memstats_addr: memstats.wrapping_add(bias),
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,
-            stripped: false,
+            stripped: !elf.has_symtab,
             layout,
             layout_source,
             go_version,

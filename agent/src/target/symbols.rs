@@ -1,22 +1,22 @@
 //! Where the runtime's functions are: the Go function table (`.gopclntab`, which survives
 //! `-ldflags=-s -w` and `strip`), else `.symtab`. Both give link-time addresses.
 
+use std::collections::HashMap;
+
 use goprobe_gopclntab::Pclntab;
 
-use super::elf::ElfInfo;
+use super::{elf::ElfInfo, vars::FunctionCode};
 
-/// One function's machine code at its link-time address.
-#[derive(Clone, Copy, Debug)]
-pub struct FunctionCode<'d> {
-    pub addr: u64,
-    pub code: &'d [u8],
-}
+/// Only the runtime's own functions are looked up by name.
+const RUNTIME_PREFIX: &str = "runtime.";
 
 /// Function look-up over one executable's bytes.
 pub struct RuntimeSymbols<'d> {
     data: &'d [u8],
     elf: &'d ElfInfo,
     table: Option<Pclntab<'d>>,
+    /// `runtime.*` functions of the table: name → (entry, end).
+    runtime: HashMap<&'d str, (u64, u64)>,
 }
 
 impl<'d> RuntimeSymbols<'d> {
@@ -28,7 +28,25 @@ impl<'d> RuntimeSymbols<'d> {
                 None
             }
         };
-        Self { data, elf, table }
+        let mut runtime: HashMap<&'d str, (u64, u64)> = HashMap::new();
+        for f in table.iter().flat_map(|t| t.funcs()) {
+            if !f.name.starts_with(RUNTIME_PREFIX) {
+                continue;
+            }
+            // NB: the table names an ABI0 wrapper exactly like the ABIInternal function it
+            // wraps (Go 1.17+, cmd/internal/obj ABI wrappers; `.symtab` calls the wrapper
+            // `….abi0`): keep the larger, the real body.
+            let e = runtime.entry(f.name).or_insert((f.entry, f.end));
+            if f.end.saturating_sub(f.entry) > e.1.saturating_sub(e.0) {
+                *e = (f.entry, f.end);
+            }
+        }
+        Self {
+            data,
+            elf,
+            table,
+            runtime,
+        }
     }
 
     /// The function table, when the binary has a readable one.
@@ -36,10 +54,10 @@ impl<'d> RuntimeSymbols<'d> {
         self.table.as_ref()
     }
 
-    /// The code of function `name` (the runtime's spelling, e.g. `runtime.gcStart`).
+    /// The code of runtime function `name` (the runtime's spelling, e.g. `runtime.gcStart`).
     pub fn function(&self, name: &str) -> Option<FunctionCode<'d>> {
-        let (addr, len) = match self.table.as_ref().and_then(|t| t.func_by_name(name)) {
-            Some(f) => (f.entry, f.end.checked_sub(f.entry)?),
+        let (addr, len) = match self.runtime.get(name) {
+            Some(&(entry, end)) => (entry, end.checked_sub(entry)?),
             None => {
                 let s = self.elf.symbols.get(name)?;
                 (s.address, s.size)

@@ -65,6 +65,10 @@ impl Program {
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(self.path());
         cmd.env("GOGC", "10").current_dir(dir);
+        // Where the program's own Prometheus metrics are (client_golang's go_gc_duration_seconds).
+        let mut metrics = None;
+        // hugo: the content directory its server watches and rebuilds the site from.
+        let mut content = None;
         let path = match self {
             Self::Prometheus => {
                 std::fs::write(
@@ -74,15 +78,20 @@ impl Program {
                     ),
                 )
                 .expect("config");
+                metrics = Some(addr.clone());
                 cmd.arg("--config.file=prometheus.yml")
                     .arg(format!("--web.listen-address={addr}"))
                     .arg("--storage.tsdb.path=data");
                 "/metrics"
             }
             Self::Caddy => {
+                metrics = Some(format!("127.0.0.1:{}", free_port()));
                 std::fs::write(
                     dir.join("Caddyfile"),
-                    format!("{{\n  admin off\n}}\nhttp://{addr} {{\n  respond \"hello\"\n}}\n"),
+                    format!(
+                        "{{\n  admin {}\n}}\nhttp://{addr} {{\n  respond \"hello\"\n}}\n",
+                        metrics.as_deref().unwrap_or_default()
+                    ),
                 )
                 .expect("Caddyfile");
                 cmd.args(["run", "--config", "Caddyfile", "--adapter", "caddyfile"]);
@@ -90,6 +99,7 @@ impl Program {
             }
             Self::Etcd => {
                 let peer = free_port();
+                metrics = Some(addr.clone());
                 cmd.arg("--data-dir=data")
                     .arg(format!("--listen-client-urls=http://{addr}"))
                     .arg(format!("--advertise-client-urls=http://{addr}"))
@@ -108,6 +118,8 @@ impl Program {
                     .output()
                     .expect("hugo new site");
                 assert!(made.status.success(), "hugo new site: {made:?}");
+                std::fs::create_dir_all(site.join("content")).expect("content dir");
+                content = Some(site.join("content"));
                 cmd.arg("server")
                     .arg("--source")
                     .arg(&site)
@@ -116,13 +128,23 @@ impl Program {
                 "/"
             }
             Self::Esbuild => {
-                std::fs::write(dir.join("in.js"), "export const x = 1;\n").expect("in.js");
+                // Big enough that each build (esbuild serve rebuilds per request) allocates.
+                let js: String = (0..5000)
+                    .map(|i| format!("export function f{i}(a) {{ return [a, {i}, \"s{i}\"]; }}\n"))
+                    .collect();
+                std::fs::write(dir.join("in.js"), js).expect("in.js");
                 cmd.arg(format!("--serve={addr}")).arg("--servedir=.");
                 "/in.js"
             }
         };
         let proc = Proc::spawn(cmd);
-        let running = Running { proc, addr, path };
+        let running = Running {
+            proc,
+            addr,
+            path,
+            metrics,
+            content,
+        };
         running.wait_serving(Duration::from_secs(60));
         running
     }
@@ -133,6 +155,16 @@ pub struct Running {
     pub proc: Proc,
     pub addr: String,
     path: &'static str,
+    metrics: Option<String>,
+    content: Option<PathBuf>,
+}
+
+/// What a program's own metrics say about its GC: `go_gc_duration_seconds` count (= NumGC) and
+/// sum (= PauseTotalNs, in seconds), from client_golang's Go collector.
+#[derive(Clone, Copy, Debug)]
+pub struct GcMetrics {
+    pub count: u64,
+    pub sum_seconds: f64,
 }
 
 impl Running {
@@ -150,28 +182,52 @@ impl Running {
 
     /// One HTTP GET of its page; the body, or `None` if it does not answer.
     pub fn get(&self) -> Option<Vec<u8>> {
-        let mut s = TcpStream::connect(&self.addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {} HTTP/1.0\r\nHost: {}\r\n\r\n",
-            self.path, self.addr
-        )
-        .ok()?;
-        let mut body = Vec::new();
-        s.read_to_end(&mut body).ok()?;
-        (!body.is_empty()).then_some(body)
+        http_get(&self.addr, self.path)
     }
 
-    /// Requests its page for `d`, to make it allocate (and so collect garbage).
+    /// The program's own GC metrics, for those that export them (prometheus, etcd, caddy).
+    pub fn gc_metrics(&self) -> Option<GcMetrics> {
+        let body = http_get(self.metrics.as_deref()?, "/metrics")?;
+        let text = String::from_utf8_lossy(&body);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some(GcMetrics {
+            count: value("go_gc_duration_seconds_count")? as u64,
+            sum_seconds: value("go_gc_duration_seconds_sum")?,
+        })
+    }
+
+    /// Requests its page for `d`, to make it allocate (and so collect garbage); for hugo, also
+    /// writes pages into the watched content directory, so that its server rebuilds the site.
     pub fn load(&self, d: Duration) -> usize {
         let deadline = Instant::now() + d;
         let mut n = 0;
         while Instant::now() < deadline {
+            if let Some(content) = &self.content {
+                let body: String = (0..2000)
+                    .map(|i| format!("line {i} of page {n}\n"))
+                    .collect();
+                let page = format!("---\ntitle: p{n}\n---\n{body}");
+                std::fs::write(content.join(format!("p{}.md", n % 20)), page).expect("page");
+                thread::sleep(Duration::from_millis(100));
+            }
             n += usize::from(self.get().is_some());
         }
         n
     }
+}
+
+/// One HTTP/1.0 GET; the whole response, or `None` if nothing answers.
+fn http_get(addr: &str, path: &str) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).ok()?;
+    (!body.is_empty()).then_some(body)
 }
 
 fn free_port() -> u16 {
