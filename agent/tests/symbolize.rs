@@ -174,3 +174,24 @@ fn shared_library_code_of_a_cgo_program() {
     }
     assert_eq!(checked, 4);
 }
+
+#[test]
+fn one_build_in_two_files_is_read_once() {
+    let bin = support::testprog("gcstress", "1.27.3");
+    let a = stripped_copy(&bin, "copy-a");
+    let b = stripped_copy(&bin, "copy-b");
+    let pa = support::Proc::spawn(Command::new(&a));
+    let pb = support::Proc::spawn(Command::new(&b));
+    pa.wait_stdout("ready", std::time::Duration::from_secs(30));
+    pb.wait_stdout("ready", std::time::Duration::from_secs(30));
+    let (addr, name) = go_functions(&bin)
+        .into_iter()
+        .find(|(_, n)| n == "main.main")
+        .unwrap();
+    let mut sym = Symbolizer::new();
+    let fa = sym.frames(pa.pid(), addr);
+    let fb = sym.frames(pb.pid(), addr);
+    assert_eq!(&*fa.last().unwrap().function, name);
+    assert_eq!(fa, fb);
+    assert_eq!(sym.go_binaries(), 1, "same build id, two inodes: one table");
+}

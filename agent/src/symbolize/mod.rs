@@ -57,15 +57,42 @@ impl Frame {
 /// A file's identity across processes: `(dev, inode)` as `/proc/<pid>/maps` prints them.
 type FileKey = (u64, u64);
 
+/// What results are cached by: the binary's build id when it has one (so copies of one build in
+/// different containers, or replaced in place by the same build, share one cache), else the
+/// file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum BinaryKey {
+    BuildId(Arc<[u8]>),
+    File(FileKey),
+}
+
+/// The GNU build id (`.note.gnu.build-id`), else Go's (`.note.go.buildid`, which every Go
+/// linker writes and `-s -w` keeps).
+fn build_id(path: &std::path::Path) -> Option<Arc<[u8]>> {
+    use object::{Object as _, ObjectSection as _};
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only private mapping; see target::Process::map_exe.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let elf = object::File::parse(&*map).ok()?;
+    if let Ok(Some(id)) = elf.build_id() {
+        return Some(id.into());
+    }
+    let note = elf.section_by_name(".note.go.buildid")?.data().ok()?;
+    // NB: an ELF note: namesz, descsz, type (u32 each), "Go\0\0", then the id.
+    note.get(16..).map(Into::into)
+}
+
 /// Resolves addresses of processes. Not `Sync` (blazesym's resolvers use `Rc`): keep one per
 /// thread.
 pub struct Symbolizer {
     blaze: Blaze,
     maps: HashMap<u32, Vec<Mapping>>,
-    /// Go binaries by file; `None` for files that are not Go.
-    go: HashMap<FileKey, Option<Arc<GoBinary>>>,
-    /// Frames of `(file, file offset)`, leaf first.
-    memo: HashMap<(FileKey, u64), Arc<[Frame]>>,
+    /// Each file's cache key.
+    keys: HashMap<FileKey, BinaryKey>,
+    /// Go binaries; `None` for binaries that are not Go.
+    go: HashMap<BinaryKey, Option<Arc<GoBinary>>>,
+    /// Frames of `(binary, file offset)`, leaf first.
+    memo: HashMap<(BinaryKey, u64), Arc<[Frame]>>,
 }
 
 impl Default for Symbolizer {
@@ -83,9 +110,15 @@ impl Symbolizer {
                 .enable_demangling(true)
                 .build(),
             maps: HashMap::new(),
+            keys: HashMap::new(),
             go: HashMap::new(),
             memo: HashMap::new(),
         }
+    }
+
+    /// How many Go binaries are open (one per build, however many files and processes).
+    pub fn go_binaries(&self) -> usize {
+        self.go.values().filter(|b| b.is_some()).count()
     }
 
     /// Frames of a user stack as the kernel records it (leaf first). Every address after the
@@ -108,14 +141,21 @@ impl Symbolizer {
         if !mapping.is_file() {
             return self.pseudo(pid, pc, &mapping);
         }
-        let key = (mapping.dev, mapping.inode);
+        let path = mapping.open_path(pid);
+        let key = self
+            .keys
+            .entry((mapping.dev, mapping.inode))
+            .or_insert_with(|| match build_id(&path) {
+                Some(id) => BinaryKey::BuildId(id),
+                None => BinaryKey::File((mapping.dev, mapping.inode)),
+            })
+            .clone();
         let off = mapping.file_offset(pc);
-        if let Some(frames) = self.memo.get(&(key, off)) {
+        if let Some(frames) = self.memo.get(&(key.clone(), off)) {
             return frames.clone();
         }
-        let path = mapping.open_path(pid);
         let frames = self
-            .go_frames(key, &path, off)
+            .go_frames(key.clone(), &path, off)
             .or_else(|| self.native_frames(&path, off))
             .unwrap_or_else(|| {
                 let name = mapping.path.rsplit('/').next().unwrap_or("?");
@@ -136,7 +176,7 @@ impl Symbolizer {
         found
     }
 
-    fn go_frames(&mut self, key: FileKey, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
+    fn go_frames(&mut self, key: BinaryKey, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
         let bin = self
             .go
             .entry(key)
