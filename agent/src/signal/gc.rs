@@ -388,19 +388,24 @@ mod tests {
     }
 
     #[test]
-    fn go119_cycle_uses_go121_accounting() {
+    fn go119_cycle_with_restart_uses_go121_accounting() {
         let mut t = GcTracker::new(stw_abi::GO119);
         let mut sweep = ev(GC_SWEEP_TERM, 3, 2, 0, 1_500);
         sweep.pause_start = 1_000;
         sweep.trigger = 2;
         assert!(t.on_event(&sweep).is_none());
+        // A restarted mark termination (numgc not yet bumped): `now - pauseStart`.
+        let mut restart = ev(GC_MARK_TERM, 3, 2, 0, 4_070);
+        restart.pause_start = 4_000;
+        assert!(t.on_event(&restart).is_none());
         let mut last = ev(GC_MARK_TERM, 3, 3, 0, 9_999);
         last.pause_start = 5_000;
-        last.pause_ns_at_stop = 500;
-        last.pause_ns_at_start = 540;
+        last.pause_ns_at_stop = 570;
+        last.pause_ns_at_start = 610;
         let c = t.on_event(&last).unwrap();
-        assert_eq!((c.pause_ns, c.trigger.as_str()), (540, "cycle"));
-        assert_eq!(c.stw[0].duration_ns, 500);
+        assert_eq!((c.pause_ns, c.trigger.as_str()), (610, "cycle"));
+        let durations: Vec<u64> = c.stw.iter().map(|s| s.duration_ns).collect();
+        assert_eq!(durations, [500, 70, 40]);
     }
 
     #[test]
