@@ -112,7 +112,8 @@ pub struct StwEvent {
     /// `memstats.numgc` read at the start of the world.
     pub numgc: u32,
     /// Go 1.19: length of the runtime's reason string (`m.preemptoff`), possibly more than the
-    /// [`STW_REASON_TEXT_LEN`] bytes kept in `reason_text`.
+    /// [`STW_REASON_TEXT_LEN`] bytes kept in `reason_text`; 0 with [`STW_REASON_IN_TEXT`] when
+    /// the string could not be read.
     pub reason_len: u32,
     /// Go 1.22+: `worldStop.startedStopping` (RCX at `startTheWorldWithSema` entry).
     pub started: i64,

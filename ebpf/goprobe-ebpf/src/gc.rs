@@ -180,8 +180,10 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         match go119_reason(ctx, &cfg, &mut ev) {
             Ok(reason) => reason,
             Err(ReadError) => {
-                // Not known whether this is a GC pause: user space counts it as unreadable.
+                // Not known whether this is a GC pause: with no text (reason_len 0), user space
+                // counts it as unreadable.
                 ev.flags |= STW_FLAG_READ_FAILED;
+                ev.reason_len = 0;
                 STW_REASON_IN_TEXT
             }
         }
