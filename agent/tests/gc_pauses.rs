@@ -8,7 +8,7 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use support::{attach, start_testprog};
+use support::{attach, is_release, start_testprog};
 
 /// The runtime may differ from goprobe by at most this much (the bound: 1 µs).
 const TOLERANCE_NS: i64 = 1_000;
@@ -27,7 +27,8 @@ fn check_exact_pauses(go: &str, program: &str) {
     let report: Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
 
     assert_eq!(report["schema"], "goprobe.report.v1");
-    assert_eq!(report["target"]["go_version"], format!("go{go}"));
+    let version = report["target"]["go_version"].as_str().unwrap();
+    assert!(is_release(version, go), "{version} is not Go {go}");
     assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
     let got: BTreeMap<u64, &Value> = report["gc"]["cycles"]
         .as_array()
@@ -106,12 +107,32 @@ fn check_exact_pauses(go: &str, program: &str) {
         truth["read_mem_stats"].as_u64().unwrap(),
         "ReadMemStats STWs"
     );
+    let unknown: Vec<&Value> = report["gc"]["other_stw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "Unknown")
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "gcstress only stops the world for GC and ReadMemStats: {unknown:?}"
+    );
     eprintln!(
         "Go {go} {program}: {} cycles, {exact} exact to the ns, {rms} ReadMemStats, attach {} ms, cpu {} ms",
         end - start,
         report["agent"]["attach_ms"],
         report["agent"]["cpu_ms"]
     );
+}
+
+#[test]
+fn go1_19_pauses_match_memstats() {
+    check_exact_pauses("1.19", "gcstress");
+}
+
+#[test]
+fn go1_19_without_dwarf_pauses_match_memstats() {
+    check_exact_pauses("1.19", "gcstress-nodwarf");
 }
 
 #[test]

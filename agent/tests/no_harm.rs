@@ -57,6 +57,11 @@ fn attach_detach_repeatedly(go: &str) {
 }
 
 #[test]
+fn go1_19_survives_attach_detach() {
+    attach_detach_repeatedly("1.19");
+}
+
+#[test]
 fn go1_21_survives_attach_detach() {
     attach_detach_repeatedly("1.21.13");
 }

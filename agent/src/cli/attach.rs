@@ -29,7 +29,7 @@ use goprobe::{
     writes DIR/report.json (schema goprobe.report.v1, see docs/report-schema.md)."
 )]
 pub struct AttachArgs {
-    /// Process id of a running Go program (Go 1.21 to 1.27, linux/amd64).
+    /// Process id of a running Go program (Go 1.19 or 1.21 to 1.27, linux/amd64).
     pub pid: u32,
     /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C or the process exits.
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
@@ -112,7 +112,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
             attach_ms,
             cpu_ms,
             max_rss_kb,
-            lost_events: probes.lost_events(),
+            // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
+            lost_events: probes.lost_events() + tracker.unreadable,
         },
         gc: report::Gc::from_tracker(&tracker, &clock),
     };

@@ -100,6 +100,8 @@ impl Probes {
             off_memstats_numgc: l.memstats_numgc,
             off_g_m: l.g_m,
             off_m_curg: l.m_curg,
+            off_m_preemptoff: l.m_preemptoff.unwrap_or(0),
+            _pad0: 0,
         };
         let map = self
             .ebpf
@@ -133,7 +135,7 @@ impl Probes {
             &target.start_the_world,
             target.start_the_world.sites.entry,
         ));
-        if l.stw_abi == stw_abi::GO121 {
+        if stw_abi::probes_stop(l.stw_abi) {
             sites.push((
                 "stw_stop_entry",
                 &target.stop_the_world,

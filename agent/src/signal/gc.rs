@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use goprobe_common::{STW_FLAG_READ_FAILED, StwEvent, TRIGGER_UNKNOWN, stw_abi};
+use goprobe_common::{
+    STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN,
+    stw_abi,
+};
 use tracing::{debug, warn};
 
 /// NB: `stwReason` (src/runtime/proc.go), identical in Go 1.21–1.27; names are the constants'
@@ -31,6 +34,52 @@ const REASONS: &[(&str, &str)] = &[
 ];
 const GC_MARK_TERM: u8 = 1;
 const GC_SWEEP_TERM: u8 = 2;
+const UNKNOWN: u8 = 0;
+
+/// NB: Go 1.19 passes the reason of a non-GC stop-the-world as a string, `stopTheWorld(reason
+/// string)` (src/runtime/proc.go:1086), stored in `m.preemptoff`. These are all the strings its
+/// runtime passes (go1.19 debug.go:28, heapdump.go:21, mprof.go:911/1111/976/1195,
+/// mstats.go:356, os_linux.go:729, trace.go:209/319, export_test.go, export_debuglog_test.go),
+/// with the `stwReason` that Go 1.21 gave the same call site, so reports read the same.
+const GO119_REASONS: &[(&str, u8)] = &[
+    ("write heap dump", 3),
+    ("profile", 4),
+    ("profile cleanup", 5),
+    ("stack trace", 6),
+    ("read mem stats", 7),
+    ("doAllThreadsSyscall", 8),
+    ("GOMAXPROCS", 9),
+    ("start tracing", 10),
+    ("stop tracing", 11),
+    ("CountPagesInUse", 12),
+    ("ReadMetricsSlow", 13),
+    ("ReadMemStatsSlow", 14),
+    ("PageCachePagesLeaked", 15),
+    ("ResetDebugLog", 16),
+];
+
+/// The `stwReason` of a Go 1.19 reason string, [`UNKNOWN`] for a string not in
+/// [`GO119_REASONS`] (never a guess).
+fn go119_reason(ev: &StwEvent) -> u8 {
+    let len = usize::try_from(ev.reason_len).unwrap_or(usize::MAX);
+    let Some(text) = ev
+        .reason_text
+        .get(..len)
+        .filter(|_| len <= STW_REASON_TEXT_LEN)
+    else {
+        return UNKNOWN;
+    };
+    GO119_REASONS
+        .iter()
+        .find(|(t, _)| t.as_bytes() == text)
+        .map_or_else(
+            || {
+                debug!(text = %String::from_utf8_lossy(text), "unknown Go 1.19 STW reason");
+                UNKNOWN
+            },
+            |r| r.1,
+        )
+}
 
 /// The name of an `stwReason` as it appears in reports (`ReadMemStats`).
 pub fn reason_name(reason: u8) -> String {
@@ -111,7 +160,17 @@ impl GcTracker {
 
     /// Takes one event; returns the cycle it completed, if any.
     pub fn on_event(&mut self, ev: &StwEvent) -> Option<&Cycle> {
-        let is_gc = ev.reason == GC_MARK_TERM || ev.reason == GC_SWEEP_TERM;
+        if ev.reason == STW_REASON_IN_TEXT && ev.reason_len == 0 {
+            // Go 1.19: m.preemptoff was unreadable, so this may have been a GC pause.
+            warn!(
+                tid = ev.tid,
+                "could not read the reason of a stop-the-world; pause dropped"
+            );
+            self.unreadable += 1;
+            return None;
+        }
+        let reason = self.reason(ev);
+        let is_gc = reason == GC_MARK_TERM || reason == GC_SWEEP_TERM;
         if is_gc && ev.flags & STW_FLAG_READ_FAILED != 0 {
             warn!(
                 tid = ev.tid,
@@ -124,10 +183,10 @@ impl GcTracker {
         // startTheWorldWithSema, and work.cycles in gcStart (src/runtime/mgc.go): so the final
         // STW of cycle N is the mark termination that sees numgc == cycles == N. Earlier mark
         // terminations of the same cycle are restarts (issue #27993) that resume marking.
-        let is_final = ev.reason == GC_MARK_TERM && ev.numgc == ev.cycles;
+        let is_final = reason == GC_MARK_TERM && ev.numgc == ev.cycles;
         let (start_mono_ns, duration) = self.duration(ev, is_gc, is_final);
         let stw = Stw {
-            reason: reason_name(ev.reason),
+            reason: reason_name(reason),
             start_mono_ns,
             duration_ns: u64::try_from(duration).unwrap_or(0),
         };
@@ -136,7 +195,7 @@ impl GcTracker {
             return None;
         }
         let open = self.open.entry(ev.cycles).or_default();
-        if ev.reason == GC_SWEEP_TERM {
+        if reason == GC_SWEEP_TERM {
             open.saw_sweep_term = true;
             open.trigger = Some(trigger_name(ev.trigger, ev.user_forced != 0).to_owned());
         }
@@ -178,22 +237,51 @@ impl GcTracker {
         self.cycles.last()
     }
 
+    /// The event's `stwReason`; on Go 1.19, where the kernel side infers GC reasons from
+    /// `m.preemptoff`, checked against the runtime's cycle counters.
+    fn reason(&self, ev: &StwEvent) -> u8 {
+        if self.abi != stw_abi::GO119 {
+            return ev.reason;
+        }
+        match ev.reason {
+            STW_REASON_IN_TEXT => go119_reason(ev),
+            // NB: Go 1.19 gcStart increments work.cycles inside the sweep-termination STW and
+            // gcMarkTermination increments memstats.numgc (src/runtime/mgc.go:675, :1038): at
+            // the start of that STW's world, cycles == numgc + 1. An empty m.preemptoff that does
+            // not satisfy this is not a sweep termination: report it as unknown, never as GC.
+            // (With the counters unreadable the pause is dropped as unreadable instead.)
+            GC_SWEEP_TERM
+                if ev.flags & STW_FLAG_READ_FAILED == 0
+                    && ev.cycles != ev.numgc.wrapping_add(1) =>
+            {
+                warn!(
+                    cycles = ev.cycles,
+                    numgc = ev.numgc,
+                    "Go 1.19 stop-the-world without a reason outside a GC start"
+                );
+                UNKNOWN
+            }
+            r => r,
+        }
+    }
+
     /// `(start, duration)` of one STW, in the runtime's terms.
     fn duration(&self, ev: &StwEvent, is_gc: bool, is_final: bool) -> (i64, i64) {
-        if self.abi != stw_abi::GO121 {
+        if !stw_abi::probes_stop(self.abi) {
             // NB: Go 1.22+ (src/runtime/mgc.go): `work.pauseNS += now - stw.startedStopping`
             // where `now` is what startTheWorldWithSema returned; for the final mark termination
             // `now` is passed in and returned unchanged.
             return (ev.started, ev.now - ev.started);
         }
         match (is_gc, is_final) {
-            // NB: Go 1.21 gcMarkTermination adds `now - work.pauseStart` to work.pauseNS with a
-            // `now` taken before it calls startTheWorldWithSema: the pause is the increment.
+            // NB: Go 1.19 and 1.21 gcMarkTermination adds `now - work.pauseStart` to
+            // work.pauseNS with a `now` taken before it calls startTheWorldWithSema (go1.19
+            // mgc.go:1000, :1059): the pause is the increment.
             (true, true) => (ev.pause_start, ev.pause_ns_at_start - ev.pause_ns_at_stop),
-            // NB: Go 1.21 gcStart/gcMarkDone: `now = startTheWorldWithSema();
-            // work.pauseNS += now - work.pauseStart`.
+            // NB: Go 1.19 and 1.21 gcStart/gcMarkDone: `now = startTheWorldWithSema(…);
+            // work.pauseNS += now - work.pauseStart` (go1.19 mgc.go:730, :882).
             (true, false) => (ev.pause_start, ev.now - ev.pause_start),
-            // Go 1.21 does not time other STWs; measure stop entry to start return.
+            // Go 1.19 and 1.21 do not time other STWs; measure stop entry to start return.
             (false, _) => (ev.stop_ktime, ev.now - ev.stop_ktime),
         }
     }
@@ -271,6 +359,74 @@ mod tests {
                 duration_ns: 40
             }
         );
+    }
+
+    fn go119_text(reason: &str) -> StwEvent {
+        let mut e = ev(STW_REASON_IN_TEXT, 3, 3, 0, 2_000);
+        e.reason_len = reason.len() as u32;
+        let n = reason.len().min(STW_REASON_TEXT_LEN);
+        e.reason_text[..n].copy_from_slice(&reason.as_bytes()[..n]);
+        e.stop_ktime = 1_000;
+        e
+    }
+
+    #[test]
+    fn go119_reasons_from_text() {
+        let mut t = GcTracker::new(stw_abi::GO119);
+        t.on_event(&go119_text("read mem stats"));
+        t.on_event(&go119_text("profile"));
+        t.on_event(&go119_text("some future reason"));
+        t.on_event(&go119_text("a reason longer than twenty-four bytes"));
+        let names: Vec<&str> = t.other.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ReadMemStats", "GoroutineProfile", "Unknown", "Unknown"]
+        );
+        assert_eq!(t.other[0].start_mono_ns, 1_000);
+        assert_eq!(t.other[0].duration_ns, 1_000);
+        assert!(t.cycles.is_empty());
+    }
+
+    #[test]
+    fn go119_cycle_with_restart_uses_go121_accounting() {
+        let mut t = GcTracker::new(stw_abi::GO119);
+        let mut sweep = ev(GC_SWEEP_TERM, 3, 2, 0, 1_500);
+        sweep.pause_start = 1_000;
+        sweep.trigger = 2;
+        assert!(t.on_event(&sweep).is_none());
+        // A restarted mark termination (numgc not yet bumped): `now - pauseStart`.
+        let mut restart = ev(GC_MARK_TERM, 3, 2, 0, 4_070);
+        restart.pause_start = 4_000;
+        assert!(t.on_event(&restart).is_none());
+        let mut last = ev(GC_MARK_TERM, 3, 3, 0, 9_999);
+        last.pause_start = 5_000;
+        last.pause_ns_at_stop = 570;
+        last.pause_ns_at_start = 610;
+        let c = t.on_event(&last).unwrap();
+        assert_eq!((c.pause_ns, c.trigger.as_str()), (610, "cycle"));
+        let durations: Vec<u64> = c.stw.iter().map(|s| s.duration_ns).collect();
+        assert_eq!(durations, [500, 70, 40]);
+    }
+
+    #[test]
+    fn go119_empty_reason_outside_gc_start_is_not_gc() {
+        let mut t = GcTracker::new(stw_abi::GO119);
+        // cycles == numgc: no GC is starting, so this cannot be a sweep termination.
+        let mut e = ev(GC_SWEEP_TERM, 4, 4, 0, 2_000);
+        e.stop_ktime = 1_500;
+        assert!(t.on_event(&e).is_none());
+        assert_eq!(t.other[0].reason, "Unknown");
+        assert!(t.open.is_empty());
+    }
+
+    #[test]
+    fn go119_unreadable_reason_is_counted_not_guessed() {
+        let mut t = GcTracker::new(stw_abi::GO119);
+        let mut e = ev(STW_REASON_IN_TEXT, 1, 0, 0, 10);
+        e.flags = STW_FLAG_READ_FAILED;
+        assert!(t.on_event(&e).is_none());
+        assert_eq!(t.unreadable, 1);
+        assert!(t.other.is_empty());
     }
 
     #[test]

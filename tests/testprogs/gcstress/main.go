@@ -8,6 +8,8 @@
 //	              and how many times ReadMemStats was called.
 //	-mode=churn   allocate and verify data structures until stdin says "stop" (or closes);
 //	              report iterations and verification failures (run it with GODEBUG=gccheckmark=1).
+//	-mode=reasons stop the world once for each non-GC reason a program can cause (see
+//	              stopForEveryReason) and report the calls in order.
 package main
 
 import (
@@ -15,10 +17,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/trace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -88,8 +92,43 @@ func churn(stop *atomic.Bool, iterations, failures *atomic.Int64) {
 	wg.Wait()
 }
 
+// stopForEveryReason calls, once each, the public APIs that stop the world for a reason other
+// than GC, and returns their names in call order. Each call is one stop-the-world except
+// GoroutineProfile, which stops it twice (goroutine profile, then its cleanup).
+func stopForEveryReason() ([]string, error) {
+	var calls []string
+	n := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(n + 1) // a change stops the world; setting the same value does not
+	runtime.GOMAXPROCS(n)
+	calls = append(calls, "GOMAXPROCS", "GOMAXPROCS")
+	buf := make([]byte, 1<<16)
+	runtime.Stack(buf, true)
+	calls = append(calls, "Stack")
+	records := make([]runtime.StackRecord, 1024)
+	if _, ok := runtime.GoroutineProfile(records); !ok {
+		return nil, fmt.Errorf("GoroutineProfile: %d records are not enough", len(records))
+	}
+	calls = append(calls, "GoroutineProfile")
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	debug.WriteHeapDump(f.Fd())
+	f.Close()
+	calls = append(calls, "WriteHeapDump")
+	if err := trace.Start(io.Discard); err != nil {
+		return nil, err
+	}
+	trace.Stop()
+	calls = append(calls, "trace.Start", "trace.Stop")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	calls = append(calls, "ReadMemStats")
+	return calls, nil
+}
+
 func main() {
-	mode := flag.String("mode", "pauses", "pauses or churn")
+	mode := flag.String("mode", "pauses", "pauses, churn or reasons")
 	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250)")
 	flag.Parse()
 	if *cycles > 250 {
@@ -105,6 +144,12 @@ func main() {
 	var iterations, failures atomic.Int64
 	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid()}
 	switch *mode {
+	case "reasons":
+		calls, err := stopForEveryReason()
+		if err != nil {
+			panic(err)
+		}
+		out["calls"] = calls
 	case "churn":
 		go func() {
 			for in.Scan() && in.Text() != "stop" {
