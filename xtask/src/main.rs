@@ -96,7 +96,7 @@ fn build_release() -> Result<()> {
 /// Builds every Go test program with every Go release into target/testprogs/<version>/:
 /// `gcstress` and `demo` as `go build` makes them, `gcstress-nodwarf` without DWARF
 /// (`-ldflags=-w`: goprobe falls back to its layout table) and, with the newest release,
-/// `gcstress-race` (`-race`, cgo-linked).
+/// `gcstress-race` (`-race`, cgo-linked); and the symbolization programs (`build_symprogs`).
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -116,8 +116,53 @@ fn build_testprogs() -> Result<PathBuf> {
         if version == newest {
             go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
         }
+        build_symprogs(version, &dir)?;
     }
     Ok(out)
+}
+
+/// The symbolization programs for goprobe-gopclntab's golden tests, in every variant whose
+/// table differs: `symtest` plain, stripped (`-s -w`), PIE (internal linking), stripped PIE;
+/// `symcgo` (cgo, external linking) plain, stripped, PIE and stripped PIE.
+fn build_symprogs(version: &str, dir: &Path) -> Result<()> {
+    let o = |name: &str| dir.join(name).display().to_string();
+    for (name, flags, cgo, pkg) in [
+        ("symtest", &[][..], false, "./symtest"),
+        ("symtest-sw", &["-ldflags=-s -w"][..], false, "./symtest"),
+        ("symtest-pie", &["-buildmode=pie"][..], false, "./symtest"),
+        (
+            "symtest-pie-sw",
+            &["-buildmode=pie", "-ldflags=-s -w"][..],
+            false,
+            "./symtest",
+        ),
+        ("symcgo", &[][..], true, "./symcgo"),
+        ("symcgo-sw", &["-ldflags=-s -w"][..], true, "./symcgo"),
+        // Externally linked PIE: pointers in the table and moduledata are relocations.
+        ("symcgo-pie", &["-buildmode=pie"][..], true, "./symcgo"),
+        (
+            "symcgo-pie-sw",
+            &["-buildmode=pie", "-ldflags=-s -w"][..],
+            true,
+            "./symcgo",
+        ),
+    ] {
+        let out = o(name);
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["-o", &out, pkg]);
+        setup::go_build(version, cgo, &args)?;
+    }
+    Ok(())
+}
+
+/// `version=path-of-go` for every Go release, `:`-separated: tests that compare with the Go
+/// toolchain (`go tool addr2line`) run the same release that built the program.
+fn go_bins() -> String {
+    setup::GO_VERSIONS
+        .iter()
+        .map(|v| format!("{v}={}", setup::go_bin(v).display()))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn test(args: &[String]) -> Result<()> {
@@ -135,6 +180,7 @@ fn test(args: &[String]) -> Result<()> {
             ])
             .args(args)
             .env("GOPROBE_TESTPROGS", testprogs)
+            .env("GOPROBE_GO_BINS", go_bins())
             .envs(thirdparty::test_env())
             .env(
                 "RUST_TEST_THREADS",
