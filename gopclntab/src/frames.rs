@@ -86,6 +86,13 @@ pub(crate) fn frames<'a>(t: &Pclntab<'a>, pc: u64, out: &mut Vec<Frame<'a>>) -> 
                     })?;
                 pos = file_line(t, &r, pctab, f.entry, cur)?;
                 inl = inl_index(cur)?;
+                // [observed: hugo, Go 1.27.2, a package init at its entry pc] The parentPc of
+                // the entry's own inline index can resolve to that same index; the runtime's
+                // inlineUnwinder would loop. Such a record is taken as the outermost inlined
+                // call. Longer cycles are corrupt data (`InlineTooDeep`).
+                if inl.is_some_and(|(_, j)| j == i) {
+                    inl = None;
+                }
             }
         }
     }

@@ -92,7 +92,7 @@ impl Record {
             .ok_or(corrupt("npcdata too large", self.at))?;
         if layout == Layout::Go116 {
             let p = usize::from(h.ptr_size);
-            let aligned = if p == 8 && (h.vaddr as usize + base) % 8 != 0 {
+            let aligned = if p == 8 && !(h.vaddr as usize + base).is_multiple_of(8) {
                 base + 4
             } else {
                 base

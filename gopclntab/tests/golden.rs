@@ -12,6 +12,7 @@
 //! they embed rodata addresses, which `-s -w` moves); when debug/gosym can read the stripped
 //! file correctly on its own (internal linking: Go text starts at `.text`) it is also compared
 //! with `go tool addr2line` run on the stripped file itself.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
 

@@ -1,8 +1,9 @@
-//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|go`.
+//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|fuzz|bench`.
 //!
 //! The only place that knows how to drive the toolchain: the nightly compiler and bpf-linker for
 //! the eBPF crate, the Go toolchains the tests build their programs with.
 
+mod bench;
 mod demo;
 mod setup;
 mod thirdparty;
@@ -42,6 +43,17 @@ enum Cmd {
     },
     /// fmt check, clippy -D warnings (host crates and the eBPF crate), then `test`.
     Ci,
+    /// Fuzz the .gopclntab reader (gopclntab/fuzz, cargo-fuzz on nightly; installs cargo-fuzz
+    /// if missing). New inputs go to target/fuzz/corpus/pclntab; crashes to
+    /// gopclntab/fuzz/artifacts/.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
+    /// Benchmarks of the .gopclntab reader against blazesym and `go tool addr2line`; results
+    /// in target/bench/results.md.
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -61,6 +73,12 @@ fn main() -> Result<()> {
             test(&args)
         }
         Cmd::Ci => ci(),
+        Cmd::Fuzz { seconds } => fuzz(seconds),
+        Cmd::Bench => {
+            setup::go_toolchains()?;
+            crate::thirdparty::install()?;
+            bench::run()
+        }
     }
 }
 
@@ -232,4 +250,36 @@ fn ci() -> Result<()> {
             .env("CARGO_TARGET_DIR", root().join("target/ebpf-clippy")),
     )?;
     test(&[])
+}
+
+/// `cargo fuzz run pclntab` for `seconds`, on nightly, seeded from gopclntab/fuzz/seeds.
+fn fuzz(seconds: u32) -> Result<()> {
+    let has_fuzz = Command::new("cargo")
+        .env("PATH", setup::path_with_cargo_bin())
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        eprintln!("xtask: installing cargo-fuzz");
+        exec(
+            Command::new("cargo")
+                .env("PATH", setup::path_with_cargo_bin())
+                .args(["install", "--locked", "cargo-fuzz"]),
+        )?;
+    }
+    let dir = root().join("gopclntab/fuzz");
+    let corpus = root().join("target/fuzz/corpus/pclntab");
+    std::fs::create_dir_all(&corpus)?;
+    exec(
+        Command::new("rustup")
+            .current_dir(&dir)
+            .env("PATH", setup::path_with_cargo_bin())
+            .env("CARGO_TARGET_DIR", root().join("target/fuzz"))
+            .args(["run", "nightly", "cargo", "fuzz", "run", "pclntab"])
+            .arg(&corpus)
+            .arg(dir.join("seeds"))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]),
+    )
 }
