@@ -36,15 +36,18 @@ pub(crate) fn frames<'a>(t: &Pclntab<'a>, pc: u64, out: &mut Vec<Frame<'a>>) -> 
         (0, _) | (_, None) => None,
         (_, Some(gofunc)) => r.funcdata(&t.h, t.layout, &t.img, gofunc, FUNCDATA_INL_TREE)?,
     };
-    let mut cur = pc;
-    for _ in 0..MAX_INLINE_DEPTH {
-        let (file, line) = file_line(t, &r, pctab, f.entry, cur)?;
-        let inl = match tree {
-            Some(tree) => pcvalue::value(pctab, inl_prog as usize, f.entry, cur, t.h.quantum)?
+    let inl_index = |at: u64| -> Result<Option<(u64, i32)>, Error> {
+        let Some(tree) = tree else { return Ok(None) };
+        Ok(
+            pcvalue::value(pctab, inl_prog as usize, f.entry, at, t.h.quantum)?
                 .filter(|&i| i >= 0)
                 .map(|i| (tree, i)),
-            None => None,
-        };
+        )
+    };
+    let mut pos = file_line(t, &r, pctab, f.entry, pc)?;
+    let mut inl = inl_index(pc)?;
+    for _ in 0..MAX_INLINE_DEPTH {
+        let (file, line) = pos;
         let Some((tree, i)) = inl else {
             out.push(Frame {
                 function: f.name,
@@ -64,14 +67,34 @@ pub(crate) fn frames<'a>(t: &Pclntab<'a>, pc: u64, out: &mut Vec<Frame<'a>>) -> 
             line,
             inlined: true,
         });
-        cur = u64::try_from(call.parent_pc)
-            .ok()
-            .and_then(|p| f.entry.checked_add(p))
-            .filter(|&p| p < f.end)
-            .ok_or(Error::Corrupt {
-                what: "inline parentPc outside its function",
-                offset: cur,
-            })?;
+        match call.call_site {
+            // NB: Go 1.16–1.19 (runtime/symtab.go inlinedCall) record the call site and the
+            // parent entry; DWARF's DW_AT_call_line comes from the same data. The pc at
+            // parentPc can carry another line (seen: the `func` line of the caller).
+            Some((file_idx, line, parent)) => {
+                pos = (cu_file(t, &r, file_idx), u32::try_from(line).unwrap_or(0));
+                inl = (parent >= 0).then_some((tree, i32::from(parent)));
+            }
+            None => {
+                let cur = u64::try_from(call.parent_pc)
+                    .ok()
+                    .and_then(|p| f.entry.checked_add(p))
+                    .filter(|&p| p < f.end)
+                    .ok_or(Error::Corrupt {
+                        what: "inline parentPc outside its function",
+                        offset: pc,
+                    })?;
+                pos = file_line(t, &r, pctab, f.entry, cur)?;
+                inl = inl_index(cur)?;
+                // [observed: hugo, Go 1.27.2, a package init at its entry pc] The parentPc of
+                // the entry's own inline index can resolve to that same index; the runtime's
+                // inlineUnwinder would loop. Such a record is taken as the outermost inlined
+                // call. Longer cycles are corrupt data (`InlineTooDeep`).
+                if inl.is_some_and(|(_, j)| j == i) {
+                    inl = None;
+                }
+            }
+        }
     }
     Err(Error::InlineTooDeep {
         pc,
@@ -96,20 +119,23 @@ fn file_line<'a>(
         0 => None,
         off => pcvalue::value(pctab, off as usize, entry, pc, q)?,
     };
-    let file = fileno
-        .and_then(|n| u32::try_from(n).ok())
-        .and_then(|n| {
-            let i = r.cu_offset.checked_add(n)? as usize;
-            let off = read_u32(t.h.tab, t.h.cu.checked_add(i.checked_mul(4)?)?)?;
-            if off == u32::MAX {
-                return None;
-            }
-            let s = crate::cstr(t.h.tab, t.h.filetab.checked_add(off as usize)?)?;
-            std::str::from_utf8(s).ok()
-        })
-        .unwrap_or("?");
+    let file = fileno.map_or("?", |n| cu_file(t, r, n));
     let line = line.and_then(|l| u32::try_from(l).ok()).unwrap_or(0);
     Ok((file, line))
+}
+
+/// File `n` of the function's compilation unit: `filetab[cutab[cuOffset + n]]`; `?` if absent.
+fn cu_file<'a>(t: &Pclntab<'a>, r: &Record, n: i32) -> &'a str {
+    let name = || {
+        let i = r.cu_offset.checked_add(u32::try_from(n).ok()?)? as usize;
+        let off = read_u32(t.h.tab, t.h.cu.checked_add(i.checked_mul(4)?)?)?;
+        if off == u32::MAX {
+            return None;
+        }
+        let s = crate::cstr(t.h.tab, t.h.filetab.checked_add(off as usize)?)?;
+        std::str::from_utf8(s).ok()
+    };
+    name().unwrap_or("?")
 }
 
 /// A direct-mapped cache of [`Pclntab::frames`] results, for hot pcs (profiles repeat them).

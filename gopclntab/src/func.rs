@@ -46,7 +46,8 @@ pub(crate) fn record(h: &Header<'_>, layout: Layout, at: usize) -> Result<Record
     } else {
         4
     };
-    let fixed = f0 + 32 + if layout >= Layout::Go120 { 4 } else { 0 };
+    // entry, 8 u32/i32 fields, startLine (1.20+), then funcID, flag, pad, nfuncdata.
+    let fixed = f0 + 32 + if layout >= Layout::Go120 { 4 } else { 0 } + 4;
     let end = at
         .checked_add(fixed)
         .filter(|&e| e <= h.tab.len())
@@ -91,7 +92,7 @@ impl Record {
             .ok_or(corrupt("npcdata too large", self.at))?;
         if layout == Layout::Go116 {
             let p = usize::from(h.ptr_size);
-            let aligned = if p == 8 && (h.vaddr as usize + base) % 8 != 0 {
+            let aligned = if p == 8 && !(h.vaddr as usize + base).is_multiple_of(8) {
                 base + 4
             } else {
                 base
@@ -113,6 +114,8 @@ impl Record {
 pub(crate) struct InlinedCall {
     pub name_off: u32,
     pub parent_pc: i32,
+    /// Up to Go 1.19 only: the call site (per-CU file index, line) and the parent's index.
+    pub call_site: Option<(i32, i32, i16)>,
 }
 
 /// Inline tree entry `idx` of the tree at `tree`.
@@ -136,11 +139,13 @@ pub(crate) fn inlined_call(
         InlinedCall {
             name_off: u(4),
             parent_pc: u(8) as i32,
+            call_site: None,
         }
     } else {
         InlinedCall {
             name_off: u(12),
             parent_pc: u(16) as i32,
+            call_site: Some((u(4) as i32, u(8) as i32, i16::from_le_bytes([b[0], b[1]]))),
         }
     })
 }

@@ -41,6 +41,8 @@ pub(crate) struct Image<'a> {
     pub segments: Vec<Segment>,
     /// Raw `.rela.dyn` entries (64-bit little-endian ELF only), empty when absent.
     rela: &'a [u8],
+    /// Relative relocations sorted by offset, built on first use.
+    relative_index: std::sync::OnceLock<Vec<(u64, u64)>>,
 }
 
 impl<'a> Image<'a> {
@@ -77,6 +79,7 @@ impl<'a> Image<'a> {
             file,
             segments,
             rela,
+            relative_index: std::sync::OnceLock::new(),
         })
     }
 
@@ -125,9 +128,17 @@ impl<'a> Image<'a> {
 
     /// The addend of a relative relocation at `vaddr`, if there is one.
     pub fn relative_addend(&self, vaddr: u64) -> Option<u64> {
-        self.relatives()
-            .find(|&(off, _)| off == vaddr)
-            .map(|(_, a)| a)
+        if self.rela.is_empty() {
+            return None;
+        }
+        // One allocation of at most `.rela.dyn`'s size / 24 entries, then O(log n) look-ups.
+        let index = self.relative_index.get_or_init(|| {
+            let mut v: Vec<(u64, u64)> = self.relatives().collect();
+            v.sort_unstable();
+            v
+        });
+        let i = index.binary_search_by_key(&vaddr, |r| r.0).ok()?;
+        Some(index[i].1)
     }
 
     /// Every relative relocation as (r_offset, addend).

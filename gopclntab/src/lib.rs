@@ -21,7 +21,7 @@ mod version;
 use std::sync::OnceLock;
 
 pub use frames::FrameCache;
-pub use version::{VersionHint, infer_go_version};
+pub use version::{VersionHint, infer_go_version, layout_range, parse_minor};
 
 use image::{Image, read_u32, read_uint};
 use locate::Header;

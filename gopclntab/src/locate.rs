@@ -79,7 +79,8 @@ pub(crate) fn find<'a>(img: &Image<'a>) -> Result<Header<'a>, Error> {
     scan(img)
 }
 
-/// Scans every loaded segment, at 8-byte alignment, for a valid header with functions.
+/// Scans every loaded segment, at 8-byte alignment, for a valid header with functions. When
+/// none is valid, the error of the first header-shaped match, else `NotFound`.
 fn scan<'a>(img: &Image<'a>) -> Result<Header<'a>, Error> {
     let mut unsupported = None;
     for seg in img.segments.iter().filter(|s| !s.executable()) {
@@ -98,8 +99,10 @@ fn scan<'a>(img: &Image<'a>) -> Result<Header<'a>, Error> {
                 let vaddr = seg.vaddr + off as u64;
                 match parse(img, vaddr, &data[off..]) {
                     Ok(h) => return Ok(h),
-                    Err(e @ Error::UnsupportedMagic { .. }) => unsupported = Some(e),
-                    Err(_) => {}
+                    // Keep scanning, but report what the first signature match had wrong.
+                    Err(e) => {
+                        unsupported.get_or_insert(e);
+                    }
                 }
             }
             off += 8;

@@ -85,9 +85,6 @@ fn build_version(
     range: Option<(u32, Option<u32>)>,
 ) -> Option<String> {
     let p = usize::from(ptr_size);
-    // Externally linked PIEs keep pointers only as relocation addends.
-    let mut relocs: Vec<(u64, u64)> = img.relatives().collect();
-    relocs.sort_unstable();
     let mut found: Vec<(String, u32)> = Vec::new();
     for seg in img.segments.iter().filter(|s| s.writable()) {
         let Some(data) = img.bytes_to_segment_end(seg.vaddr) else {
@@ -104,9 +101,10 @@ fn build_version(
             let mut ptr = read_uint(data, i * p, ptr_size).unwrap_or(0);
             if ptr == 0 {
                 let at = seg.vaddr + (i * p) as u64;
-                ptr = match relocs.binary_search_by_key(&at, |r| r.0) {
-                    Ok(k) => relocs[k].1,
-                    Err(_) => continue,
+                // Externally linked PIEs keep pointers only as relocation addends.
+                ptr = match img.relative_addend(at) {
+                    Some(a) => a,
+                    None => continue,
                 };
             }
             let Some(s) = img.bytes(ptr, len) else {

@@ -1,8 +1,9 @@
-//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|go`.
+//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|fuzz|bench`.
 //!
 //! The only place that knows how to drive the toolchain: the nightly compiler and bpf-linker for
 //! the eBPF crate, the Go toolchains the tests build their programs with.
 
+mod bench;
 mod demo;
 mod setup;
 mod thirdparty;
@@ -42,6 +43,17 @@ enum Cmd {
     },
     /// fmt check, clippy -D warnings (host crates and the eBPF crate), then `test`.
     Ci,
+    /// Fuzz the .gopclntab reader (gopclntab/fuzz, cargo-fuzz on nightly; installs cargo-fuzz
+    /// if missing). New inputs go to target/fuzz/corpus/pclntab; crashes to
+    /// gopclntab/fuzz/artifacts/.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
+    /// Benchmarks of the .gopclntab reader against blazesym and `go tool addr2line`; results
+    /// in target/bench/results.md.
+    Bench,
 }
 
 fn main() -> Result<()> {
@@ -61,6 +73,12 @@ fn main() -> Result<()> {
             test(&args)
         }
         Cmd::Ci => ci(),
+        Cmd::Fuzz { seconds } => fuzz(seconds),
+        Cmd::Bench => {
+            setup::go_toolchains()?;
+            crate::thirdparty::install()?;
+            bench::run()
+        }
     }
 }
 
@@ -96,7 +114,7 @@ fn build_release() -> Result<()> {
 /// Builds every Go test program with every Go release into target/testprogs/<version>/:
 /// `gcstress` and `demo` as `go build` makes them, `gcstress-nodwarf` without DWARF
 /// (`-ldflags=-w`: goprobe falls back to its layout table) and, with the newest release,
-/// `gcstress-race` (`-race`, cgo-linked).
+/// `gcstress-race` (`-race`, cgo-linked); and the symbolization programs (`build_symprogs`).
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -120,8 +138,53 @@ fn build_testprogs() -> Result<PathBuf> {
         if version == newest {
             go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
         }
+        build_symprogs(version, &dir)?;
     }
     Ok(out)
+}
+
+/// The symbolization programs for goprobe-gopclntab's golden tests, in every variant whose
+/// table differs: `symtest` plain, stripped (`-s -w`), PIE (internal linking), stripped PIE;
+/// `symcgo` (cgo, external linking) plain, stripped, PIE and stripped PIE.
+fn build_symprogs(version: &str, dir: &Path) -> Result<()> {
+    let o = |name: &str| dir.join(name).display().to_string();
+    for (name, flags, cgo, pkg) in [
+        ("symtest", &[][..], false, "./symtest"),
+        ("symtest-sw", &["-ldflags=-s -w"][..], false, "./symtest"),
+        ("symtest-pie", &["-buildmode=pie"][..], false, "./symtest"),
+        (
+            "symtest-pie-sw",
+            &["-buildmode=pie", "-ldflags=-s -w"][..],
+            false,
+            "./symtest",
+        ),
+        ("symcgo", &[][..], true, "./symcgo"),
+        ("symcgo-sw", &["-ldflags=-s -w"][..], true, "./symcgo"),
+        // Externally linked PIE: pointers in the table and moduledata are relocations.
+        ("symcgo-pie", &["-buildmode=pie"][..], true, "./symcgo"),
+        (
+            "symcgo-pie-sw",
+            &["-buildmode=pie", "-ldflags=-s -w"][..],
+            true,
+            "./symcgo",
+        ),
+    ] {
+        let out = o(name);
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["-o", &out, pkg]);
+        setup::go_build(version, cgo, &args)?;
+    }
+    Ok(())
+}
+
+/// `version=path-of-go` for every Go release, `:`-separated: tests that compare with the Go
+/// toolchain (`go tool addr2line`) run the same release that built the program.
+fn go_bins() -> String {
+    setup::GO_VERSIONS
+        .iter()
+        .map(|v| format!("{v}={}", setup::go_bin(v).display()))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn test(args: &[String]) -> Result<()> {
@@ -139,6 +202,7 @@ fn test(args: &[String]) -> Result<()> {
             ])
             .args(args)
             .env("GOPROBE_TESTPROGS", testprogs)
+            .env("GOPROBE_GO_BINS", go_bins())
             .envs(thirdparty::test_env())
             .env(
                 "RUST_TEST_THREADS",
@@ -190,4 +254,36 @@ fn ci() -> Result<()> {
             .env("CARGO_TARGET_DIR", root().join("target/ebpf-clippy")),
     )?;
     test(&[])
+}
+
+/// `cargo fuzz run pclntab` for `seconds`, on nightly, seeded from gopclntab/fuzz/seeds.
+fn fuzz(seconds: u32) -> Result<()> {
+    let has_fuzz = Command::new("cargo")
+        .env("PATH", setup::path_with_cargo_bin())
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        eprintln!("xtask: installing cargo-fuzz");
+        exec(
+            Command::new("cargo")
+                .env("PATH", setup::path_with_cargo_bin())
+                .args(["install", "--locked", "cargo-fuzz"]),
+        )?;
+    }
+    let dir = root().join("gopclntab/fuzz");
+    let corpus = root().join("target/fuzz/corpus/pclntab");
+    std::fs::create_dir_all(&corpus)?;
+    exec(
+        Command::new("rustup")
+            .current_dir(&dir)
+            .env("PATH", setup::path_with_cargo_bin())
+            .env("CARGO_TARGET_DIR", root().join("target/fuzz"))
+            .args(["run", "nightly", "cargo", "fuzz", "run", "pclntab"])
+            .arg(&corpus)
+            .arg(dir.join("seeds"))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"]),
+    )
 }

@@ -1,0 +1,6 @@
+//! `cargo xtask bench`: placeholder filled below.
+use anyhow::Result;
+
+pub fn run() -> Result<()> {
+    Ok(())
+}
