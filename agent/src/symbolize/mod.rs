@@ -10,7 +10,7 @@
 mod go;
 pub mod maps;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use blazesym::symbolize::{
     Input, Symbolized, Symbolizer as Blaze,
@@ -176,7 +176,7 @@ impl Symbolizer {
         found
     }
 
-    fn go_frames(&mut self, key: BinaryKey, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
+    fn go_frames(&mut self, key: BinaryKey, path: &Path, off: u64) -> Option<Arc<[Frame]>> {
         let bin = self
             .go
             .entry(key)
@@ -201,7 +201,7 @@ impl Symbolizer {
         Some(frames.into())
     }
 
-    fn native_frames(&self, path: &PathBuf, off: u64) -> Option<Arc<[Frame]>> {
+    fn native_frames(&self, path: &Path, off: u64) -> Option<Arc<[Frame]>> {
         let src = Source::Elf(Elf::new(path));
         let sym = self
             .blaze
