@@ -29,7 +29,8 @@ use goprobe::{
     writes DIR/report.json (schema goprobe.report.v1, see docs/report-schema.md)."
 )]
 pub struct AttachArgs {
-    /// Process id of a running Go program (Go 1.19 or 1.21 to 1.27, linux/amd64).
+    /// Process id of a running Go program (Go 1.19 or 1.21 to 1.27, linux/amd64; stripped, PIE
+    /// and cgo binaries too). `goprobe ps` lists them.
     pub pid: u32,
     /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C or the process exits.
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
