@@ -19,13 +19,21 @@ pub const CHECKED_MINORS: &[u32] = &[19, 21, 22, 23, 24, 25, 26, 27];
 /// A runtime variable goprobe locates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Var {
+    /// `runtime.work`.
     Work,
+    /// `runtime.memstats`.
     Memstats,
+    /// `runtime.allglen`.
     Allglen,
+    /// `runtime.sched`.
     Sched,
+    /// `runtime.gcController`.
     GcController,
+    /// `runtime.MemProfileRate`.
     MemProfileRate,
+    /// `runtime.gomaxprocs`.
     Gomaxprocs,
+    /// `runtime.ncpu` (`runtime.numCPUStartup` since Go 1.25).
     Ncpu,
 }
 
@@ -75,7 +83,9 @@ impl Field {
 /// An instruction class and the field its operand points at.
 #[derive(Clone, Copy, Debug)]
 pub struct Anchor {
+    /// How the instruction uses its operand.
     pub access: Access,
+    /// Which field of the variable the operand points at.
     pub field: Field,
     /// Only the function's first instruction of this class counts (source order is relied on).
     pub first: bool,
@@ -90,6 +100,7 @@ pub struct Recipe {
     pub function: &'static str,
     /// Go 1.x releases the recipe holds for.
     pub minors: RangeInclusive<u32>,
+    /// What the function must contain; all anchors must hold for one base.
     pub anchors: &'static [Anchor],
 }
 
