@@ -160,13 +160,39 @@ fn wrong_layout_is_an_error() {
         })
     };
     // NB: Go 1.21 has work.cycles at 400 and userForced at 344; 1.27 at 648 and 536.
+    let table = layout::for_minor(27).unwrap();
     let wrong = layout::for_minor(21).unwrap();
-    let err = vars::locate(&code, &version, &wrong).unwrap_err();
+    // Both fields moved by the same distance, as GOEXPERIMENT=greenteagc does in Go 1.25: the
+    // cycles and userForced recipes alone would agree on a base 96 bytes off.
+    let shifted = layout::RuntimeLayout {
+        work_cycles: table.work_cycles - 96,
+        work_user_forced: table.work_user_forced - 96,
+        ..table
+    };
+    for layout in [wrong, shifted] {
+        let err = vars::locate(&code, &version, &layout).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                vars::VarsError::Disagree {
+                    symbol: "runtime.work",
+                    ..
+                }
+            ),
+            "{layout:?}: {err}"
+        );
+    }
+    // And a wrong mstats.numgc offset.
+    let numgc = layout::RuntimeLayout {
+        memstats_numgc: table.memstats_numgc + 8,
+        ..table
+    };
+    let err = vars::locate(&code, &version, &numgc).unwrap_err();
     assert!(
         matches!(
             err,
             vars::VarsError::Disagree {
-                symbol: "runtime.work",
+                symbol: "runtime.memstats",
                 ..
             }
         ),

@@ -36,6 +36,7 @@ pub const ATOMIC_WINDOW: usize = 3;
 /// One RIP-relative use, in instruction order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RipUse {
+    /// How the instruction uses the operand.
     pub access: Access,
     /// The absolute link-time address the operand refers to.
     pub target: u64,

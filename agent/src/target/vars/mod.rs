@@ -91,6 +91,7 @@ impl fmt::Display for Candidates {
 /// Why a runtime variable could not be located.
 #[derive(Debug, thiserror::Error)]
 pub enum VarsError {
+    /// The Go release is not one whose runtime sources the recipes were checked against.
     #[error(
         "no recipe locates {symbol} in {version} binaries (checked: Go 1.19 and 1.21 to 1.27); \
          profile an unstripped build"
@@ -99,6 +100,7 @@ pub enum VarsError {
         symbol: &'static str,
         version: String,
     },
+    /// Fewer than two distinct functions with recipes exist in the binary.
     #[error(
         "cannot locate {symbol}: recipes could run in {ran} distinct function(s), {MIN_RECIPES} \
          needed (functions not found: {missing:?})"
@@ -108,12 +110,15 @@ pub enum VarsError {
         ran: usize,
         missing: Vec<&'static str>,
     },
+    /// A function's bytes do not decode: not Go code, or the wrong bytes for the name.
     #[error("cannot locate {symbol}: {function} is not valid x86-64 code")]
     InvalidCode {
         symbol: &'static str,
         function: &'static str,
         source: InvalidCode,
     },
+    /// The recipes that ran share no address, or several: the runtime or the layout is not
+    /// what the recipes expect.
     #[error(
         "cannot locate {symbol}: its recipes do not agree on exactly one address \
          (candidates: {candidates}); the runtime differs from what goprobe knows for {version}"

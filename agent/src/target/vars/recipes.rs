@@ -19,13 +19,21 @@ pub const CHECKED_MINORS: &[u32] = &[19, 21, 22, 23, 24, 25, 26, 27];
 /// A runtime variable goprobe locates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Var {
+    /// `runtime.work`.
     Work,
+    /// `runtime.memstats`.
     Memstats,
+    /// `runtime.allglen`.
     Allglen,
+    /// `runtime.sched`.
     Sched,
+    /// `runtime.gcController`.
     GcController,
+    /// `runtime.MemProfileRate`.
     MemProfileRate,
+    /// `runtime.gomaxprocs`.
     Gomaxprocs,
+    /// `runtime.ncpu` (`runtime.numCPUStartup` since Go 1.25).
     Ncpu,
 }
 
@@ -75,7 +83,9 @@ impl Field {
 /// An instruction class and the field its operand points at.
 #[derive(Clone, Copy, Debug)]
 pub struct Anchor {
+    /// How the instruction uses its operand.
     pub access: Access,
+    /// Which field of the variable the operand points at.
     pub field: Field,
     /// Only the function's first instruction of this class counts (source order is relied on).
     pub first: bool,
@@ -90,6 +100,7 @@ pub struct Recipe {
     pub function: &'static str,
     /// Go 1.x releases the recipe holds for.
     pub minors: RangeInclusive<u32>,
+    /// What the function must contain; all anchors must hold for one base.
     pub anchors: &'static [Anchor],
 }
 
@@ -160,6 +171,27 @@ static WORK: &[Recipe] = &[
         function: "runtime.gcMarkTermination",
         minors: 19..=27,
         anchors: &[any(Access::Cmp(1), Field::WorkUserForced)],
+    },
+    // NB: `full lfstack` is the first field of `type workType struct` (mgc.go, 1.19–1.27), so
+    // these two recipes pin the base itself: without them, a layout table whose offsets are all
+    // shifted (a GOEXPERIMENT build without DWARF: greenteagc moves cycles and userForced by the
+    // same 96 bytes in 1.25) would yield a consistent but wrong base.
+    // runtime/mgcwork.go putfull: `work.full.push(&b.node)` (1.19 mgcwork.go:419, 1.21–1.24:420,
+    // 1.25:478, 1.26/1.27:492): `lea rax,[work]`, the receiver.
+    Recipe {
+        name: "runtime.putfull: lea = &work.full",
+        function: "runtime.putfull",
+        minors: 19..=27,
+        anchors: &[any(Access::Lea, Field::Base)],
+    },
+    // NB: runtime/mgcmark.go gcDrain: `if work.full == 0 { gcw.balance() }` (1.19/1.21
+    // mgcmark.go:1084, 1.22:1223, 1.23:1211, 1.24:1209, 1.25:1237, 1.26:1315, 1.27:1320):
+    // `cmp qword [work],0`.
+    Recipe {
+        name: "runtime.gcDrain: 64-bit cmp = work.full",
+        function: "runtime.gcDrain",
+        minors: 19..=27,
+        anchors: &[any(Access::Cmp(8), Field::Base)],
     },
     // NB: runtime/mgc.go gcWaitOnMark: `nMarks := work.cycles.Load()` (1.19:
     // `atomic.Load(&work.cycles)`) after `lock(&work.sweepWaiters.lock)`.

@@ -74,6 +74,30 @@ fn entry_of(name: &str) -> u64 {
     0x40_0000 + (h & 0xf_fff0)
 }
 
+/// Every function some recipe reads.
+const FUNCTIONS: &[&str] = &[
+    "runtime.GC",
+    "runtime.gcStart",
+    "runtime.gcTrigger.test",
+    "runtime.gcMarkTermination",
+    "runtime.putfull",
+    "runtime.gcDrain",
+    "runtime.gcWaitOnMark",
+    "runtime.readmemstats_m",
+    "runtime.(*mcache).refill",
+    "runtime.(*mheap).allocSpan",
+];
+
+fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    let mut x = seed | 1;
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
 fn go(v: &str) -> GoVersion {
     GoVersion::parse(v).unwrap()
 }
@@ -127,30 +151,70 @@ fn a_wrong_layout_is_an_error() {
 #[test]
 fn garbage_code_is_an_error() {
     let l = layout::for_minor(23).unwrap();
-    // Bytes that decode (mostly) but are not the runtime: a xorshift stream.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let garbage: Vec<u8> = (0..4096)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let code = |name: &str| {
-        Some(FunctionCode {
-            addr: entry_of(name),
-            code: &garbage,
-        })
-    };
-    let err = locate(&code, &go("go1.23.9"), &l).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            VarsError::InvalidCode { .. } | VarsError::Disagree { .. }
-        ),
-        "{err}"
-    );
+    for seed in 1..=32u64 {
+        // Random bytes, different in every function.
+        let garbage: HashMap<&str, Vec<u8>> = FUNCTIONS
+            .iter()
+            .map(|&n| {
+                (
+                    n,
+                    xorshift(seed ^ entry_of(n))
+                        .take(4096)
+                        .map(|x| x as u8)
+                        .collect(),
+                )
+            })
+            .collect();
+        let code = |name: &str| {
+            Some(FunctionCode {
+                addr: entry_of(name),
+                code: garbage.get(name)?,
+            })
+        };
+        let err = locate(&code, &go("go1.23.9"), &l).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VarsError::InvalidCode { .. } | VarsError::Disagree { .. }
+            ),
+            "seed {seed}: {err}"
+        );
+        // Valid code made only of the instruction forms the recipes look for, with random
+        // operands in a 64 KiB window: no address may be agreed on.
+        let valid: HashMap<&str, Vec<u8>> = FUNCTIONS
+            .iter()
+            .map(|&n| {
+                let base = entry_of(n);
+                let mut rng = xorshift(seed.wrapping_mul(31) ^ base);
+                let mut c = Vec::new();
+                for _ in 0..256 {
+                    let (op, imm): (&[u8], &[u8]) = match rng.next().unwrap_or(0) % 6 {
+                        0 => (LEA_RAX, &[]),
+                        1 => (MOV_EAX, &[]),
+                        2 => (SETE, &[]),
+                        3 => (INC_DWORD, &[]),
+                        4 => (CMP_BYTE, &[0]),
+                        _ => (&[0x48, 0x83, 0x3d], &[0]), // cmp qword [rip+X],0
+                    };
+                    let target = 0x57_0000 + rng.next().unwrap_or(0) % 0x1_0000;
+                    rip(&mut c, base, op, imm, target);
+                }
+                c.push(0xc3);
+                (n, c)
+            })
+            .collect();
+        let code = |name: &str| {
+            Some(FunctionCode {
+                addr: entry_of(name),
+                code: valid.get(name)?,
+            })
+        };
+        let err = locate(&code, &go("go1.23.9"), &l).unwrap_err();
+        assert!(
+            matches!(err, VarsError::Disagree { .. }),
+            "seed {seed}: {err}"
+        );
+    }
     // Valid code that never touches the variables.
     let nops = [0x90u8; 64];
     let code = |name: &str| {
