@@ -53,10 +53,10 @@ pub fn read(pid: u32) -> io::Result<Vec<Mapping>> {
     Ok(maps)
 }
 
-/// The mapping that contains `addr`.
-pub fn find(maps: &[Mapping], addr: u64) -> Option<&Mapping> {
+/// The index of the mapping that contains `addr`.
+pub fn find(maps: &[Mapping], addr: u64) -> Option<usize> {
     let i = maps.partition_point(|m| m.start <= addr).checked_sub(1)?;
-    maps.get(i).filter(|m| addr < m.end)
+    maps.get(i).filter(|m| addr < m.end).map(|_| i)
 }
 
 /// `start-end perms offset major:minor inode   path`
@@ -105,7 +105,7 @@ mod tests {
     fn finds_this_process_text() {
         let maps = read(std::process::id()).unwrap();
         let here = finds_this_process_text as fn() as usize as u64;
-        let m = find(&maps, here).unwrap();
+        let m = &maps[find(&maps, here).unwrap()];
         assert!(m.executable && m.is_file());
         assert!(find(&maps, 0).is_none());
     }

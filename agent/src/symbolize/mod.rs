@@ -19,6 +19,7 @@ use blazesym::symbolize::{
 
 use go::GoBinary;
 use maps::Mapping;
+use rustc_hash::FxHashMap;
 
 /// Which kind of code a frame is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -87,12 +88,19 @@ fn build_id(path: &std::path::Path) -> Option<Arc<[u8]>> {
 pub struct Symbolizer {
     blaze: Blaze,
     maps: HashMap<u32, Vec<Mapping>>,
-    /// Each file's cache key.
-    keys: HashMap<FileKey, BinaryKey>,
-    /// Go binaries; `None` for binaries that are not Go.
-    go: HashMap<BinaryKey, Option<Arc<GoBinary>>>,
-    /// Frames of `(binary, file offset)`, leaf first.
-    memo: HashMap<(BinaryKey, u64), Arc<[Frame]>>,
+    /// Each file's binary, as a small id.
+    files: HashMap<FileKey, u32>,
+    /// Binary ids by build id (or file).
+    ids: HashMap<BinaryKey, u32>,
+    /// Go binaries by id; `None` for binaries that are not Go.
+    go: HashMap<u32, Option<Arc<GoBinary>>>,
+    /// Frames of `(binary id, file offset)`, leaf first: a warm look-up is one hash probe.
+    memo: FxHashMap<(u32, u64), Arc<[Frame]>>,
+    /// The last file mapping resolved: `(pid, start, end, file offset at start, binary id)`.
+    /// Stacks are mostly one binary's text, so most look-ups skip the maps.
+    last: Option<(u32, u64, u64, u64, u32)>,
+    /// Function and file names, shared by all frames that carry them.
+    names: std::collections::HashSet<Arc<str>>,
 }
 
 impl Default for Symbolizer {
@@ -110,9 +118,12 @@ impl Symbolizer {
                 .enable_demangling(true)
                 .build(),
             maps: HashMap::new(),
-            keys: HashMap::new(),
+            files: HashMap::new(),
+            ids: HashMap::new(),
             go: HashMap::new(),
-            memo: HashMap::new(),
+            memo: FxHashMap::default(),
+            last: None,
+            names: std::collections::HashSet::new(),
         }
     }
 
@@ -135,51 +146,84 @@ impl Symbolizer {
 
     /// Frames at exactly `pc` of process `pid`, leaf (innermost inlined) first.
     pub fn frames(&mut self, pid: u32, pc: u64) -> Arc<[Frame]> {
-        let Some(mapping) = self.mapping(pid, pc) else {
+        if let Some((p, start, end, offset, id)) = self.last
+            && p == pid
+            && (start..end).contains(&pc)
+            && let Some(frames) = self.memo.get(&(id, pc - start + offset))
+        {
+            return frames.clone();
+        }
+        let Some(i) = self.mapping(pid, pc) else {
             return Arc::new([Frame::unknown(format!("{pc:#x}"))]);
         };
-        if !mapping.is_file() {
-            return self.pseudo(pid, pc, &mapping);
+        let m = &self.maps[&pid][i];
+        let (file, off) = ((m.dev, m.inode), m.file_offset(pc));
+        if !m.is_file() {
+            let m = m.clone();
+            return self.pseudo(pid, pc, &m);
         }
-        let path = mapping.open_path(pid);
-        let key = self
-            .keys
-            .entry((mapping.dev, mapping.inode))
-            .or_insert_with(|| match build_id(&path) {
-                Some(id) => BinaryKey::BuildId(id),
-                None => BinaryKey::File((mapping.dev, mapping.inode)),
-            })
-            .clone();
-        let off = mapping.file_offset(pc);
-        if let Some(frames) = self.memo.get(&(key.clone(), off)) {
+        if let Some(&id) = self.files.get(&file) {
+            self.last = Some((pid, m.start, m.end, m.offset, id));
+            if let Some(frames) = self.memo.get(&(id, off)) {
+                return frames.clone();
+            }
+        }
+        let m = m.clone();
+        let path = m.open_path(pid);
+        let id = match self.files.get(&file) {
+            Some(&id) => id,
+            None => {
+                let key = match build_id(&path) {
+                    Some(b) => BinaryKey::BuildId(b),
+                    None => BinaryKey::File(file),
+                };
+                let next = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+                let id = *self.ids.entry(key).or_insert(next);
+                self.files.insert(file, id);
+                self.last = Some((pid, m.start, m.end, m.offset, id));
+                id
+            }
+        };
+        if let Some(frames) = self.memo.get(&(id, off)) {
             return frames.clone();
         }
         let frames = self
-            .go_frames(key.clone(), &path, off)
+            .go_frames(id, &path, off)
             .or_else(|| self.native_frames(&path, off))
             .unwrap_or_else(|| {
-                let name = mapping.path.rsplit('/').next().unwrap_or("?");
+                let name = m.path.rsplit('/').next().unwrap_or("?");
                 Arc::new([Frame::unknown(format!("{name}+{off:#x}"))])
             });
-        self.memo.insert((key, off), frames.clone());
+        self.memo.insert((id, off), frames.clone());
         frames
     }
 
-    /// The mapping of `pc`, re-reading the maps once if a new mapping appeared since.
-    fn mapping(&mut self, pid: u32, pc: u64) -> Option<Mapping> {
-        if let Some(m) = self.maps.get(&pid).and_then(|maps| maps::find(maps, pc)) {
-            return Some(m.clone());
+    /// Index of the mapping of `pc` in `self.maps[pid]`, re-reading the maps once if a new
+    /// mapping appeared since.
+    fn mapping(&mut self, pid: u32, pc: u64) -> Option<usize> {
+        if let Some(i) = self.maps.get(&pid).and_then(|maps| maps::find(maps, pc)) {
+            return Some(i);
         }
         let fresh = maps::read(pid).ok()?;
-        let found = maps::find(&fresh, pc).cloned();
+        let found = maps::find(&fresh, pc);
         self.maps.insert(pid, fresh);
         found
     }
 
-    fn go_frames(&mut self, key: BinaryKey, path: &Path, off: u64) -> Option<Arc<[Frame]>> {
+    /// One shared copy of a name.
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.names.insert(a.clone());
+        a
+    }
+
+    fn go_frames(&mut self, id: u32, path: &Path, off: u64) -> Option<Arc<[Frame]>> {
         let bin = self
             .go
-            .entry(key)
+            .entry(id)
             .or_insert_with(|| GoBinary::open(path).map(Arc::new))
             .clone()?;
         let vaddr = bin.vaddr_of(off)?;
@@ -191,8 +235,8 @@ impl Symbolizer {
         let frames: Vec<Frame> = raw
             .iter()
             .map(|f| Frame {
-                function: f.function.into(),
-                file: Some(f.file.into()),
+                function: self.intern(f.function),
+                file: Some(self.intern(f.file)),
                 line: f.line,
                 inlined: f.inlined,
                 kind: FrameKind::Go,
