@@ -1,0 +1,303 @@
+//! `cargo xtask bench`: goprobe-gopclntab against blazesym (DWARF of an unstripped binary) and
+//! `go tool addr2line`, on hugo (95 MB, stripped, Go 1.27, cgo) and an unstripped `cmd/go`
+//! built by xtask with Go 1.27.3. Measures cold open to the first symbolized address, warm
+//! `frames` look-ups per second (raw, and through `FrameCache` on a hot set), and memory.
+//! Writes Markdown to `$GOPROBE_BENCH_OUT` and prints it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a failure is a crash
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::Elf, source::Source};
+use goprobe_gopclntab::{FrameCache, Pclntab};
+
+const LOOKUPS: usize = 1_000_000;
+const HOT_SET: usize = 10_000;
+const BLAZE_LOOKUPS: usize = 100_000;
+const ADDR2LINE_LOOKUPS: usize = 100_000;
+
+fn env(name: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{name} is not set: run this bench via `cargo xtask bench`"))
+}
+
+/// A read-only private mapping of a whole file: pages are read only when touched, as a
+/// profiler would map a target's executable.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(path: &Path) -> Mapped {
+        use std::os::fd::AsRawFd as _;
+        let f = std::fs::File::open(path).unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        // SAFETY: a fresh read-only mapping of a file we keep unchanged while mapped.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert!(ptr != libc::MAP_FAILED, "mmap {}", path.display());
+        Mapped { ptr, len }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// Resident set size in bytes (/proc/self/statm), file-backed pages included.
+fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    let r = n as f64 / d.as_secs_f64();
+    if r > 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+/// Uniform random pcs in Go text, and a stream drawn from a hot subset of them.
+fn addresses(t: &Pclntab<'_>) -> (Vec<u64>, Vec<u64>) {
+    let lo = t.text_start();
+    let hi = t.funcs().last().unwrap().end;
+    let mut rng = Rng(0xbe4c);
+    let uniform: Vec<u64> = (0..LOOKUPS).map(|_| lo + rng.next() % (hi - lo)).collect();
+    let hot: Vec<u64> = (0..LOOKUPS)
+        .map(|_| {
+            // Skewed: half the samples from the hottest 1% of the hot set.
+            let k = if rng.next() % 2 == 0 {
+                rng.next() as usize % (HOT_SET / 100)
+            } else {
+                rng.next() as usize % HOT_SET
+            };
+            uniform[k]
+        })
+        .collect();
+    (uniform, hot)
+}
+
+struct Ours {
+    open: Duration,
+    raw: Duration,
+    cached_hot: Duration,
+    cached_uniform: Duration,
+    rss: u64,
+    nfunc: usize,
+}
+
+fn bench_ours(path: &Path) -> (Ours, Vec<u64>) {
+    let before = rss();
+    let start = Instant::now();
+    let map = Mapped::new(path);
+    let t = Pclntab::from_elf(map.bytes()).unwrap();
+    let mut frames = Vec::new();
+    t.frames(t.text_start() + 0x1000, &mut frames).unwrap();
+    let open = start.elapsed();
+    let (uniform, hot) = addresses(&t);
+    let mut n = 0usize;
+    // One pass to fault the table in, then the timed pass.
+    for pass in 0..2 {
+        let start = Instant::now();
+        for &pc in &uniform {
+            frames.clear();
+            t.frames(pc, &mut frames).unwrap();
+            n += frames.len();
+        }
+        if pass == 1 {
+            let raw = start.elapsed();
+            let mut cache = FrameCache::new(16);
+            let start = Instant::now();
+            for &pc in &hot {
+                frames.clear();
+                cache.frames(&t, pc, &mut frames).unwrap();
+                n += frames.len();
+            }
+            let cached_hot = start.elapsed();
+            let start = Instant::now();
+            for &pc in &uniform {
+                frames.clear();
+                cache.frames(&t, pc, &mut frames).unwrap();
+                n += frames.len();
+            }
+            let cached_uniform = start.elapsed();
+            std::hint::black_box(n);
+            let o = Ours {
+                open,
+                raw,
+                cached_hot,
+                cached_uniform,
+                rss: rss().saturating_sub(before),
+                nfunc: t.len(),
+            };
+            return (o, uniform);
+        }
+    }
+    unreachable!()
+}
+
+/// blazesym on the unstripped file: cold first symbolization, warm batch rate, RSS growth,
+/// and agreement with ours (function chain, file:line) on the first 10,000 addresses.
+fn bench_blazesym(path: &Path, pcs: &[u64], md: &mut String) {
+    let before = rss();
+    let start = Instant::now();
+    let sym = Symbolizer::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .build();
+    let src = Source::Elf(Elf::new(path));
+    let first = sym.symbolize(&src, Input::VirtOffset(&pcs[..1])).unwrap();
+    let open = start.elapsed();
+    std::hint::black_box(first);
+    let batch = &pcs[..BLAZE_LOOKUPS];
+    sym.symbolize(&src, Input::VirtOffset(batch)).unwrap();
+    let start = Instant::now();
+    let out = sym.symbolize(&src, Input::VirtOffset(batch)).unwrap();
+    let warm = start.elapsed();
+    let grown = rss().saturating_sub(before);
+    // Agreement on the first 10,000.
+    let data = std::fs::read(path).unwrap();
+    let t = Pclntab::from_elf(&data).unwrap();
+    let mut frames = Vec::new();
+    let mut agree = 0;
+    for (pc, s) in pcs.iter().zip(&out).take(10_000) {
+        frames.clear();
+        t.frames(*pc, &mut frames).unwrap();
+        let ours: Vec<String> = frames.iter().map(|f| f.function.to_owned()).collect();
+        let theirs: Vec<String> = match s {
+            Symbolized::Sym(s) => s
+                .inlined
+                .iter()
+                .rev()
+                .map(|f| f.name.to_string())
+                .chain([s.name.to_string()])
+                .collect(),
+            _ => Vec::new(),
+        };
+        agree += usize::from(ours == theirs);
+    }
+    let _ = writeln!(
+        md,
+        "| blazesym 0.2.7 (DWARF) | {:.1} ms | {} (batch of {BLAZE_LOOKUPS}) | – | – | {} RSS growth (mmap'd file pages included) |",
+        open.as_secs_f64() * 1e3,
+        rate(batch.len(), warm),
+        mib(grown),
+    );
+    let _ = writeln!(
+        md,
+        "\nFunction chains (inlined frames included) equal to blazesym's on {agree} of 10000 addresses (blazesym names generic instantiations by their DWARF shape names, the table abbreviates them to `[...]`).\n"
+    );
+}
+
+/// `go tool addr2line` on `n` addresses: one process, addresses on stdin.
+fn bench_addr2line(go: &Path, path: &Path, pcs: &[u64]) -> Duration {
+    let input: String = pcs.iter().map(|pc| format!("{pc:#x}\n")).collect();
+    let start = Instant::now();
+    let mut child = Command::new(go)
+        .args(["tool", "addr2line"])
+        .arg(path)
+        .env("GOTOOLCHAIN", "local")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let w = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    assert!(out.status.success());
+    start.elapsed()
+}
+
+fn main() {
+    let hugo = env("GOPROBE_HUGO");
+    let unstripped = env("GOPROBE_BENCH_UNSTRIPPED");
+    let go = env("GOPROBE_BENCH_GO");
+    let out = env("GOPROBE_BENCH_OUT");
+    let mut md = String::from("# goprobe-gopclntab bench\n\n");
+    let _ = writeln!(
+        md,
+        "Machine: {} cores shared with other builds; files in the page cache. Lookups: {LOOKUPS} uniform random pcs in Go text (fixed seed); the cached column uses `FrameCache::new(16)` (65,536 slots) on a stream over {HOT_SET} distinct pcs, half of it from the hottest 1%; `cached, uniform` is the same cache on the uniform stream (mostly misses).\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (label, path, blaze) in [
+        (
+            "hugo 0.168.0 (95 MB, stripped, Go 1.27.2, cgo)",
+            &hugo,
+            false,
+        ),
+        ("cmd/go (unstripped, Go 1.27.3)", &unstripped, true),
+    ] {
+        let (o, pcs) = bench_ours(path);
+        let _ = writeln!(md, "## {label}\n");
+        let _ = writeln!(
+            md,
+            "| symbolizer | cold open → first address | warm lookups (raw) | cached, hot set | cached, uniform | memory |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| goprobe-gopclntab ({} functions) | {:.3} ms | {} | {} | {} | {} RSS growth (mmap'd pages touched by {LOOKUPS} look-ups; `Pclntab` itself: {} bytes + the PT_LOAD list + a relocation index for PIEs) |",
+            o.nfunc,
+            o.open.as_secs_f64() * 1e3,
+            rate(LOOKUPS, o.raw),
+            rate(LOOKUPS, o.cached_hot),
+            rate(LOOKUPS, o.cached_uniform),
+            mib(o.rss),
+            std::mem::size_of::<Pclntab<'_>>(),
+        );
+        if blaze {
+            bench_blazesym(path, &pcs, &mut md);
+        }
+        let d = bench_addr2line(&go, path, &pcs[..ADDR2LINE_LOOKUPS]);
+        let _ = writeln!(
+            md,
+            "{}`go tool addr2line` (Go 1.27.3): {ADDR2LINE_LOOKUPS} addresses in {:.2} s including process start and table load: {} (no inlined frames).\n",
+            if blaze { "" } else { "\n" },
+            d.as_secs_f64(),
+            rate(ADDR2LINE_LOOKUPS, d),
+        );
+    }
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, &md).unwrap();
+    println!("{md}");
+}
