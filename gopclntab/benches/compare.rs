@@ -105,7 +105,7 @@ fn addresses(t: &Pclntab<'_>) -> (Vec<u64>, Vec<u64>) {
     let hot: Vec<u64> = (0..LOOKUPS)
         .map(|_| {
             // Skewed: half the samples from the hottest 1% of the hot set.
-            let k = if rng.next() % 2 == 0 {
+            let k = if rng.next().is_multiple_of(2) {
                 rng.next() as usize % (HOT_SET / 100)
             } else {
                 rng.next() as usize % HOT_SET
