@@ -143,6 +143,8 @@ fn addresses(t: &Pclntab<'_>) -> (Vec<u64>, Vec<u64>) {
 
 struct Ours {
     open: Duration,
+    open_cpu: Duration,
+    reopen: Duration,
     raw: Duration,
     cached_hot: Duration,
     cached_uniform: Duration,
@@ -154,11 +156,26 @@ struct Ours {
 fn bench_ours(path: &Path) -> (Ours, Vec<u64>) {
     let before = rss();
     let start = Instant::now();
+    let cpu = Cpu::now();
     let map = Mapped::new(path);
     let t = Pclntab::from_elf(map.bytes()).unwrap();
     let mut frames = Vec::new();
     t.frames(t.text_start() + 0x1000, &mut frames).unwrap();
     let open = start.elapsed();
+    let open_cpu = cpu.elapsed();
+    // Re-opens (new mapping, page cache warm): median wall time.
+    let mut again: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let m = Mapped::new(path);
+            let t = Pclntab::from_elf(m.bytes()).unwrap();
+            let mut f = Vec::new();
+            t.frames(t.text_start() + 0x1000, &mut f).unwrap();
+            start.elapsed()
+        })
+        .collect();
+    again.sort();
+    let reopen = again[2];
     let (uniform, hot) = addresses(&t);
     let mut n = 0usize;
     // One pass to fault the table in, then the timed pass.
@@ -193,6 +210,8 @@ fn bench_ours(path: &Path) -> (Ours, Vec<u64>) {
             std::hint::black_box(n);
             let o = Ours {
                 open,
+                open_cpu,
+                reopen,
                 raw,
                 cached_hot,
                 cached_uniform,
@@ -230,6 +249,8 @@ fn bench_blazesym(path: &Path, pcs: &[u64], md: &mut String) {
     let t = Pclntab::from_elf(&data).unwrap();
     let mut frames = Vec::new();
     let mut agree = 0;
+    let mut examples = Vec::new();
+    let mut unknown = 0;
     for (pc, s) in pcs.iter().zip(&out).take(10_000) {
         frames.clear();
         t.frames(*pc, &mut frames).unwrap();
@@ -244,7 +265,14 @@ fn bench_blazesym(path: &Path, pcs: &[u64], md: &mut String) {
                 .collect(),
             _ => Vec::new(),
         };
-        agree += usize::from(ours == theirs);
+        if ours == theirs {
+            agree += 1;
+        } else if theirs.is_empty() {
+            // No DWARF subprogram covers the pc.
+            unknown += 1;
+        } else if examples.len() < 4 {
+            examples.push(format!("`{pc:#x}`: ours {ours:?}, blazesym {theirs:?}"));
+        }
     }
     let _ = writeln!(
         md,
@@ -255,7 +283,13 @@ fn bench_blazesym(path: &Path, pcs: &[u64], md: &mut String) {
     );
     let _ = writeln!(
         md,
-        "\nFunction chains (inlined frames included) equal to blazesym's on {agree} of 10000 addresses (blazesym names generic instantiations by their DWARF shape names, the table abbreviates them to `[...]`).\n"
+        "\nFunction chains (inlined frames included) equal to blazesym's on {agree} of 10000 addresses; blazesym found no function for {unknown} (no DWARF subprogram covers them: a DWARF range ends at the function's last instruction, a table entry at the next function's entry, so alignment padding belongs to the preceding function only in the table); {} others{}\n",
+        10_000 - agree - unknown,
+        if examples.is_empty() {
+            String::new()
+        } else {
+            format!(":\n\n- {}", examples.join("\n- "))
+        }
     );
 }
 
@@ -319,9 +353,11 @@ fn main() {
         let _ = writeln!(md, "|---|---|---|---|---|---|");
         let _ = writeln!(
             md,
-            "| goprobe-gopclntab ({} functions) | {:.3} ms | {} | {} | {} | {} RSS growth after the raw look-ups: the mmap'd file pages they touched (`Pclntab` itself is {} bytes + the PT_LOAD list + a relocation index for PIEs); the cache adds {} |",
+            "| goprobe-gopclntab ({} functions) | {:.3} ms wall ({:.3} ms CPU); re-open median {:.3} ms | {} | {} | {} | {} RSS growth after the raw look-ups: the mmap'd file pages they touched (`Pclntab` itself is {} bytes + the PT_LOAD list + a relocation index for PIEs); the cache adds {} |",
             o.nfunc,
             o.open.as_secs_f64() * 1e3,
+            o.open_cpu.as_secs_f64() * 1e3,
+            o.reopen.as_secs_f64() * 1e3,
             rate(LOOKUPS, o.raw),
             rate(LOOKUPS, o.cached_hot),
             rate(LOOKUPS, o.cached_uniform),
