@@ -335,3 +335,11 @@ fn cstr(b: &[u8], off: usize) -> Option<&[u8]> {
     let rest = b.get(off..)?;
     Some(std::ffi::CStr::from_bytes_until_nul(rest).ok()?.to_bytes())
 }
+
+// A table is shared between symbolizing threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pclntab<'static>>();
+    send_sync::<Func<'static>>();
+    send_sync::<Frame<'static>>();
+};
