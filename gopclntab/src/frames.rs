@@ -138,9 +138,12 @@ fn cu_file<'a>(t: &Pclntab<'a>, r: &Record, n: i32) -> &'a str {
     name().unwrap_or("?")
 }
 
-/// A direct-mapped cache of [`Pclntab::frames`] results, for hot pcs (profiles repeat them).
+/// A two-way set-associative cache of [`Pclntab::frames`] results, for hot pcs (profiles
+/// repeat them). Each set holds two pcs; a miss replaces the one used less recently.
 pub struct FrameCache<'a> {
     slots: Vec<Slot<'a>>,
+    /// Per set: which of its two slots was used last.
+    recent: Vec<u8>,
     mask: usize,
 }
 
@@ -151,7 +154,7 @@ struct Slot<'a> {
 }
 
 impl<'a> FrameCache<'a> {
-    /// A cache of `2^bits` slots (clamped to 4–20 bits).
+    /// A cache of `2^bits` slots (clamped to 4–20 bits), in sets of two.
     pub fn new(bits: u32) -> Self {
         let n = 1usize << bits.clamp(4, 20);
         FrameCache {
@@ -162,26 +165,35 @@ impl<'a> FrameCache<'a> {
                 };
                 n
             ],
-            mask: n - 1,
+            recent: vec![0; n / 2],
+            mask: n / 2 - 1,
         }
     }
 
-    /// Like [`Pclntab::frames`], answered from the cache when `vaddr` was seen last in its slot.
-    /// The cache must be used with one table only.
+    /// Like [`Pclntab::frames`], answered from the cache when `vaddr` is in its set. The cache
+    /// must be used with one table only. Errors are not cached.
     pub fn frames(
         &mut self,
         t: &Pclntab<'a>,
         vaddr: u64,
         out: &mut Vec<Frame<'a>>,
     ) -> Result<(), Error> {
-        let h = (vaddr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize & self.mask;
-        let slot = &mut self.slots[h];
-        if slot.pc != vaddr {
-            slot.frames.clear();
-            slot.pc = u64::MAX;
-            t.frames(vaddr, &mut slot.frames)?;
-            slot.pc = vaddr;
+        let set = (vaddr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.mask;
+        for way in 0..2 {
+            let slot = &self.slots[2 * set + way];
+            if slot.pc == vaddr {
+                out.extend_from_slice(&slot.frames);
+                self.recent[set] = way as u8;
+                return Ok(());
+            }
         }
+        let way = 1 - usize::from(self.recent[set] & 1);
+        let slot = &mut self.slots[2 * set + way];
+        slot.frames.clear();
+        slot.pc = u64::MAX;
+        t.frames(vaddr, &mut slot.frames)?;
+        slot.pc = vaddr;
+        self.recent[set] = way as u8;
         out.extend_from_slice(&slot.frames);
         Ok(())
     }

@@ -92,12 +92,12 @@ impl Record {
             .ok_or(corrupt("npcdata too large", self.at))?;
         if layout == Layout::Go116 {
             let p = usize::from(h.ptr_size);
-            let aligned = if p == 8 && !(h.vaddr as usize + base).is_multiple_of(8) {
+            let aligned = if p == 8 && !(h.vaddr as usize).wrapping_add(base).is_multiple_of(8) {
                 base + 4
             } else {
                 base
             };
-            let at = h.vaddr + (aligned + p * i as usize) as u64;
+            let at = h.vaddr.wrapping_add((aligned + p * i as usize) as u64);
             let v = img
                 .ptr(at, h.ptr_size)
                 .ok_or(corrupt("funcdata past the end of the table", aligned))?;

@@ -333,6 +333,13 @@ impl<'a> Pclntab<'a> {
 /// The NUL-terminated string at `off`.
 fn cstr(b: &[u8], off: usize) -> Option<&[u8]> {
     let rest = b.get(off..)?;
-    let n = rest.iter().position(|&c| c == 0)?;
-    Some(&rest[..n])
+    Some(std::ffi::CStr::from_bytes_until_nul(rest).ok()?.to_bytes())
 }
+
+// A table is shared between symbolizing threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pclntab<'static>>();
+    send_sync::<Func<'static>>();
+    send_sync::<Frame<'static>>();
+};

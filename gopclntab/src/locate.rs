@@ -96,7 +96,7 @@ fn scan<'a>(img: &Image<'a>) -> Result<Header<'a>, Error> {
                 && matches!(w[6], 1 | 2 | 4)
                 && matches!(w[7], 4 | 8)
             {
-                let vaddr = seg.vaddr + off as u64;
+                let vaddr = seg.vaddr.wrapping_add(off as u64);
                 match parse(img, vaddr, &data[off..]) {
                     Ok(h) => return Ok(h),
                     // Keep scanning, but report what the first signature match had wrong.
@@ -132,7 +132,7 @@ pub(crate) fn parse<'a>(img: &Image<'a>, vaddr: u64, tab: &'a [u8]) -> Result<He
     let (text_start_word, first) = if magic == MAGIC_GO116 {
         (0, 2)
     } else {
-        let at = vaddr + 8 + 2 * p as u64;
+        let at = vaddr.wrapping_add(8 + 2 * p as u64);
         (img.ptr(at, ptr_size).unwrap_or(word(2)?), 3)
     };
     let off = |i: usize| -> Result<usize, Error> {

@@ -41,7 +41,7 @@ pub(crate) fn find(img: &Image<'_>, h: &Header<'_>) -> Option<u64> {
             .chunks_exact(p)
             .enumerate()
             .filter(|(_, w)| crate::image::read_uint(w, 0, h.ptr_size) == Some(h.vaddr))
-            .map(|(i, _)| seg.vaddr + (i * p) as u64)
+            .map(|(i, _)| seg.vaddr.wrapping_add((i * p) as u64))
             .find(|&addr| valid(img, h, addr));
         if hit.is_some() {
             return hit;
@@ -56,7 +56,8 @@ pub(crate) fn find(img: &Image<'_>, h: &Header<'_>) -> Option<u64> {
 fn valid(img: &Image<'_>, h: &Header<'_>, md: u64) -> bool {
     let p = u64::from(h.ptr_size);
     img.ptr(md, h.ptr_size) == Some(h.vaddr)
-        && img.ptr(md + WORD_FUNCNAMETAB * p, h.ptr_size) == Some(h.vaddr + h.funcname as u64)
+        && img.ptr(md.wrapping_add(WORD_FUNCNAMETAB * p), h.ptr_size)
+            == Some(h.vaddr.wrapping_add(h.funcname as u64))
 }
 
 /// Word `i` of moduledata.
@@ -84,8 +85,8 @@ pub(crate) fn gofunc(img: &Image<'_>, h: &Header<'_>, layout: Layout, md: u64) -
         Layout::Go118 => word(img, h, md, WORD_GOFUNC_GO118)?,
         Layout::Go120 => word(img, h, md, WORD_GOFUNC_GO120)?,
         Layout::Go126 => {
-            let lo = h.vaddr + h.functab_end() as u64;
-            let hi = h.vaddr + h.tab.len() as u64;
+            let lo = h.vaddr.wrapping_add(h.functab_end() as u64);
+            let hi = h.vaddr.wrapping_add(h.tab.len() as u64);
             let words = img
                 .section(".go.module")
                 .filter(|&(a, _)| a == md)

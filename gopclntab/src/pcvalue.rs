@@ -8,8 +8,20 @@
 
 use crate::Error;
 
-/// Reads a uvarint of at most 32 bits at `*pos`.
+/// Reads a uvarint of at most 32 bits at `*pos`; one-byte values (most deltas) inline.
+#[inline(always)]
 fn uvarint(p: &[u8], pos: &mut usize) -> Result<u32, Error> {
+    if let Some(&b) = p.get(*pos)
+        && b < 0x80
+    {
+        *pos += 1;
+        return Ok(u32::from(b));
+    }
+    uvarint_slow(p, pos)
+}
+
+#[cold]
+fn uvarint_slow(p: &[u8], pos: &mut usize) -> Result<u32, Error> {
     let mut v: u32 = 0;
     let mut shift = 0u32;
     loop {

@@ -100,7 +100,7 @@ fn build_version(
             }
             let mut ptr = read_uint(data, i * p, ptr_size).unwrap_or(0);
             if ptr == 0 {
-                let at = seg.vaddr + (i * p) as u64;
+                let at = seg.vaddr.wrapping_add((i * p) as u64);
                 // Externally linked PIEs keep pointers only as relocation addends.
                 ptr = match img.relative_addend(at) {
                     Some(a) => a,

@@ -24,7 +24,10 @@ fn exercise(elf: &[u8]) -> usize {
     let mut frames: Vec<Frame<'_>> = Vec::new();
     let mut n = 0;
     for f in t.funcs().take(400) {
-        for pc in [f.entry, f.entry + f.end.saturating_sub(f.entry) / 2] {
+        for pc in [
+            f.entry,
+            f.entry.wrapping_add(f.end.saturating_sub(f.entry) / 2),
+        ] {
             frames.clear();
             if t.frames(pc, &mut frames).is_ok() {
                 n += frames.len();

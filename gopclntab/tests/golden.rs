@@ -171,6 +171,14 @@ fn check_version(version: &str) {
             let data = read(&path);
             let t = Pclntab::from_elf(&data).unwrap();
             assert!(t.has_inline_info(), "{version}/{variant}: no inline info");
+            // runtime.buildVersion, as if .go.buildinfo were absent, against `go version`.
+            let want = go_version_of(&go_of(version), &path);
+            let got = goprobe_gopclntab::infer_go_version(&data, Some(&t));
+            assert_eq!(
+                got,
+                goprobe_gopclntab::VersionHint::Exact(want),
+                "{version}/{variant}"
+            );
             if variant != twin {
                 let a: Vec<_> = t.funcs().map(|f| (f.name, f.entry, f.end)).collect();
                 let b: Vec<_> = twin_t.funcs().map(|f| (f.name, f.entry, f.end)).collect();
@@ -254,6 +262,18 @@ fn check_version(version: &str) {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The Go version `go version FILE` reads from the file's build info.
+fn go_version_of(go: &Path, file: &Path) -> String {
+    let out = std::process::Command::new(go)
+        .arg("version")
+        .arg(file)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.rsplit(": ").next().unwrap().trim().to_owned()
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -91,7 +91,7 @@ pub fn root() -> PathBuf {
 }
 
 /// `cargo` with PATH extended so that bpf-linker (in ~/.cargo/bin) is found by aya-build.
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root())
         .env("PATH", setup::path_with_cargo_bin());

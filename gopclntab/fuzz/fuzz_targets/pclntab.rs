@@ -43,7 +43,11 @@ fn exercise(elf: &[u8]) {
     let mut frames = Vec::new();
     // Bounded work per input: the first functions, their entries and a few interior pcs.
     for f in t.funcs().take(512) {
-        for pc in [f.entry, f.entry + (f.end.saturating_sub(f.entry)) / 2, f.end.saturating_sub(1)] {
+        for pc in [
+            f.entry,
+            f.entry.wrapping_add(f.end.saturating_sub(f.entry) / 2),
+            f.end.saturating_sub(1),
+        ] {
             frames.clear();
             let _ = t.frames(pc, &mut frames);
             let _ = t.find_func(pc);
