@@ -41,7 +41,7 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// fmt check, clippy -D warnings (host crates and the eBPF crate), then `test`.
+    /// fmt check, clippy -D warnings (host crates and the eBPF crate), `test`, then 30 s of `fuzz`.
     Ci,
     /// Fuzz the .gopclntab reader (gopclntab/fuzz, cargo-fuzz on nightly; installs cargo-fuzz
     /// if missing). New inputs go to target/fuzz/corpus/pclntab; crashes to
@@ -253,7 +253,10 @@ fn ci() -> Result<()> {
             )
             .env("CARGO_TARGET_DIR", root().join("target/ebpf-clippy")),
     )?;
-    test(&[])
+    test(&[])?;
+    // A short fuzz run keeps the fuzz target building and replays its seeds and corpus; the long
+    // runs are `cargo xtask fuzz --seconds N`.
+    fuzz(30)
 }
 
 /// `cargo fuzz run pclntab` for `seconds`, on nightly, seeded from gopclntab/fuzz/seeds.
