@@ -404,6 +404,21 @@ fn go1_27_without_dwarf_cycles() {
 }
 
 #[test]
+fn go1_19_pie_cycles() {
+    check_cycles("1.19", "gcstress-pie");
+}
+
+#[test]
+fn go1_27_pie_cycles() {
+    check_cycles("1.27.3", "gcstress-pie");
+}
+
+#[test]
+fn go1_27_race_build_cycles() {
+    check_cycles("1.27.3", "gcstress-race");
+}
+
+#[test]
 fn go1_19_heap_triggers_only() {
     check_heap_only("1.19");
 }
