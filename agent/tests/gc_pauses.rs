@@ -86,15 +86,15 @@ fn check_exact_pauses(go: &str, program: &str) {
             );
         }
         assert!(
-            ["heap", "cycle"].contains(&c["trigger"].as_str().unwrap()),
+            ["heap", "forced"].contains(&c["trigger"].as_str().unwrap()),
             "{}",
             c["trigger"]
         );
     }
-    let forced = got.values().filter(|c| c["trigger"] == "cycle").count();
+    let forced = got.values().filter(|c| c["trigger"] == "forced").count();
     assert!(
         forced > 0,
-        "runtime.GC() was called but no cycle has trigger \"cycle\""
+        "runtime.GC() was called but no cycle has trigger \"forced\""
     );
     let rms = report["gc"]["other_stw"]
         .as_array()

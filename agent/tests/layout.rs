@@ -19,12 +19,14 @@ fn check(go: &str) {
         .unwrap()
         .expect("test programs keep their DWARF");
     // NB: workType.pauseStart exists only up to Go 1.21 (removed in 1.22 src/runtime/mgc.go);
-    // every other field goprobe reads exists in every supported release.
+    // every other field goprobe reads exists in every supported release: 7 for the pauses, 10
+    // per cycle (workType tSweepTerm…tEnd, heap0…heap2; gcControllerState gcPercent,
+    // memoryLimit, lastHeapGoal).
     let expected = if table.work_pause_start.is_some() {
         8
     } else {
         7
-    };
+    } + 10;
     assert_eq!(
         fields.len(),
         expected,
@@ -34,6 +36,10 @@ fn check(go: &str) {
         fields.apply(table),
         table,
         "Go {go}: the table disagrees with DWARF {fields:?}"
+    );
+    assert!(
+        table.cycle.gcc_last_heap_goal.is_some(),
+        "Go {go}: a tested release has a verified lastHeapGoal offset"
     );
 }
 

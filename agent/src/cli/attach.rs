@@ -17,7 +17,7 @@ use goprobe::{
     privileges,
     probe::{BpfLogger, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
-    signal::gc::GcTracker,
+    signal::{cycle, gc::GcTracker},
     target::Target,
 };
 
@@ -82,16 +82,20 @@ pub fn run(args: AttachArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut tracker = GcTracker::new(target.layout.stw_abi);
+    let mut tracker = GcTracker::new(target.layout.stw_abi).with_go_minor(target.go_version.minor);
+    let mut live = LiveLine::new();
     let end = rt.block_on(watch(
         &mut probes,
         pidfd,
         logger,
         &mut tracker,
+        &mut live,
         args.duration,
     ))?;
     probes.drain(|ev| {
-        tracker.on_event(&ev);
+        if let Some(c) = tracker.on_event(&ev) {
+            live.cycle(c);
+        }
     });
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     let window_end = clock.now_unix();
@@ -116,7 +120,15 @@ pub fn run(args: AttachArgs) -> Result<()> {
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable,
         },
-        gc: report::Gc::from_tracker(&tracker, &clock),
+        gc: report::Gc::from_tracker(
+            &tracker,
+            &clock,
+            cycle::unavailable(
+                target.go_version.minor,
+                target.gc_controller_addr.is_some(),
+                target.layout.cycle.gcc_last_heap_goal.is_some(),
+            ),
+        ),
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report)
@@ -127,6 +139,7 @@ async fn watch(
     pidfd: OwnedFd,
     logger: Option<BpfLogger>,
     tracker: &mut GcTracker,
+    live: &mut LiveLine,
     duration: Option<Duration>,
 ) -> Result<End> {
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
@@ -139,7 +152,6 @@ async fn watch(
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut live = LiveLine::new();
     let end = loop {
         tokio::select! {
             guard = events.readable() => {
@@ -147,6 +159,7 @@ async fn watch(
                 probes.drain(|ev| {
                     if let Some(c) = tracker.on_event(&ev) {
                         debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
+                        live.cycle(c);
                     }
                 });
                 guard.clear_ready();

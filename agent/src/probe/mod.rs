@@ -102,6 +102,12 @@ impl Probes {
             off_m_curg: l.m_curg,
             off_m_preemptoff: l.m_preemptoff.unwrap_or(0),
             _pad0: 0,
+            gc_controller_addr: target.gc_controller_addr.unwrap_or(0),
+            off_work_t: l.cycle.work_t,
+            off_work_heap: l.cycle.work_heap,
+            off_gcc_gc_percent: l.cycle.gcc_gc_percent,
+            off_gcc_memory_limit: l.cycle.gcc_memory_limit,
+            off_gcc_last_heap_goal: l.cycle.gcc_last_heap_goal.unwrap_or(0),
         };
         let map = self
             .ebpf

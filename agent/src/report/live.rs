@@ -1,11 +1,44 @@
-//! The live status line shown on a terminal while `goprobe attach` runs.
+//! What `goprobe attach` shows while it runs: one line per completed GC cycle on stderr and, on
+//! a terminal, a status line redrawn below them.
 
 use std::io::{IsTerminal as _, Write as _};
 
 use super::summary::human_ns;
-use crate::signal::gc::GcTracker;
+use crate::signal::gc::{Cycle, GcTracker};
 
-/// Redraws one line on stderr, only when stderr is a terminal.
+/// Formats bytes as MiB with one decimal (`12.3MiB`).
+fn mib(bytes: u64) -> String {
+    format!("{:.1}MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The line printed for one completed cycle: number, trigger, pause, phases (as gctrace orders
+/// them: sweep termination + mark + mark termination), heap start→end and goal.
+pub fn cycle_line(c: &Cycle) -> String {
+    let d = &c.details;
+    let mut line = format!(
+        "gc {} {}  pause {}",
+        c.cycle,
+        c.trigger,
+        human_ns(c.pause_ns)
+    );
+    if let Some(p) = d.phases {
+        line += &format!(
+            "  phases {}+{}+{}",
+            human_ns(p.sweep_termination),
+            human_ns(p.mark),
+            human_ns(p.mark_termination)
+        );
+    }
+    if let (Some(h0), Some(h1)) = (d.heap_start_bytes, d.heap_end_bytes) {
+        line += &format!("  heap {}→{}", mib(h0), mib(h1));
+        if let Some(goal) = d.heap_goal_bytes {
+            line += &format!(" goal {}", mib(goal));
+        }
+    }
+    line
+}
+
+/// Prints cycle lines and, only when stderr is a terminal, redraws a status line below them.
 pub struct LiveLine {
     enabled: bool,
     drawn: bool,
@@ -45,6 +78,16 @@ impl LiveLine {
         self.drawn = true;
     }
 
+    /// Prints the line of a completed cycle: above the status line on a terminal (which the next
+    /// [`Self::update`] redraws), as a plain line otherwise.
+    pub fn cycle(&mut self, c: &Cycle) {
+        let mut err = std::io::stderr().lock();
+        let clear = if self.drawn { "\r\x1b[2K" } else { "" };
+        let _ = writeln!(err, "{clear}{}", cycle_line(c));
+        let _ = err.flush();
+        self.drawn = false;
+    }
+
     /// Clears the line before the final output.
     pub fn clear(&mut self) {
         if self.drawn {
@@ -57,5 +100,41 @@ impl LiveLine {
 impl Default for LiveLine {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::cycle::{CycleDetails, Phases};
+
+    #[test]
+    fn cycle_line_has_trigger_pause_phases_and_heap() {
+        let c = Cycle {
+            cycle: 12,
+            trigger: "forced".into(),
+            pause_ns: 198_113,
+            stw: Vec::new(),
+            details: CycleDetails {
+                phases: Some(Phases {
+                    sweep_termination: 131_402,
+                    mark: 3_400_000,
+                    mark_termination: 66_711,
+                }),
+                heap_start_bytes: Some(4 << 20),
+                heap_end_bytes: Some(5 << 20),
+                heap_goal_bytes: Some(6 << 20),
+                ..CycleDetails::default()
+            },
+        };
+        assert_eq!(
+            cycle_line(&c),
+            "gc 12 forced  pause 198.1µs  phases 131.4µs+3.40ms+66.7µs  heap 4.0MiB→5.0MiB goal 6.0MiB"
+        );
+        let bare = Cycle {
+            details: CycleDetails::default(),
+            ..c
+        };
+        assert_eq!(cycle_line(&bare), "gc 12 forced  pause 198.1µs");
     }
 }

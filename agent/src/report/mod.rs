@@ -6,7 +6,10 @@ pub mod summary;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{clock::Clock, signal::gc};
+use crate::{
+    clock::Clock,
+    signal::{cycle::Phases, gc},
+};
 
 /// The schema identifier written into every report.
 pub const SCHEMA: &str = "goprobe.report.v1";
@@ -52,6 +55,9 @@ pub struct AgentStats {
 pub struct Gc {
     pub cycles: Vec<Cycle>,
     pub other_stw: Vec<Stw>,
+    /// Report field names the target's Go version or binary cannot provide (always `null` in it).
+    #[serde(default)]
+    pub unavailable: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,6 +66,45 @@ pub struct Cycle {
     pub trigger: String,
     pub pause_ns: u64,
     pub stw: Vec<Stw>,
+    /// `work.tSweepTerm`: when the cycle began.
+    #[serde(default)]
+    pub start_unix_ns: Option<i64>,
+    /// `work.tEnd`: when mark termination finished.
+    #[serde(default)]
+    pub end_unix_ns: Option<i64>,
+    /// The three phases gctrace prints as "ms clock".
+    #[serde(default)]
+    pub phases_ns: Option<PhasesNs>,
+    #[serde(default)]
+    pub heap_start_bytes: Option<u64>,
+    #[serde(default)]
+    pub heap_end_bytes: Option<u64>,
+    #[serde(default)]
+    pub heap_marked_bytes: Option<u64>,
+    #[serde(default)]
+    pub heap_goal_bytes: Option<u64>,
+    #[serde(default)]
+    pub gogc: Option<i32>,
+    #[serde(default)]
+    pub gomemlimit_bytes: Option<i64>,
+}
+
+/// Wall-clock durations of a cycle's phases, nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhasesNs {
+    pub sweep_termination: u64,
+    pub mark: u64,
+    pub mark_termination: u64,
+}
+
+impl From<Phases> for PhasesNs {
+    fn from(p: Phases) -> Self {
+        Self {
+            sweep_termination: p.sweep_termination,
+            mark: p.mark,
+            mark_termination: p.mark_termination,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,6 +112,9 @@ pub struct Stw {
     pub reason: String,
     pub start_unix_ns: i64,
     pub duration_ns: u64,
+    /// Go 1.23+: time to stop the world (`finishedStopping − startedStopping`).
+    #[serde(default)]
+    pub stopping_ns: Option<u64>,
 }
 
 impl Stw {
@@ -75,25 +123,40 @@ impl Stw {
             reason: s.reason.clone(),
             start_unix_ns: clock.to_unix(s.start_mono_ns),
             duration_ns: s.duration_ns,
+            stopping_ns: s.stopping_ns,
         }
     }
 }
 
 impl Gc {
-    /// The GC part of a report from a tracker's records.
-    pub fn from_tracker(t: &gc::GcTracker, clock: &Clock) -> Self {
+    /// The GC part of a report from a tracker's records; `unavailable` lists the fields the
+    /// target cannot provide (`signal::cycle::unavailable`).
+    pub fn from_tracker(t: &gc::GcTracker, clock: &Clock, unavailable: Vec<String>) -> Self {
         Self {
             cycles: t
                 .cycles
                 .iter()
-                .map(|c| Cycle {
-                    cycle: c.cycle,
-                    trigger: c.trigger.clone(),
-                    pause_ns: c.pause_ns,
-                    stw: c.stw.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+                .map(|c| {
+                    let d = &c.details;
+                    Cycle {
+                        cycle: c.cycle,
+                        trigger: c.trigger.clone(),
+                        pause_ns: c.pause_ns,
+                        stw: c.stw.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+                        start_unix_ns: d.start_mono_ns.map(|t| clock.to_unix(t)),
+                        end_unix_ns: d.end_mono_ns.map(|t| clock.to_unix(t)),
+                        phases_ns: d.phases.map(PhasesNs::from),
+                        heap_start_bytes: d.heap_start_bytes,
+                        heap_end_bytes: d.heap_end_bytes,
+                        heap_marked_bytes: d.heap_marked_bytes,
+                        heap_goal_bytes: d.heap_goal_bytes,
+                        gogc: d.gogc,
+                        gomemlimit_bytes: d.gomemlimit_bytes,
+                    }
                 })
                 .collect(),
             other_stw: t.other.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+            unavailable,
         }
     }
 }

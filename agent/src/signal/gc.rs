@@ -11,6 +11,8 @@ use goprobe_common::{
 };
 use tracing::{debug, warn};
 
+use super::cycle::{self, CycleDetails};
+
 /// NB: `stwReason` (src/runtime/proc.go), identical in Go 1.21–1.27; names are the constants'
 /// without the `stw` prefix, `text` is the runtime's own `stwReasonStrings` entry.
 const REASONS: &[(&str, &str)] = &[
@@ -93,15 +95,22 @@ pub fn reason_text(name: &str) -> &str {
     REASONS.iter().find(|r| r.0 == name).map_or(name, |r| r.1)
 }
 
-/// NB: `gcTriggerKind` (src/runtime/mgc.go, Go 1.21–1.27): heap = the pacer's heap goal was
-/// reached, time = forced by sysmon after 2 minutes without GC, cycle = runtime.GC() or
-/// debug.FreeOSMemory.
+/// NB: `gcTriggerKind` (src/runtime/mgc.go, Go 1.19–1.27): heap = the pacer's heap goal was
+/// reached, time = forced by sysmon after 2 minutes without GC, `gcTriggerCycle` = runtime.GC()
+/// or debug.FreeOSMemory, reported as `forced`. `work.userForced` (`trigger.kind ==
+/// gcTriggerCycle`, set by the gcStart call that starts the cycle; what gctrace's "(forced)" and
+/// MemStats.NumForcedGC count) decides `forced`: the kind recorded at gcStart entry can be
+/// overwritten by a nested gcStart(heap) from mallocgc on the same goroutine between the entry
+/// and the stop-the-world (go1.19 mgc.go:608 `semacquire(&work.startSema)` → acquireSudog →
+/// `new(sudog)`; that nested call returns early, mgc.go:585), so it only tells heap from time.
 fn trigger_name(kind: u8, user_forced: bool) -> &'static str {
+    if user_forced {
+        return "forced";
+    }
     match kind {
         0 => "heap",
         1 => "time",
-        2 => "cycle",
-        _ if user_forced => "cycle",
+        // gcTriggerCycle without userForced: the starting call's entry was not seen.
         _ => "unknown",
     }
 }
@@ -113,6 +122,8 @@ pub struct Stw {
     /// CLOCK_MONOTONIC ns (the runtime's `nanotime()`).
     pub start_mono_ns: i64,
     pub duration_ns: u64,
+    /// Time to stop the world (Go 1.23+), see [`cycle::stopping_ns`].
+    pub stopping_ns: Option<u64>,
 }
 
 /// One completed GC cycle.
@@ -124,6 +135,8 @@ pub struct Cycle {
     /// Total STW time of the cycle, what the runtime stores in `MemStats.PauseNs`.
     pub pause_ns: u64,
     pub stw: Vec<Stw>,
+    /// Phases, heap and settings, read at the cycle's final stop-the-world.
+    pub details: CycleDetails,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +157,8 @@ pub struct GcTracker {
     pub other: Vec<Stw>,
     /// Events that could not be interpreted (target memory unreadable).
     pub unreadable: u64,
+    /// The target's Go minor version, 0 when not given (then no stop latency is reported).
+    go_minor: u32,
 }
 
 impl GcTracker {
@@ -155,7 +170,15 @@ impl GcTracker {
             cycles: Vec::new(),
             other: Vec::new(),
             unreadable: 0,
+            go_minor: 0,
         }
+    }
+
+    /// The same tracker, told the target's Go minor version (for version-specific readings such
+    /// as the stop latency).
+    pub fn with_go_minor(mut self, minor: u32) -> Self {
+        self.go_minor = minor;
+        self
     }
 
     /// Takes one event; returns the cycle it completed, if any.
@@ -189,6 +212,7 @@ impl GcTracker {
             reason: reason_name(reason),
             start_mono_ns,
             duration_ns: u64::try_from(duration).unwrap_or(0),
+            stopping_ns: cycle::stopping_ns(self.go_minor, ev.started, &ev.cycle),
         };
         if !is_gc {
             self.other.push(stw);
@@ -233,6 +257,7 @@ impl GcTracker {
             trigger,
             pause_ns,
             stw: open.stw,
+            details: CycleDetails::from_state(ev.cycles, &ev.cycle),
         });
         self.cycles.last()
     }
@@ -324,7 +349,8 @@ mod tests {
             vec![Stw {
                 reason: "ReadMemStats".into(),
                 start_mono_ns: 4_000,
-                duration_ns: 10
+                duration_ns: 10,
+                stopping_ns: None
             }]
         );
     }
@@ -336,7 +362,17 @@ mod tests {
         last.pause_ns_at_start = 77;
         last.user_forced = 1;
         let c = t.on_event(&last).unwrap();
-        assert_eq!((c.pause_ns, c.trigger.as_str()), (77, "cycle"));
+        assert_eq!((c.pause_ns, c.trigger.as_str()), (77, "forced"));
+    }
+
+    #[test]
+    fn user_forced_decides_forced_and_the_kind_only_heap_or_time() {
+        assert_eq!(trigger_name(0, true), "forced"); // kind overwritten by a nested gcStart
+        assert_eq!(trigger_name(2, true), "forced");
+        assert_eq!(trigger_name(0, false), "heap");
+        assert_eq!(trigger_name(1, false), "time");
+        assert_eq!(trigger_name(2, false), "unknown");
+        assert_eq!(trigger_name(TRIGGER_UNKNOWN, false), "unknown");
     }
 
     #[test]
@@ -356,7 +392,8 @@ mod tests {
             Stw {
                 reason: "GCMarkTerm".into(),
                 start_mono_ns: 5_000,
-                duration_ns: 40
+                duration_ns: 40,
+                stopping_ns: None
             }
         );
     }
@@ -393,6 +430,7 @@ mod tests {
         let mut sweep = ev(GC_SWEEP_TERM, 3, 2, 0, 1_500);
         sweep.pause_start = 1_000;
         sweep.trigger = 2;
+        sweep.user_forced = 1;
         assert!(t.on_event(&sweep).is_none());
         // A restarted mark termination (numgc not yet bumped): `now - pauseStart`.
         let mut restart = ev(GC_MARK_TERM, 3, 2, 0, 4_070);
@@ -403,7 +441,7 @@ mod tests {
         last.pause_ns_at_stop = 570;
         last.pause_ns_at_start = 610;
         let c = t.on_event(&last).unwrap();
-        assert_eq!((c.pause_ns, c.trigger.as_str()), (610, "cycle"));
+        assert_eq!((c.pause_ns, c.trigger.as_str()), (610, "forced"));
         let durations: Vec<u64> = c.stw.iter().map(|s| s.duration_ns).collect();
         assert_eq!(durations, [500, 70, 40]);
     }

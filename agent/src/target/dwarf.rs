@@ -9,7 +9,7 @@ use std::{borrow::Cow, collections::HashMap};
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection};
 
-use super::layout::RuntimeLayout;
+use super::{cycle_layout, layout::RuntimeLayout};
 
 /// NB: the runtime struct types and fields goprobe reads, named as the Go linker names them in
 /// DWARF (src/cmd/link/internal/ld/dwarf.go: package-qualified type names).
@@ -23,6 +23,11 @@ const FIELDS: &[(&str, &str)] = &[
     ("runtime.m", "curg"),
     ("runtime.m", "preemptoff"),
 ];
+
+/// Every field read from DWARF: [`FIELDS`] and the per-cycle ones.
+fn all_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    FIELDS.iter().chain(cycle_layout::DWARF_FIELDS)
+}
 
 /// Field offsets found in DWARF, keyed by (struct, field).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,8 +78,7 @@ impl DwarfFields {
                 match entry.tag() {
                     gimli::DW_TAG_structure_type => {
                         let n = name();
-                        current = FIELDS
-                            .iter()
+                        current = all_fields()
                             .find(|(s, _)| n.as_deref() == Some(*s))
                             .map(|(s, _)| (*s, depth));
                     }
@@ -84,7 +88,7 @@ impl DwarfFields {
                             continue;
                         }
                         let Some(field) = name() else { continue };
-                        let Some(&(s, f)) = FIELDS.iter().find(|(s, f)| *s == st && *f == field)
+                        let Some(&(s, f)) = all_fields().find(|(s, f)| *s == st && *f == field)
                         else {
                             continue;
                         };
@@ -123,6 +127,7 @@ impl DwarfFields {
                 .m_preemptoff
                 .map(|t| get("runtime.m", "preemptoff", t)),
             stw_abi: table.stw_abi,
+            cycle: self.apply_cycle(table.cycle),
         }
     }
 

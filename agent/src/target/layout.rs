@@ -7,6 +7,8 @@
 
 use goprobe_common::stw_abi;
 
+use super::cycle_layout::{self, CycleLayout};
+
 /// Field offsets and calling conventions of one Go release's runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeLayout {
@@ -29,6 +31,8 @@ pub struct RuntimeLayout {
     /// `runtime.m.preemptoff` (string), read only where it carries the stop-the-world reason
     /// (Go 1.19, [`stw_abi::GO119`]).
     pub m_preemptoff: Option<u32>,
+    /// What is read at a cycle's final stop-the-world (phases, heap, settings).
+    pub cycle: CycleLayout,
 }
 
 /// The layout of Go 1.`minor`, or `None` outside the supported range.
@@ -49,9 +53,10 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
             g_m: 48,
             m_curg,
             m_preemptoff: None,
+            cycle: CycleLayout::default(),
         }
     };
-    let layout = match minor {
+    let mut layout = match minor {
         // NB: Go 1.19 (src/runtime/mgc.go workType, mstats.go, runtime2.go; DWARF of go1.19.8):
         // workType is smaller than 1.21's (cycles 344), the accounting is 1.21's (pauseStart),
         // and the stop-the-world reason is the string m.preemptoff (proc.go:1089).
@@ -72,6 +77,7 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
         26 | 27 => l(stw_abi::GO122, 648, 536, 696, 7680, 184),
         _ => return None,
     };
+    layout.cycle = cycle_layout::for_minor(minor)?;
     Some(layout)
 }
 

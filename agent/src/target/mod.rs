@@ -3,6 +3,7 @@
 //! probes read.
 
 pub mod buildinfo;
+pub mod cycle_layout;
 pub mod disasm;
 pub mod dwarf;
 pub mod elf;
@@ -30,7 +31,17 @@ const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
 const GC_START: &str = "runtime.gcStart";
 const WORK: &str = "runtime.work";
 const MEMSTATS: &str = "runtime.memstats";
-const WANTED: &[&str] = &[START_THE_WORLD, STOP_THE_WORLD, GC_START, WORK, MEMSTATS];
+/// NB: `runtime.gcController` (src/runtime/mgcpacer.go, Go 1.19–1.27): GOGC, GOMEMLIMIT and the
+/// heap goal per cycle. Optional: without it those fields are reported unavailable.
+const GC_CONTROLLER: &str = "runtime.gcController";
+const WANTED: &[&str] = &[
+    START_THE_WORLD,
+    STOP_THE_WORLD,
+    GC_START,
+    WORK,
+    MEMSTATS,
+    GC_CONTROLLER,
+];
 
 /// Why a process cannot be profiled. Messages are shown to users as they are.
 #[derive(Debug, thiserror::Error)]
@@ -130,13 +141,14 @@ fn runtime_vars(
     elf: &ElfInfo,
     version: &GoVersion,
     layout: &RuntimeLayout,
-) -> Result<(u64, u64), vars::VarsError> {
+) -> Result<(u64, u64, Option<u64>), vars::VarsError> {
     if let (Some(work), Some(memstats)) = (elf.symbols.get(WORK), elf.symbols.get(MEMSTATS)) {
-        return Ok((work.address, memstats.address));
+        let gcc = elf.symbols.get(GC_CONTROLLER).map(|s| s.address);
+        return Ok((work.address, memstats.address, gcc));
     }
     let vars = vars::locate(&|name: &str| symbols.function(name), version, layout)?;
     tracing::debug!(?vars.evidence, "runtime variables located from code");
-    Ok((vars.work, vars.memstats))
+    Ok((vars.work, vars.memstats, vars.gc_controller))
 }
 
 /// Where a target's runtime struct offsets came from.
@@ -176,6 +188,8 @@ pub struct Target {
     /// Only probed on Go 1.19 and 1.21.
     pub stop_the_world: FunctionPlan,
     pub gc_start: FunctionPlan,
+    /// Run-time address of `runtime.gcController`, when it could be located.
+    pub gc_controller_addr: Option<u64>,
 }
 
 impl Target {
@@ -277,13 +291,11 @@ impl Target {
                 sites,
             })
         };
-        let (work, memstats) =
-            runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
-                TargetError::Vars {
-                    pid,
-                    exe: exe.clone(),
-                    source,
-                }
+        let (work, memstats, gc_controller) = runtime_vars(&symbols, &elf, &go_version, &layout)
+            .map_err(|source| TargetError::Vars {
+                pid,
+                exe: exe.clone(),
+                source,
             })?;
         let target = Self {
             work_addr: work.wrapping_add(bias),
@@ -291,6 +303,7 @@ impl Target {
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,
+            gc_controller_addr: gc_controller.map(|a| a.wrapping_add(bias)),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

@@ -72,8 +72,22 @@ pub struct TargetConfig {
     /// Offset of `runtime.m.preemptoff` (string; read on Go 1.19 only, else 0).
     pub off_m_preemptoff: u32,
     pub _pad0: u32,
+    /// Address of the `runtime.gcController` global, 0 when it could not be located (then the
+    /// `gcController` fields of [`CycleState`] are not read).
+    pub gc_controller_addr: u64,
+    /// Offsets of `runtime.workType.tSweepTerm`, `tMark`, `tMarkTerm`, `tEnd` (int64 each).
+    pub off_work_t: [u32; 4],
+    /// Offsets of `runtime.workType.heap0`, `heap1`, `heap2` (uint64 each).
+    pub off_work_heap: [u32; 3],
+    /// Offset of `runtime.gcControllerState.gcPercent` (int32; atomic.Int32 from Go 1.21).
+    pub off_gcc_gc_percent: u32,
+    /// Offset of `runtime.gcControllerState.memoryLimit` (atomic.Int64).
+    pub off_gcc_memory_limit: u32,
+    /// Offset of `runtime.gcControllerState.lastHeapGoal` (uint64); 0 when unknown for this
+    /// binary (no DWARF and no verified table entry), then it is not read.
+    pub off_gcc_last_heap_goal: u32,
 }
-const _: () = assert!(size_of::<TargetConfig>() == 56);
+const _: () = assert!(size_of::<TargetConfig>() == 104);
 
 /// `StwEvent::reason` on Go 1.19: not GC; the runtime's reason is the text in
 /// [`StwEvent::reason_text`]. Outside the `stwReason` enum of Go 1.21+ (0 to 16).
@@ -91,6 +105,42 @@ pub const STW_FLAG_STOP_SEEN: u8 = 1 << 0;
 pub const STW_FLAG_START_SEEN: u8 = 1 << 1;
 /// `StwEvent::flags`: a read of the target's memory failed; runtime fields are zero.
 pub const STW_FLAG_READ_FAILED: u8 = 1 << 2;
+
+/// `CycleState::flags`: the `runtime.work` fields of the cycle were read.
+pub const CYCLE_FLAG_WORK: u32 = 1 << 0;
+/// `CycleState::flags`: `gcController.gcPercent` and `memoryLimit` were read.
+pub const CYCLE_FLAG_SETTINGS: u32 = 1 << 1;
+/// `CycleState::flags`: `gcController.lastHeapGoal` was read.
+pub const CYCLE_FLAG_HEAP_GOAL: u32 = 1 << 2;
+/// `CycleState::flags`: Go 1.22+: `finished_stopping` holds RDI at `startTheWorldWithSema` entry.
+pub const CYCLE_FLAG_STOPPING: u32 = 1 << 3;
+
+/// What a GC cycle was, read from `runtime.work` and `runtime.gcController` at the cycle's final
+/// stop-the-world (the mark termination that ends it), plus the stop latency of every STW.
+///
+/// NB: `gcMarkTermination` sets `work.heap1`, `work.heap2` and `work.tEnd`, and `gcMarkDone`
+/// calls `gcController.endCycle` (which sets `lastHeapGoal`), before the final
+/// `startTheWorldWithSema` (src/runtime/mgc.go, mgcpacer.go, Go 1.19–1.27); `tSweepTerm`,
+/// `tMark`, `tMarkTerm` and `heap0` are set earlier in the same cycle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CycleState {
+    /// `CYCLE_FLAG_*` bits.
+    pub flags: u32,
+    /// `gcController.gcPercent` (GOGC; -1 when off).
+    pub gc_percent: i32,
+    /// `work.tSweepTerm`, `tMark`, `tMarkTerm`, `tEnd` (nanotime).
+    pub t: [i64; 4],
+    /// `work.heap0`, `heap1`, `heap2` (bytes).
+    pub heap: [u64; 3],
+    /// `gcController.lastHeapGoal` (bytes).
+    pub heap_goal: u64,
+    /// `gcController.memoryLimit` (GOMEMLIMIT, bytes).
+    pub memory_limit: i64,
+    /// Go 1.23+: `worldStop.finishedStopping` (RDI at `startTheWorldWithSema` entry), every STW.
+    pub finished_stopping: i64,
+}
+const _: () = assert!(size_of::<CycleState>() == 88);
 
 /// One stop-the-world as seen by the probes: raw readings, interpreted in user space
 /// (`agent/src/signal/gc.rs`). Times are the runtime's `nanotime()` (CLOCK_MONOTONIC).
@@ -131,8 +181,10 @@ pub struct StwEvent {
     pub pause_start: i64,
     /// Go 1.19: the first bytes of `m.preemptoff` at `stopTheWorldWithSema` entry.
     pub reason_text: [u8; STW_REASON_TEXT_LEN],
+    /// The cycle's phases, heap and settings (final mark termination only) and the stop latency.
+    pub cycle: CycleState,
 }
-const _: () = assert!(size_of::<StwEvent>() == 104);
+const _: () = assert!(size_of::<StwEvent>() == 192);
 
 /// Key of the pending-trigger map: a goroutine (`*g`) of one process.
 #[repr(C)]

@@ -33,6 +33,10 @@ static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDI
 static GC_TRIGGERS: LruHashMap<GoroutineKey, u8> =
     LruHashMap::with_max_entries(MAX_PENDING_TRIGGERS, 0);
 
+/// One per-CPU slot to build an `StwEvent` in (see `try_stw_start_entry`).
+#[map]
+static STW_SCRATCH: PerCpuArray<StwEvent> = PerCpuArray::with_max_entries(1, 0);
+
 /// Finished STWs for user space.
 #[map]
 static STW_EVENTS: RingBuf = RingBuf::with_byte_size(STW_RING_BYTES, 0);
@@ -215,33 +219,35 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
     let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
-    let mut ev = if stw_abi::probes_stop(cfg.stw_abi) {
-        // SAFETY: copied out immediately.
+    // NB: the event is built in a per-CPU slot, not on the stack: two copies of a 192-byte
+    // StwEvent exceed the BPF stack (512 bytes). The slot is this CPU's until the program ends.
+    let ev = STW_SCRATCH.get_ptr_mut(0).ok_or(ReadError)?;
+    // SAFETY: per-CPU slot, no other user while this program runs on this CPU.
+    let ev = unsafe { &mut *ev };
+    if stw_abi::probes_stop(cfg.stw_abi) {
+        // SAFETY: the map value is copied into the slot before any other map operation.
         match unsafe { STW_PENDING.get(tid) } {
-            Some(ev) => *ev,
+            Some(pending) => *ev = *pending,
             // Attached between the stop and the start of this STW: its reason is unknown.
             None => return Ok(()),
         }
     } else {
         // NB: Go 1.22+ `startTheWorldWithSema(now int64, w worldStop) int64`: RAX = now,
         // BL = w.reason, RCX = w.startedStopping (1.22 `start`) (src/runtime/proc.go).
-        let reason = int_reg(ctx, 1)? as u8;
-        let mut ev = StwEvent {
-            tgid,
-            tid,
-            reason,
-            trigger: TRIGGER_UNKNOWN,
-            now_arg: int_reg(ctx, 0)? as i64,
-            started: int_reg(ctx, 2)? as i64,
-            ..StwEvent::default()
-        };
-        if reason == STW_GC_SWEEP_TERM {
+        *ev = StwEvent::default();
+        ev.tgid = tgid;
+        ev.tid = tid;
+        ev.reason = int_reg(ctx, 1)? as u8;
+        ev.trigger = TRIGGER_UNKNOWN;
+        ev.now_arg = int_reg(ctx, 0)? as i64;
+        ev.started = int_reg(ctx, 2)? as i64;
+        if ev.reason == STW_GC_SWEEP_TERM {
             ev.trigger = take_trigger(ctx, tgid, &cfg);
         }
-        ev
-    };
+    }
     ev.flags |= STW_FLAG_START_SEEN;
-    read_runtime_state(&cfg, &mut ev);
+    read_runtime_state(&cfg, ev);
+    crate::cycle::read_cycle_state(ctx, &cfg, ev);
     if STW_PENDING.insert(tid, ev, 0).is_err() {
         pending_full(ctx, tid);
     }

@@ -10,6 +10,10 @@
 //	              report iterations and verification failures (run it with GODEBUG=gccheckmark=1).
 //	-mode=reasons stop the world once for each non-GC reason a program can cause (see
 //	              stopForEveryReason) and report the calls in order.
+//	-mode=cycles  three phases of -cycles/3 cycles each (runtime.GC and heap-triggered), with
+//	              GOGC/GOMEMLIMIT changed between them; report the settings the runtime had, the
+//	              cycle and forced-cycle counts and the stop-latency histogram (see cycles.go).
+//	-mode=heap    -cycles heap-triggered cycles, never calling runtime.GC; report the counts.
 package main
 
 import (
@@ -128,7 +132,7 @@ func stopForEveryReason() ([]string, error) {
 }
 
 func main() {
-	mode := flag.String("mode", "pauses", "pauses, churn or reasons")
+	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles or heap")
 	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250)")
 	flag.Parse()
 	if *cycles > 250 {
@@ -144,6 +148,10 @@ func main() {
 	var iterations, failures atomic.Int64
 	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid()}
 	switch *mode {
+	case "cycles":
+		runCycles(out, uint64(*cycles)/3)
+	case "heap":
+		runHeap(out, uint64(*cycles))
 	case "reasons":
 		calls, err := stopForEveryReason()
 		if err != nil {
