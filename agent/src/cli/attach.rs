@@ -10,14 +10,14 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::Args;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use goprobe::{
     clock::Clock,
     privileges,
     probe::{BpfLogger, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
-    signal::gc::GcTracker,
+    signal::{gc::GcTracker, stacks::StackNamer},
     target::Target,
 };
 
@@ -69,6 +69,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
     // Open the pidfd before attaching, so an exit in between is still seen.
     let pidfd = pidfd_open(args.pid).with_context(|| format!("pidfd_open({})", args.pid))?;
     probes.attach(&target)?;
+    // Opens the binary now: stacks are named at the end, when the target may be gone.
+    let mut namer = StackNamer::new(args.pid, target.gc_start.addr);
     let attach_ms = started.elapsed().as_millis() as u64;
     let window_start = clock.now_unix();
     eprintln!(
@@ -96,6 +98,14 @@ pub fn run(args: AttachArgs) -> Result<()> {
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     let window_end = clock.now_unix();
 
+    let mut gc = report::Gc::from_tracker(&tracker, &clock);
+    gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
+        namer.names(&probes, c)
+    });
+    let failed_stacks = probes.failed_stacks();
+    if failed_stacks > 0 {
+        warn!(failed_stacks, "some stacks could not be captured (stack map full?)");
+    }
     let (cpu_ms, max_rss_kb) = self_usage();
     let report = Report {
         schema: report::SCHEMA.to_owned(),
@@ -116,7 +126,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable,
         },
-        gc: report::Gc::from_tracker(&tracker, &clock),
+        gc,
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report)

@@ -2,9 +2,12 @@
 //! docs/report-schema.md) is the one document every other output derives from.
 
 pub mod live;
+pub mod stacks;
 pub mod summary;
 
 use serde::{Deserialize, Serialize};
+
+pub use stacks::{Assist, AssistSite};
 
 use crate::{clock::Clock, signal::gc};
 
@@ -52,6 +55,9 @@ pub struct AgentStats {
 pub struct Gc {
     pub cycles: Vec<Cycle>,
     pub other_stw: Vec<Stw>,
+    /// Mark assist time in the window, by the stack that allocated.
+    #[serde(default)]
+    pub assist: Assist,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,6 +66,13 @@ pub struct Cycle {
     pub trigger: String,
     pub pause_ns: u64,
     pub stw: Vec<Stw>,
+    /// Forced cycles (`runtime.GC()`, `debug.FreeOSMemory()`): the stack that called
+    /// `runtime.gcStart`, frame names leaf first (empty if it could not be captured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_stack: Option<Vec<String>>,
+    /// Mark assist time of the cycle seen while attached (all goroutines, ns).
+    #[serde(default)]
+    pub assist_ns: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,6 +80,10 @@ pub struct Stw {
     pub reason: String,
     pub start_unix_ns: i64,
     pub duration_ns: u64,
+    /// Non-GC STWs: the stack that called `runtime.stopTheWorld`, frame names leaf first (empty
+    /// if it could not be captured). Absent on GC STWs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
 }
 
 impl Stw {
@@ -75,6 +92,7 @@ impl Stw {
             reason: s.reason.clone(),
             start_unix_ns: clock.to_unix(s.start_mono_ns),
             duration_ns: s.duration_ns,
+            stack: None,
         }
     }
 }
@@ -91,9 +109,12 @@ impl Gc {
                     trigger: c.trigger.clone(),
                     pause_ns: c.pause_ns,
                     stw: c.stw.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+                    trigger_stack: None,
+                    assist_ns: 0,
                 })
                 .collect(),
             other_stw: t.other.iter().map(|s| Stw::from_signal(s, clock)).collect(),
+            assist: Assist::default(),
         }
     }
 }

@@ -89,6 +89,7 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    render_stacks(r, &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,
@@ -96,6 +97,51 @@ pub fn render(r: &Report) -> String {
         a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events
     );
     out
+}
+
+/// The first frame of `stack` outside package runtime (the code that called into it), else the
+/// outermost frame.
+pub fn caller_frame(stack: &[String]) -> &str {
+    stack
+        .iter()
+        .find(|f| !f.starts_with("runtime."))
+        .or(stack.last())
+        .map_or("(no stack)", String::as_str)
+}
+
+/// How many assist sites and STW callers the summary lists.
+const TOP: usize = 5;
+
+/// "top assist sites" and "other STW by caller".
+fn render_stacks(r: &Report, out: &mut String) {
+    let assist = &r.gc.assist;
+    if assist.total_ns > 0 {
+        let _ = writeln!(out, "mark assist: {} in total; top assist sites:", human_ns(assist.total_ns));
+        for site in assist.sites.iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "  {:>9} {:>5.1}%  {}",
+                human_ns(site.ns),
+                site.ns as f64 * 100.0 / assist.total_ns as f64,
+                caller_frame(&site.stack)
+            );
+        }
+    }
+    let mut by_caller: BTreeMap<(&str, &str), (usize, u64)> = BTreeMap::new();
+    for s in &r.gc.other_stw {
+        let caller = s.stack.as_deref().map_or("(no stack)", caller_frame);
+        let e = by_caller.entry((reason_text(&s.reason), caller)).or_default();
+        e.0 += 1;
+        e.1 += s.duration_ns;
+    }
+    if !by_caller.is_empty() {
+        let mut rows: Vec<_> = by_caller.into_iter().collect();
+        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        let _ = writeln!(out, "other stop-the-world by caller:");
+        for ((reason, caller), (n, ns)) in rows.into_iter().take(TOP) {
+            let _ = writeln!(out, "  {reason:<24} {n:>6}  total {:>9}  {caller}", human_ns(ns));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +156,15 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100);
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn caller_is_first_frame_outside_runtime() {
+        let s = |v: &[&str]| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        let stack = s(&["runtime.stopTheWorld", "runtime.ReadMemStats", "main.f", "main.main"]);
+        assert_eq!(caller_frame(&stack), "main.f");
+        assert_eq!(caller_frame(&s(&["runtime.a", "runtime.goexit"])), "runtime.goexit");
+        assert_eq!(caller_frame(&[]), "(no stack)");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use goprobe_common::{
-    STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN,
+    CallerStack, STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN,
     stw_abi,
 };
 use tracing::{debug, warn};
@@ -113,6 +113,8 @@ pub struct Stw {
     /// CLOCK_MONOTONIC ns (the runtime's `nanotime()`).
     pub start_mono_ns: i64,
     pub duration_ns: u64,
+    /// Who asked for it (non-GC STWs: the `runtime.stopTheWorld` caller), see [`CallerStack`].
+    pub caller: CallerStack,
 }
 
 /// One completed GC cycle.
@@ -124,11 +126,14 @@ pub struct Cycle {
     /// Total STW time of the cycle, what the runtime stores in `MemStats.PauseNs`.
     pub pause_ns: u64,
     pub stw: Vec<Stw>,
+    /// The stack that called `runtime.gcStart` for a forced cycle, else [`CallerStack::NONE`].
+    pub trigger_caller: CallerStack,
 }
 
 #[derive(Debug, Default)]
 struct OpenCycle {
     trigger: Option<String>,
+    trigger_caller: CallerStack,
     stw: Vec<Stw>,
     saw_sweep_term: bool,
 }
@@ -189,6 +194,7 @@ impl GcTracker {
             reason: reason_name(reason),
             start_mono_ns,
             duration_ns: u64::try_from(duration).unwrap_or(0),
+            caller: if is_gc { CallerStack::NONE } else { ev.caller },
         };
         if !is_gc {
             self.other.push(stw);
@@ -198,6 +204,7 @@ impl GcTracker {
         if reason == GC_SWEEP_TERM {
             open.saw_sweep_term = true;
             open.trigger = Some(trigger_name(ev.trigger, ev.user_forced != 0).to_owned());
+            open.trigger_caller = ev.caller;
         }
         open.stw.push(stw);
         if !is_final {
@@ -233,6 +240,7 @@ impl GcTracker {
             trigger,
             pause_ns,
             stw: open.stw,
+            trigger_caller: open.trigger_caller,
         });
         self.cycles.last()
     }
@@ -324,7 +332,8 @@ mod tests {
             vec![Stw {
                 reason: "ReadMemStats".into(),
                 start_mono_ns: 4_000,
-                duration_ns: 10
+                duration_ns: 10,
+                caller: CallerStack::NONE,
             }]
         );
     }
@@ -356,7 +365,8 @@ mod tests {
             Stw {
                 reason: "GCMarkTerm".into(),
                 start_mono_ns: 5_000,
-                duration_ns: 40
+                duration_ns: 40,
+                caller: CallerStack::NONE,
             }
         );
     }

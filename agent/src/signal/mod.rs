@@ -1,3 +1,4 @@
 //! Signals: raw events from the probes turned into domain records, one module per signal.
 
 pub mod gc;
+pub mod stacks;

@@ -30,6 +30,11 @@ const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
 const GC_START: &str = "runtime.gcStart";
 const WORK: &str = "runtime.work";
 const MEMSTATS: &str = "runtime.memstats";
+/// NB: goroutine-side functions the stack probes use (src/runtime/proc.go `stopTheWorld`,
+/// src/runtime/mgcmark.go `gcAssistAlloc` and, on g0, `gcAssistAlloc1`; Go 1.19–1.27).
+const STOP_THE_WORLD_CALLER: &str = "runtime.stopTheWorld";
+const GC_ASSIST_ALLOC: &str = "runtime.gcAssistAlloc";
+const GC_ASSIST_ALLOC1: &str = "runtime.gcAssistAlloc1";
 const WANTED: &[&str] = &[START_THE_WORLD, STOP_THE_WORLD, GC_START, WORK, MEMSTATS];
 
 /// Why a process cannot be profiled. Messages are shown to users as they are.
@@ -155,6 +160,8 @@ pub struct FunctionPlan {
     /// File offset of the function's entry.
     pub file_offset: u64,
     pub sites: FunctionProbes,
+    /// Run-time address of the function's entry (load bias applied).
+    pub addr: u64,
 }
 
 /// A Go process ready to be probed.
@@ -176,6 +183,11 @@ pub struct Target {
     /// Only probed on Go 1.19 and 1.21.
     pub stop_the_world: FunctionPlan,
     pub gc_start: FunctionPlan,
+    /// `runtime.stopTheWorld`, for the stacks of non-GC STWs; `None` if it cannot be probed.
+    pub stw_caller: Option<FunctionPlan>,
+    /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
+    /// cannot be probed.
+    pub assist: Option<(FunctionPlan, FunctionPlan)>,
 }
 
 impl Target {
@@ -275,7 +287,14 @@ impl Target {
                 symbol: name,
                 file_offset,
                 sites,
+                addr: f.addr.wrapping_add(bias),
             })
+        };
+        // Stack probes are optional: without them the report lacks stacks, not pauses.
+        let optional = |name: &'static str| {
+            plan(name)
+                .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
+                .ok()
         };
         let (work, memstats) =
             runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
@@ -291,6 +310,8 @@ impl Target {
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,
+            stw_caller: optional(STOP_THE_WORLD_CALLER),
+            assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

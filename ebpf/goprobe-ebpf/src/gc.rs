@@ -21,11 +21,11 @@ use crate::goabi::{ReadError, current_g, int_reg, read_user};
 
 /// Per-process constants, written by the agent before it attaches.
 #[map]
-static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
+pub(crate) static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// STWs in progress, keyed by thread id.
 #[map]
-static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
+pub(crate) static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// `gcTrigger.kind` of the last `gcStart` call of each goroutine, consumed by the sweep-termination
 /// STW it leads to. LRU: `gcStart` often returns early without stopping the world.
@@ -51,7 +51,7 @@ const STW_GC_SWEEP_TERM: u8 = 2;
 const GO119_MARK_TERM_TEXT: &[u8] = b"gcing";
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(c) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *c += 1 };
@@ -110,6 +110,7 @@ fn try_gc_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     // NB: gcTrigger{kind int; now int64; n uint32} is split into RAX, RBX, RCX (Go 1.21–1.27,
     // src/runtime/mgc.go). gcStart runs on the calling goroutine, R14 = that g.
     let kind = int_reg(ctx, 0)?;
+    crate::stacks::remember_gc_start(ctx, kind);
     let g = current_g(ctx)?;
     let key = GoroutineKey { tgid, _pad0: 0, g };
     GC_TRIGGERS
@@ -200,6 +201,7 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if STW_PENDING.insert(tid, ev, 0).is_err() {
         pending_full(ctx, tid);
     }
+    crate::stacks::set_stw_caller(ctx, &cfg, tid);
     Ok(())
 }
 
@@ -215,14 +217,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
     let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
-    let mut ev = if stw_abi::probes_stop(cfg.stw_abi) {
-        // SAFETY: copied out immediately.
-        match unsafe { STW_PENDING.get(tid) } {
-            Some(ev) => *ev,
-            // Attached between the stop and the start of this STW: its reason is unknown.
-            None => return Ok(()),
-        }
-    } else {
+    if !stw_abi::probes_stop(cfg.stw_abi) {
         // NB: Go 1.22+ `startTheWorldWithSema(now int64, w worldStop) int64`: RAX = now,
         // BL = w.reason, RCX = w.startedStopping (1.22 `start`) (src/runtime/proc.go).
         let reason = int_reg(ctx, 1)? as u8;
@@ -238,13 +233,22 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         if reason == STW_GC_SWEEP_TERM {
             ev.trigger = take_trigger(ctx, tgid, &cfg);
         }
-        ev
-    };
-    ev.flags |= STW_FLAG_START_SEEN;
-    read_runtime_state(&cfg, &mut ev);
-    if STW_PENDING.insert(tid, ev, 0).is_err() {
-        pending_full(ctx, tid);
+        if STW_PENDING.insert(tid, ev, 0).is_err() {
+            pending_full(ctx, tid);
+            return Ok(());
+        }
+        crate::stacks::set_stw_caller(ctx, &cfg, tid);
     }
+    // The event is completed in place (no copy: a second StwEvent on this program's stack would
+    // exceed the 512-byte BPF stack). Go 1.19/1.21: none pending means goprobe attached between
+    // the stop and the start of this STW, so its reason is unknown.
+    let Some(ev) = STW_PENDING.get_ptr_mut(tid) else {
+        return Ok(());
+    };
+    // SAFETY: this thread's pending entry; only this thread's probes touch it.
+    let ev = unsafe { &mut *ev };
+    ev.flags |= STW_FLAG_START_SEEN;
+    read_runtime_state(&cfg, ev);
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 mod gc;
 mod goabi;
+mod stacks;
 
 #[cfg(not(test))]
 #[panic_handler]

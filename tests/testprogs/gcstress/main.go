@@ -10,6 +10,11 @@
 //	              report iterations and verification failures (run it with GODEBUG=gccheckmark=1).
 //	-mode=reasons stop the world once for each non-GC reason a program can cause (see
 //	              stopForEveryReason) and report the calls in order.
+//	-mode=stwstack call runtime.ReadMemStats -calls times from main.readMemStatsLoop.
+//	-mode=forcegc  call runtime.GC -calls times from main.forceGCLoop; report NumGC before/after.
+//	-mode=assist   run main.allocHeavy (allocates) and main.idleWait (does not) until -cycles
+//	               GC cycles completed; report the runtime's GC count and mark assist time
+//	               (/cpu/classes/gc/mark/assist:cpu-seconds, Go 1.20+) before and after.
 package main
 
 import (
@@ -128,8 +133,9 @@ func stopForEveryReason() ([]string, error) {
 }
 
 func main() {
-	mode := flag.String("mode", "pauses", "pauses, churn or reasons")
-	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250)")
+	mode := flag.String("mode", "pauses", "pauses, churn, reasons, stwstack, forcegc or assist")
+	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250) or assist")
+	calls := flag.Int("calls", 20, "calls in -mode=stwstack and forcegc")
 	flag.Parse()
 	if *cycles > 250 {
 		*cycles = 250 // MemStats.PauseNs keeps the last 256 cycles
@@ -150,6 +156,18 @@ func main() {
 			panic(err)
 		}
 		out["calls"] = calls
+	case "stwstack":
+		out["calls"] = readMemStatsLoop(*calls)
+		out["function"] = "main.readMemStatsLoop"
+	case "forcegc":
+		out["numgc_start"] = numGC()
+		out["calls"] = forceGCLoop(*calls)
+		out["numgc_end"] = numGC()
+		out["function"] = "main.forceGCLoop"
+	case "assist":
+		for k, v := range assistRun(*cycles) {
+			out[k] = v
+		}
 	case "churn":
 		go func() {
 			for in.Scan() && in.Text() != "stop" {
