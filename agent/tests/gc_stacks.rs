@@ -66,7 +66,10 @@ fn check_stw_stacks(go: &str) {
         );
     }
     for s in other {
-        assert!(s["stack"].is_array(), "Go {go}: other_stw without stack: {s}");
+        assert!(
+            s["stack"].is_array(),
+            "Go {go}: other_stw without stack: {s}"
+        );
     }
     eprintln!(
         "Go {go}: {n} ReadMemStats STWs, stack {:?}",
@@ -115,7 +118,11 @@ fn check_assist(go: &str) {
     let gc = &report["gc"];
     let total = gc["assist"]["total_ns"].as_u64().unwrap();
     let sites = gc["assist"]["sites"].as_array().unwrap();
-    assert!(total > 0, "Go {go}: no assist time at all: {}", gc["assist"]);
+    assert!(
+        total > 0,
+        "Go {go}: no assist time at all: {}",
+        gc["assist"]
+    );
     let alloc_fn = truth["alloc_function"].as_str().unwrap();
     let idle_fn = truth["idle_function"].as_str().unwrap();
     let on = |f: &str| -> u64 {

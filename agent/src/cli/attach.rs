@@ -104,7 +104,10 @@ pub fn run(args: AttachArgs) -> Result<()> {
     });
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
-        warn!(failed_stacks, "some stacks could not be captured (stack map full?)");
+        warn!(
+            failed_stacks,
+            "some stacks could not be captured (stack map full?)"
+        );
     }
     let (cpu_ms, max_rss_kb) = self_usage();
     let report = Report {

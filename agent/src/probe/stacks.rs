@@ -13,7 +13,13 @@ use crate::target::{FunctionPlan, Target};
 pub(super) fn sites(target: &Target) -> Vec<(&'static str, &FunctionPlan, u64)> {
     let mut sites = Vec::new();
     if let Some((assist, assist1)) = &target.assist {
-        sites.extend(assist1.sites.rets.iter().map(|&o| ("assist1_ret", assist1, o)));
+        sites.extend(
+            assist1
+                .sites
+                .rets
+                .iter()
+                .map(|&o| ("assist1_ret", assist1, o)),
+        );
         sites.push(("assist1_entry", assist1, assist1.sites.entry));
         sites.push(("assist_entry", assist, assist.sites.entry));
     }
@@ -49,7 +55,7 @@ impl Probes {
             return Vec::new();
         }
         let mut addrs = self.stack_addrs(caller.id).unwrap_or_default();
-        if caller.ret != 0 && addrs.len() >= 1 && addrs.get(1) != Some(&caller.ret) {
+        if caller.ret != 0 && !addrs.is_empty() && addrs.get(1) != Some(&caller.ret) {
             addrs.insert(1, caller.ret);
         }
         addrs

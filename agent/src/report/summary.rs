@@ -116,7 +116,11 @@ const TOP: usize = 5;
 fn render_stacks(r: &Report, out: &mut String) {
     let assist = &r.gc.assist;
     if assist.total_ns > 0 {
-        let _ = writeln!(out, "mark assist: {} in total; top assist sites:", human_ns(assist.total_ns));
+        let _ = writeln!(
+            out,
+            "mark assist: {} in total; top assist sites:",
+            human_ns(assist.total_ns)
+        );
         for site in assist.sites.iter().take(TOP) {
             let _ = writeln!(
                 out,
@@ -130,16 +134,22 @@ fn render_stacks(r: &Report, out: &mut String) {
     let mut by_caller: BTreeMap<(&str, &str), (usize, u64)> = BTreeMap::new();
     for s in &r.gc.other_stw {
         let caller = s.stack.as_deref().map_or("(no stack)", caller_frame);
-        let e = by_caller.entry((reason_text(&s.reason), caller)).or_default();
+        let e = by_caller
+            .entry((reason_text(&s.reason), caller))
+            .or_default();
         e.0 += 1;
         e.1 += s.duration_ns;
     }
     if !by_caller.is_empty() {
         let mut rows: Vec<_> = by_caller.into_iter().collect();
-        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
         let _ = writeln!(out, "other stop-the-world by caller:");
         for ((reason, caller), (n, ns)) in rows.into_iter().take(TOP) {
-            let _ = writeln!(out, "  {reason:<24} {n:>6}  total {:>9}  {caller}", human_ns(ns));
+            let _ = writeln!(
+                out,
+                "  {reason:<24} {n:>6}  total {:>9}  {caller}",
+                human_ns(ns)
+            );
         }
     }
 }
@@ -161,9 +171,17 @@ mod tests {
     #[test]
     fn caller_is_first_frame_outside_runtime() {
         let s = |v: &[&str]| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
-        let stack = s(&["runtime.stopTheWorld", "runtime.ReadMemStats", "main.f", "main.main"]);
+        let stack = s(&[
+            "runtime.stopTheWorld",
+            "runtime.ReadMemStats",
+            "main.f",
+            "main.main",
+        ]);
         assert_eq!(caller_frame(&stack), "main.f");
-        assert_eq!(caller_frame(&s(&["runtime.a", "runtime.goexit"])), "runtime.goexit");
+        assert_eq!(
+            caller_frame(&s(&["runtime.a", "runtime.goexit"])),
+            "runtime.goexit"
+        );
         assert_eq!(caller_frame(&[]), "(no stack)");
     }
 

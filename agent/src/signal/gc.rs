@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use goprobe_common::{
-    CallerStack, STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN,
-    stw_abi,
+    CallerStack, STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent,
+    TRIGGER_UNKNOWN, stw_abi,
 };
 use tracing::{debug, warn};
 

@@ -25,7 +25,8 @@ pub(crate) static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entrie
 
 /// STWs in progress, keyed by thread id.
 #[map]
-pub(crate) static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
+pub(crate) static STW_PENDING: HashMap<u32, StwEvent> =
+    HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// `gcTrigger.kind` of the last `gcStart` call of each goroutine, consumed by the sweep-termination
 /// STW it leads to. LRU: `gcStart` often returns early without stopping the world.

@@ -243,11 +243,15 @@ fn try_assist1_ret() -> Result<(), ReadError> {
     let stack = unsafe { ASSIST_CALLERS.get(key) }
         .copied()
         .unwrap_or(CallerStack::NONE);
-    add(&ASSIST_BY_STACK, AssistKey {
-        tgid,
-        _pad0: 0,
-        stack,
-    }, ns);
+    add(
+        &ASSIST_BY_STACK,
+        AssistKey {
+            tgid,
+            _pad0: 0,
+            stack,
+        },
+        ns,
+    );
     // SAFETY: copied out immediately.
     let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
     let cycle: u32 = read_user(cfg.work_addr + cfg.off_work_cycles as u64)?;
