@@ -95,9 +95,7 @@ fn capture(ctx: &ProbeContext) -> CallerStack {
     // NB: at an entry site (before the callee's `push rbp` completes) [RSP] is the return
     // address into the caller (Go ABIInternal, amd64: CALL pushes it; the prologue's
     // `sub rsp`/`push rbp` come after the stack check the site follows).
-    let ret = stack_pointer(ctx)
-        .and_then(|sp| read_user::<u64>(sp))
-        .unwrap_or(0);
+    let ret = stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0);
     match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
         Ok(id) => CallerStack { id, ret },
         Err(_) => {
@@ -265,7 +263,7 @@ fn add<K>(map: &PerCpuHashMap<K, u64>, key: K, ns: u64) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
         Some(v) => unsafe { *v += ns },
         None => {
-            let _ = map.insert(&key, &ns, 0);
+            let _ = map.insert(&key, ns, 0);
         }
     }
 }
