@@ -128,6 +128,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable,
+            lost_stacks: failed_stacks,
         },
         gc,
     };

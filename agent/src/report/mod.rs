@@ -49,6 +49,10 @@ pub struct AgentStats {
     pub max_rss_kb: u64,
     /// Events the kernel side dropped.
     pub lost_events: u64,
+    /// Stacks the kernel side could not capture (stack map full, or a bucket collision); their
+    /// time and pauses are still reported, with an empty stack.
+    #[serde(default)]
+    pub lost_stacks: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
