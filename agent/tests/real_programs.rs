@@ -52,6 +52,7 @@ fn watch(program: Program) {
     for c in cycles {
         assert!(c["pause_ns"].as_u64().unwrap() > 0, "{program:?}: {c}");
     }
+    check_stacks(program, &report);
     if let (Some(b), Some(a)) = (before, after) {
         let ours: Vec<&Value> = cycles
             .iter()
@@ -78,6 +79,38 @@ fn watch(program: Program) {
     }
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every non-GC stop-the-world has a stack; one for `ReadMemStats` (client_golang's Go collector
+/// calls it on every scrape of /metrics) starts in `runtime.stopTheWorld` and goes through
+/// `runtime.ReadMemStats`, named from the stripped binary's own function table.
+fn check_stacks(program: Program, report: &Value) {
+    let other = report["gc"]["other_stw"].as_array().unwrap();
+    for s in other {
+        let stack: Vec<&str> = s["stack"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{program:?}: other_stw without stack: {s}"))
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        if s["reason"] == "ReadMemStats" && !stack.is_empty() {
+            assert_eq!(stack[0], "runtime.stopTheWorld", "{program:?}: {stack:?}");
+            assert!(
+                stack.contains(&"runtime.ReadMemStats"),
+                "{program:?}: {stack:?}"
+            );
+        }
+    }
+    if let Some(s) = other.iter().find(|s| s["reason"] == "ReadMemStats") {
+        eprintln!("{program:?}: a ReadMemStats stop-the-world: {}", s["stack"]);
+    }
+    let assist = &report["gc"]["assist"];
+    eprintln!(
+        "{program:?}: mark assist {} ns over {} sites; top: {}",
+        assist["total_ns"],
+        assist["sites"].as_array().map_or(0, Vec::len),
+        assist["sites"][0]["stack"]
+    );
 }
 
 #[test]
