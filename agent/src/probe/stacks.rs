@@ -29,6 +29,15 @@ pub(super) fn sites(target: &Target) -> Vec<(&'static str, &FunctionPlan, u64)> 
     sites
 }
 
+/// `addrs` (leaf first, as walked by frame pointers at a function's entry) with the return address
+/// `ret` read at that entry inserted as the second frame, unless the walk already has it there.
+fn with_caller(mut addrs: Vec<u64>, ret: u64) -> Vec<u64> {
+    if ret != 0 && !addrs.is_empty() && addrs.get(1) != Some(&ret) {
+        addrs.insert(1, ret);
+    }
+    addrs
+}
+
 /// Assist time the kernel side aggregated for one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AssistTotals {
@@ -54,11 +63,7 @@ impl Probes {
         if !caller.is_some() {
             return Vec::new();
         }
-        let mut addrs = self.stack_addrs(caller.id).unwrap_or_default();
-        if caller.ret != 0 && !addrs.is_empty() && addrs.get(1) != Some(&caller.ret) {
-            addrs.insert(1, caller.ret);
-        }
-        addrs
+        with_caller(self.stack_addrs(caller.id).unwrap_or_default(), caller.ret)
     }
 
     /// Assist time of process `pid`, summed over CPUs.
@@ -90,5 +95,24 @@ impl Probes {
     /// Stacks the kernel side could not capture (stack map full or hash collision).
     pub fn failed_stacks(&self) -> u64 {
         self.counter(counter::STACK_FAILED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_caller;
+
+    #[test]
+    fn immediate_caller_inserted_once() {
+        // Go 1.19 (probe on the stack check's jbe): the walk skips the immediate caller.
+        assert_eq!(with_caller(vec![0x10, 0x30], 0x20), [0x10, 0x20, 0x30]);
+        // Go 1.21+ (probe on push rbp): the kernel already added it.
+        assert_eq!(
+            with_caller(vec![0x10, 0x20, 0x30], 0x20),
+            [0x10, 0x20, 0x30]
+        );
+        assert_eq!(with_caller(vec![0x10], 0x20), [0x10, 0x20]);
+        assert_eq!(with_caller(vec![], 0x20), Vec::<u64>::new());
+        assert_eq!(with_caller(vec![0x10, 0x30], 0), [0x10, 0x30]);
     }
 }

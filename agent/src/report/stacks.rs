@@ -65,3 +65,84 @@ impl Gc {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use goprobe_common::{CallerStack, StwEvent, TRIGGER_UNKNOWN, stw_abi};
+
+    use super::*;
+    use crate::clock::Clock;
+
+    fn caller(id: i64) -> CallerStack {
+        CallerStack { id, ret: 0 }
+    }
+
+    #[test]
+    fn stacks_go_where_they_belong() {
+        let mut t = GcTracker::new(stw_abi::GO122);
+        let ev = |reason, cycles, numgc, c: CallerStack| StwEvent {
+            reason,
+            cycles,
+            numgc,
+            started: 1_000,
+            now: 1_100,
+            trigger: TRIGGER_UNKNOWN,
+            caller: c,
+            ..Default::default()
+        };
+        let mut sweep = ev(2, 5, 4, caller(1));
+        sweep.trigger = 2; // gcTriggerCycle
+        t.on_event(&sweep);
+        t.on_event(&ev(1, 5, 5, caller(99)));
+        t.on_event(&ev(7, 5, 5, caller(2)));
+        let mut heap = ev(2, 6, 5, caller(3));
+        heap.trigger = 0;
+        t.on_event(&heap);
+        t.on_event(&ev(1, 6, 6, CallerStack::NONE));
+        let assist = AssistTotals {
+            by_stack: vec![
+                (caller(4), 10),
+                (caller(5), 30),
+                (caller(6), 5),
+                (CallerStack::NONE, 1),
+            ],
+            by_cycle: BTreeMap::from([(5, 40), (6, 6)]),
+        };
+        let mut gc = Gc::from_tracker(&t, &Clock::new());
+        let name = |c: &CallerStack| -> Vec<String> {
+            match c.id {
+                -1 => vec![],
+                // Two distinct stack ids with the same names are one site.
+                4 | 6 => vec!["runtime.gcAssistAlloc".into(), "main.a".into()],
+                id => vec![format!("f{id}")],
+            }
+        };
+        gc.add_stacks(&t, &assist, name);
+        assert_eq!(gc.cycles[0].trigger_stack, Some(vec!["f1".to_owned()]));
+        assert_eq!(gc.cycles[1].trigger_stack, None);
+        assert_eq!((gc.cycles[0].assist_ns, gc.cycles[1].assist_ns), (40, 6));
+        assert!(
+            gc.cycles
+                .iter()
+                .flat_map(|c| &c.stw)
+                .all(|s| s.stack.is_none())
+        );
+        assert_eq!(gc.other_stw[0].stack, Some(vec!["f2".to_owned()]));
+        assert_eq!(gc.assist.total_ns, 46);
+        let sites: Vec<(usize, u64)> = gc
+            .assist
+            .sites
+            .iter()
+            .map(|s| (s.stack.len(), s.ns))
+            .collect();
+        assert_eq!(sites, [(1, 30), (2, 15), (0, 1)]);
+    }
+
+    #[test]
+    fn forced_trigger_under_either_name() {
+        assert!(is_forced("cycle") && is_forced("forced"));
+        assert!(!is_forced("heap") && !is_forced("time") && !is_forced("unknown"));
+    }
+}
