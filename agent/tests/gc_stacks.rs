@@ -154,7 +154,10 @@ fn check_assist(go: &str) {
             let c = cycles
                 .iter()
                 .find(|c| c["cycle"].as_u64() == Some(n))
-                .unwrap_or_else(|| panic!("Go {go}: cycle {n} missing"));
+                .unwrap_or_else(|| {
+                    let seen: Vec<&Value> = cycles.iter().map(|c| &c["cycle"]).collect();
+                    panic!("Go {go}: cycle {n} missing; truth {truth}; seen {seen:?}")
+                });
             c["assist_ns"].as_u64().unwrap()
         })
         .sum();

@@ -164,6 +164,7 @@ func main() {
 		out["calls"] = forceGCLoop(*calls)
 		out["numgc_end"] = numGC()
 		out["function"] = "main.forceGCLoop"
+		settle()
 	case "assist":
 		for k, v := range assistRun(*cycles) {
 			out[k] = v

@@ -65,6 +65,13 @@ func idleWait(stop <-chan struct{}, done chan<- int) {
 	done <- 0
 }
 
+// settle gives the runtime time to finish restarting the world after the last GC cycle before
+// the program exits: the goroutines resume inside startTheWorldWithSema, before it returns, and
+// an exit in between would cut that call (where goprobe sees the cycle end) short.
+func settle() {
+	time.Sleep(100 * time.Millisecond)
+}
+
 // gcAndAssist reads the completed GC cycles and the runtime's assist time (ns; -1 where the
 // runtime has no such metric). Both are updated together at each cycle's mark termination.
 func gcAndAssist() (uint64, int64) {
@@ -94,6 +101,7 @@ func assistRun(cycles int) map[string]any {
 	close(stop)
 	iterations := <-done + <-done
 	gc1, assist1 := gcAndAssist()
+	settle()
 	return map[string]any{
 		"numgc_start":      gc0,
 		"numgc_end":        gc1,
