@@ -53,6 +53,7 @@ fn watch(program: Program) {
         assert!(c["pause_ns"].as_u64().unwrap() > 0, "{program:?}: {c}");
     }
     check_cycle_details(program, &report);
+    check_stacks(program, &report);
     if let (Some(b), Some(a)) = (before, after) {
         let ours: Vec<&Value> = cycles
             .iter()
@@ -132,6 +133,38 @@ fn check_cycle_details(program: Program, report: &Value) {
         with_phases * 100 >= cycles.len() * 95,
         "{program:?}: phases in {with_phases} of {} cycles",
         cycles.len()
+    );
+}
+
+/// Every non-GC stop-the-world has a stack; one for `ReadMemStats` (client_golang's Go collector
+/// calls it on every scrape of /metrics) starts in `runtime.stopTheWorld` and goes through
+/// `runtime.ReadMemStats`, named from the stripped binary's own function table.
+fn check_stacks(program: Program, report: &Value) {
+    let other = report["gc"]["other_stw"].as_array().unwrap();
+    for s in other {
+        let stack: Vec<&str> = s["stack"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{program:?}: other_stw without stack: {s}"))
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        if s["reason"] == "ReadMemStats" && !stack.is_empty() {
+            assert_eq!(stack[0], "runtime.stopTheWorld", "{program:?}: {stack:?}");
+            assert!(
+                stack.contains(&"runtime.ReadMemStats"),
+                "{program:?}: {stack:?}"
+            );
+        }
+    }
+    if let Some(s) = other.iter().find(|s| s["reason"] == "ReadMemStats") {
+        eprintln!("{program:?}: a ReadMemStats stop-the-world: {}", s["stack"]);
+    }
+    let assist = &report["gc"]["assist"];
+    eprintln!(
+        "{program:?}: mark assist {} ns over {} sites; top: {}",
+        assist["total_ns"],
+        assist["sites"].as_array().map_or(0, Vec::len),
+        assist["sites"][0]["stack"]
     );
 }
 

@@ -10,14 +10,14 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::Args;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use goprobe::{
     clock::Clock,
     privileges,
     probe::{BpfLogger, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
-    signal::{cycle, gc::GcTracker},
+    signal::{cycle, gc::GcTracker, stacks::StackNamer},
     target::Target,
 };
 
@@ -69,6 +69,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
     // Open the pidfd before attaching, so an exit in between is still seen.
     let pidfd = pidfd_open(args.pid).with_context(|| format!("pidfd_open({})", args.pid))?;
     probes.attach(&target)?;
+    // Opens the binary now: stacks are named at the end, when the target may be gone.
+    let mut namer = StackNamer::new(args.pid, target.gc_start.addr);
     let attach_ms = started.elapsed().as_millis() as u64;
     let window_start = clock.now_unix();
     eprintln!(
@@ -100,6 +102,29 @@ pub fn run(args: AttachArgs) -> Result<()> {
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     let window_end = clock.now_unix();
 
+    let mut unavailable = cycle::unavailable(
+        target.go_version.minor,
+        target.gc_controller_addr.is_some(),
+        target.layout.cycle.gcc_last_heap_goal.is_some(),
+    );
+    // Stack probes are optional (Target::analyze warns when one cannot be placed).
+    if target.assist.is_none() {
+        unavailable.extend(["assist".to_owned(), "assist_ns".to_owned()]);
+    }
+    if target.stw_caller.is_none() {
+        unavailable.push("stack".to_owned());
+    }
+    let mut gc = report::Gc::from_tracker(&tracker, &clock, unavailable);
+    gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
+        namer.names(&probes, c)
+    });
+    let failed_stacks = probes.failed_stacks();
+    if failed_stacks > 0 {
+        warn!(
+            failed_stacks,
+            "some stacks could not be captured (stack map full?)"
+        );
+    }
     let (cpu_ms, max_rss_kb) = self_usage();
     let report = Report {
         schema: report::SCHEMA.to_owned(),
@@ -119,16 +144,9 @@ pub fn run(args: AttachArgs) -> Result<()> {
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable,
+            lost_stacks: failed_stacks,
         },
-        gc: report::Gc::from_tracker(
-            &tracker,
-            &clock,
-            cycle::unavailable(
-                target.go_version.minor,
-                target.gc_controller_addr.is_some(),
-                target.layout.cycle.gcc_last_heap_goal.is_some(),
-            ),
-        ),
+        gc,
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report)

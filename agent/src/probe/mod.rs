@@ -1,5 +1,7 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
+pub mod stacks;
+
 use std::{num::NonZeroU32, os::fd::AsRawFd};
 
 use aya::{
@@ -153,6 +155,7 @@ impl Probes {
             &target.gc_start,
             target.gc_start.sites.entry,
         ));
+        sites.extend(stacks::sites(target));
 
         for (program, plan, offset) in sites {
             let prog: &mut UProbe = self
@@ -209,16 +212,20 @@ impl Probes {
 
     /// Events the kernel side had to drop (ring buffer or pending-STW map full).
     pub fn lost_events(&self) -> u64 {
+        self.counter(counter::RINGBUF_FULL) + self.counter(counter::PENDING_FULL)
+    }
+
+    /// One slot of the per-CPU `COUNTERS`, summed over CPUs (0 if unreadable).
+    fn counter(&self, index: u32) -> u64 {
         let Some(map) = self.ebpf.map("COUNTERS") else {
             return 0;
         };
         let Ok(counters) = PerCpuArray::<_, u64>::try_from(map) else {
             return 0;
         };
-        [counter::RINGBUF_FULL, counter::PENDING_FULL]
-            .iter()
-            .filter_map(|&i| counters.get(&i, 0).ok())
+        counters
+            .get(&index, 0)
             .map(|per_cpu| per_cpu.iter().sum::<u64>())
-            .sum()
+            .unwrap_or(0)
     }
 }

@@ -115,6 +115,7 @@ mod tests {
             trigger: "forced".into(),
             pause_ns: 198_113,
             stw: Vec::new(),
+            trigger_caller: goprobe_common::CallerStack::NONE,
             details: CycleDetails {
                 phases: Some(Phases {
                     sweep_termination: 131_402,

@@ -2,9 +2,12 @@
 //! docs/report-schema.md) is the one document every other output derives from.
 
 pub mod live;
+pub mod stacks;
 pub mod summary;
 
 use serde::{Deserialize, Serialize};
+
+pub use stacks::{Assist, AssistSite};
 
 use crate::{
     clock::Clock,
@@ -49,6 +52,10 @@ pub struct AgentStats {
     pub max_rss_kb: u64,
     /// Events the kernel side dropped.
     pub lost_events: u64,
+    /// Stacks the kernel side could not capture (stack map full, or a bucket collision); their
+    /// time and pauses are still reported, with an empty stack.
+    #[serde(default)]
+    pub lost_stacks: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -58,6 +65,9 @@ pub struct Gc {
     /// Report field names the target's Go version or binary cannot provide (always `null` in it).
     #[serde(default)]
     pub unavailable: Vec<String>,
+    /// Mark assist time in the window, by the stack that allocated.
+    #[serde(default)]
+    pub assist: Assist,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -87,6 +97,13 @@ pub struct Cycle {
     pub gogc: Option<i32>,
     #[serde(default)]
     pub gomemlimit_bytes: Option<i64>,
+    /// Forced cycles (`runtime.GC()`, `debug.FreeOSMemory()`): the stack that called
+    /// `runtime.gcStart`, frame names leaf first (empty if it could not be captured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_stack: Option<Vec<String>>,
+    /// Mark assist time of the cycle seen while attached (all goroutines, ns).
+    #[serde(default)]
+    pub assist_ns: u64,
 }
 
 /// Wall-clock durations of a cycle's phases, nanoseconds.
@@ -115,6 +132,10 @@ pub struct Stw {
     /// Go 1.23+: time to stop the world (`finishedStopping − startedStopping`).
     #[serde(default)]
     pub stopping_ns: Option<u64>,
+    /// Non-GC STWs: the stack that called `runtime.stopTheWorld`, frame names leaf first (empty
+    /// if it could not be captured). Absent on GC STWs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Vec<String>>,
 }
 
 impl Stw {
@@ -124,6 +145,7 @@ impl Stw {
             start_unix_ns: clock.to_unix(s.start_mono_ns),
             duration_ns: s.duration_ns,
             stopping_ns: s.stopping_ns,
+            stack: None,
         }
     }
 }
@@ -152,11 +174,14 @@ impl Gc {
                         heap_goal_bytes: d.heap_goal_bytes,
                         gogc: d.gogc,
                         gomemlimit_bytes: d.gomemlimit_bytes,
+                        trigger_stack: None,
+                        assist_ns: 0,
                     }
                 })
                 .collect(),
             other_stw: t.other.iter().map(|s| Stw::from_signal(s, clock)).collect(),
             unavailable,
+            assist: Assist::default(),
         }
     }
 }

@@ -89,13 +89,95 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    render_stacks(r, &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,
-        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}",
-        a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events
+        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}, lost stacks {}",
+        a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events, a.lost_stacks
     );
     out
+}
+
+/// The first frame of `stack` outside package runtime (the code that called into it), else the
+/// outermost frame.
+pub fn caller_frame(stack: &[String]) -> &str {
+    stack
+        .iter()
+        .find(|f| !f.starts_with("runtime."))
+        .or(stack.last())
+        .map_or("(no stack)", String::as_str)
+}
+
+/// The frames of `stack` outside package runtime, recursion collapsed, joined leaf first with
+/// `←` (at most `max`): `main.build ← main.allocHeavy`.
+pub fn caller_chain(stack: &[String], max: usize) -> String {
+    let mut chain: Vec<&str> = Vec::new();
+    for f in stack.iter().filter(|f| !f.starts_with("runtime.")) {
+        if chain.last() != Some(&f.as_str()) {
+            chain.push(f);
+        }
+    }
+    if chain.is_empty() {
+        return caller_frame(stack).to_owned();
+    }
+    chain.truncate(max);
+    chain.join(" ← ")
+}
+
+/// How many assist sites and STW callers the summary lists.
+const TOP: usize = 5;
+
+/// "top assist sites" and "other STW by caller".
+fn render_stacks(r: &Report, out: &mut String) {
+    let assist = &r.gc.assist;
+    if assist.total_ns > 0 {
+        let _ = writeln!(
+            out,
+            "mark assist: {} in total; top assist sites:",
+            human_ns(assist.total_ns)
+        );
+        // Stacks that differ only below the program's own frames (recursion depth, runtime
+        // allocation paths) are one site for people.
+        let mut by_chain: BTreeMap<String, u64> = BTreeMap::new();
+        for site in &assist.sites {
+            *by_chain.entry(caller_chain(&site.stack, 3)).or_default() += site.ns;
+        }
+        let mut rows: Vec<_> = by_chain.into_iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        for (chain, ns) in rows.into_iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "  {:>9} {:>5.1}%  {chain}",
+                human_ns(ns),
+                ns as f64 * 100.0 / assist.total_ns as f64,
+            );
+        }
+    }
+    let mut by_caller: BTreeMap<(&str, String), (usize, u64)> = BTreeMap::new();
+    for s in &r.gc.other_stw {
+        let caller = s
+            .stack
+            .as_deref()
+            .map_or_else(|| "(no stack)".to_owned(), |st| caller_chain(st, 2));
+        let e = by_caller
+            .entry((reason_text(&s.reason), caller))
+            .or_default();
+        e.0 += 1;
+        e.1 += s.duration_ns;
+    }
+    if !by_caller.is_empty() {
+        let mut rows: Vec<_> = by_caller.into_iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
+        let _ = writeln!(out, "other stop-the-world by caller:");
+        for ((reason, caller), (n, ns)) in rows.into_iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "  {reason:<24} {n:>6}  total {:>9}  {caller}",
+                human_ns(ns)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +192,32 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100);
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn caller_is_first_frame_outside_runtime() {
+        let s = |v: &[&str]| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        let stack = s(&[
+            "runtime.stopTheWorld",
+            "runtime.ReadMemStats",
+            "main.f",
+            "main.main",
+        ]);
+        assert_eq!(caller_frame(&stack), "main.f");
+        assert_eq!(
+            caller_frame(&s(&["runtime.a", "runtime.goexit"])),
+            "runtime.goexit"
+        );
+        assert_eq!(caller_frame(&[]), "(no stack)");
+        let rec = s(&[
+            "runtime.gcAssistAlloc",
+            "main.build",
+            "main.build",
+            "main.alloc",
+            "main.main",
+        ]);
+        assert_eq!(caller_chain(&rec, 2), "main.build ← main.alloc");
+        assert_eq!(caller_chain(&s(&["runtime.a"]), 2), "runtime.a");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use goprobe_common::{
-    STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN,
-    stw_abi,
+    CallerStack, STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent,
+    TRIGGER_UNKNOWN, stw_abi,
 };
 use tracing::{debug, warn};
 
@@ -124,6 +124,8 @@ pub struct Stw {
     pub duration_ns: u64,
     /// Time to stop the world (Go 1.23+), see [`cycle::stopping_ns`].
     pub stopping_ns: Option<u64>,
+    /// Who asked for it (non-GC STWs: the `runtime.stopTheWorld` caller), see [`CallerStack`].
+    pub caller: CallerStack,
 }
 
 /// One completed GC cycle.
@@ -137,11 +139,14 @@ pub struct Cycle {
     pub stw: Vec<Stw>,
     /// Phases, heap and settings, read at the cycle's final stop-the-world.
     pub details: CycleDetails,
+    /// The stack that called `runtime.gcStart` for a forced cycle, else [`CallerStack::NONE`].
+    pub trigger_caller: CallerStack,
 }
 
 #[derive(Debug, Default)]
 struct OpenCycle {
     trigger: Option<String>,
+    trigger_caller: CallerStack,
     stw: Vec<Stw>,
     saw_sweep_term: bool,
 }
@@ -213,6 +218,7 @@ impl GcTracker {
             start_mono_ns,
             duration_ns: u64::try_from(duration).unwrap_or(0),
             stopping_ns: cycle::stopping_ns(self.go_minor, ev.started, &ev.cycle),
+            caller: if is_gc { CallerStack::NONE } else { ev.caller },
         };
         if !is_gc {
             self.other.push(stw);
@@ -222,6 +228,7 @@ impl GcTracker {
         if reason == GC_SWEEP_TERM {
             open.saw_sweep_term = true;
             open.trigger = Some(trigger_name(ev.trigger, ev.user_forced != 0).to_owned());
+            open.trigger_caller = ev.caller;
         }
         open.stw.push(stw);
         if !is_final {
@@ -258,6 +265,7 @@ impl GcTracker {
             pause_ns,
             stw: open.stw,
             details: CycleDetails::from_state(ev.cycles, &ev.cycle),
+            trigger_caller: open.trigger_caller,
         });
         self.cycles.last()
     }
@@ -350,7 +358,8 @@ mod tests {
                 reason: "ReadMemStats".into(),
                 start_mono_ns: 4_000,
                 duration_ns: 10,
-                stopping_ns: None
+                stopping_ns: None,
+                caller: CallerStack::NONE,
             }]
         );
     }
@@ -393,7 +402,8 @@ mod tests {
                 reason: "GCMarkTerm".into(),
                 start_mono_ns: 5_000,
                 duration_ns: 40,
-                stopping_ns: None
+                stopping_ns: None,
+                caller: CallerStack::NONE,
             }
         );
     }

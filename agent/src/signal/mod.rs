@@ -2,3 +2,4 @@
 
 pub mod cycle;
 pub mod gc;
+pub mod stacks;

@@ -34,6 +34,11 @@ const MEMSTATS: &str = "runtime.memstats";
 /// NB: `runtime.gcController` (src/runtime/mgcpacer.go, Go 1.19–1.27): GOGC, GOMEMLIMIT and the
 /// heap goal per cycle. Optional: without it those fields are reported unavailable.
 const GC_CONTROLLER: &str = "runtime.gcController";
+/// NB: goroutine-side functions the stack probes use (src/runtime/proc.go `stopTheWorld`,
+/// src/runtime/mgcmark.go `gcAssistAlloc` and, on g0, `gcAssistAlloc1`; Go 1.19–1.27).
+const STOP_THE_WORLD_CALLER: &str = "runtime.stopTheWorld";
+const GC_ASSIST_ALLOC: &str = "runtime.gcAssistAlloc";
+const GC_ASSIST_ALLOC1: &str = "runtime.gcAssistAlloc1";
 const WANTED: &[&str] = &[
     START_THE_WORLD,
     STOP_THE_WORLD,
@@ -167,6 +172,8 @@ pub struct FunctionPlan {
     /// File offset of the function's entry.
     pub file_offset: u64,
     pub sites: FunctionProbes,
+    /// Run-time address of the function's entry (load bias applied).
+    pub addr: u64,
 }
 
 /// A Go process ready to be probed.
@@ -190,6 +197,11 @@ pub struct Target {
     pub gc_start: FunctionPlan,
     /// Run-time address of `runtime.gcController`, when it could be located.
     pub gc_controller_addr: Option<u64>,
+    /// `runtime.stopTheWorld`, for the stacks of non-GC STWs; `None` if it cannot be probed.
+    pub stw_caller: Option<FunctionPlan>,
+    /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
+    /// cannot be probed.
+    pub assist: Option<(FunctionPlan, FunctionPlan)>,
 }
 
 impl Target {
@@ -289,7 +301,14 @@ impl Target {
                 symbol: name,
                 file_offset,
                 sites,
+                addr: f.addr.wrapping_add(bias),
             })
+        };
+        // Stack probes are optional: without them the report lacks stacks, not pauses.
+        let optional = |name: &'static str| {
+            plan(name)
+                .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
+                .ok()
         };
         let (work, memstats, gc_controller) = runtime_vars(&symbols, &elf, &go_version, &layout)
             .map_err(|source| TargetError::Vars {
@@ -304,6 +323,8 @@ impl Target {
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,
             gc_controller_addr: gc_controller.map(|a| a.wrapping_add(bias)),
+            stw_caller: optional(STOP_THE_WORLD_CALLER),
+            assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

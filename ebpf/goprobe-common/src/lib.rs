@@ -183,8 +183,12 @@ pub struct StwEvent {
     pub reason_text: [u8; STW_REASON_TEXT_LEN],
     /// The cycle's phases, heap and settings (final mark termination only) and the stop latency.
     pub cycle: CycleState,
+    /// Who asked for this STW: for a non-GC STW the goroutine that called `runtime.stopTheWorld`,
+    /// for a sweep termination forced by `runtime.GC()` the goroutine that called `gcStart`;
+    /// else [`CallerStack::NONE`].
+    pub caller: CallerStack,
 }
-const _: () = assert!(size_of::<StwEvent>() == 192);
+const _: () = assert!(size_of::<StwEvent>() == 208);
 
 /// Key of the pending-trigger map: a goroutine (`*g`) of one process.
 #[repr(C)]
@@ -196,6 +200,77 @@ pub struct GoroutineKey {
 }
 const _: () = assert!(size_of::<GoroutineKey>() == 16);
 
+/// Max number of distinct user stacks kept in the `STACKS` stack-trace map.
+pub const MAX_STACKS: u32 = 16384;
+/// Max number of goroutines with a captured, not-yet-consumed caller stack, per kind.
+pub const MAX_PENDING_CALLERS: u32 = 8192;
+/// Max number of distinct (process, assist stack) pairs aggregated.
+pub const MAX_ASSIST_SITES: u32 = 8192;
+/// Max number of (process, GC cycle) pairs with assist time aggregated.
+pub const MAX_ASSIST_CYCLES: u32 = 4096;
+/// `bpf_get_stackid` flag: the user-space stack (include/uapi/linux/bpf.h `BPF_F_USER_STACK`).
+pub const BPF_F_USER_STACK: u64 = 1 << 8;
+
+/// A user stack captured at a function's entry: `id` in the `STACKS` map (negative: none) and
+/// the return address read at the stack pointer.
+///
+/// The return address is kept because a stack walked by frame pointers at a function's entry can
+/// miss the immediate caller: the callee has not pushed its frame yet. The kernel adds it itself
+/// when the probed instruction is `push rbp` (arch/x86/events/core.c, Linux 6.11+), but Go 1.19
+/// prologues have none (the probe sits on the stack check's `jbe`); user space inserts `ret`
+/// after the first frame when the walked stack lacks it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallerStack {
+    pub id: i64,
+    pub ret: u64,
+}
+const _: () = assert!(size_of::<CallerStack>() == 16);
+
+impl CallerStack {
+    /// No stack captured.
+    pub const NONE: Self = Self { id: -1, ret: 0 };
+
+    /// Whether a stack was captured.
+    pub const fn is_some(&self) -> bool {
+        self.id >= 0
+    }
+}
+
+impl Default for CallerStack {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+/// Key of the assist-time-by-stack map: a process and the stack that entered `gcAssistAlloc`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AssistKey {
+    pub tgid: u32,
+    pub _pad0: u32,
+    pub stack: CallerStack,
+}
+const _: () = assert!(size_of::<AssistKey>() == 24);
+
+/// Key of the assist-time-by-cycle map: a process and `work.cycles` during the assist.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CycleKey {
+    pub tgid: u32,
+    pub cycle: u32,
+}
+const _: () = assert!(size_of::<CycleKey>() == 8);
+
+/// An assist in progress on one thread: `gcAssistAlloc1` entry time and the assisting goroutine.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AssistPending {
+    pub start_ktime: u64,
+    pub g: u64,
+}
+const _: () = assert!(size_of::<AssistPending>() == 16);
+
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {
     /// Events dropped because the ring buffer was full.
@@ -204,14 +279,20 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 1;
     /// RET probes that fired without a matching entry (attached mid-STW).
     pub const UNMATCHED_RET: u32 = 2;
+    /// Stacks that could not be captured (`bpf_get_stackid` failed: map full or collision).
+    pub const STACK_FAILED: u32 = 3;
     /// Number of counters.
-    pub const LEN: u32 = 3;
+    pub const LEN: u32 = 4;
 }
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all three are #[repr(C)], Copy, made of integers, with explicit padding fields.
+    // SAFETY: all are #[repr(C)], Copy, made of integers, with explicit padding fields.
     unsafe impl aya::Pod for super::TargetConfig {}
     unsafe impl aya::Pod for super::StwEvent {}
     unsafe impl aya::Pod for super::GoroutineKey {}
+    unsafe impl aya::Pod for super::CallerStack {}
+    unsafe impl aya::Pod for super::AssistKey {}
+    unsafe impl aya::Pod for super::CycleKey {}
+    unsafe impl aya::Pod for super::AssistPending {}
 }

@@ -21,11 +21,12 @@ use crate::goabi::{ReadError, current_g, int_reg, read_user};
 
 /// Per-process constants, written by the agent before it attaches.
 #[map]
-static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
+pub(crate) static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// STWs in progress, keyed by thread id.
 #[map]
-static STW_PENDING: HashMap<u32, StwEvent> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
+pub(crate) static STW_PENDING: HashMap<u32, StwEvent> =
+    HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// `gcTrigger.kind` of the last `gcStart` call of each goroutine, consumed by the sweep-termination
 /// STW it leads to. LRU: `gcStart` often returns early without stopping the world.
@@ -55,7 +56,7 @@ const STW_GC_SWEEP_TERM: u8 = 2;
 const GO119_MARK_TERM_TEXT: &[u8] = b"gcing";
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(c) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *c += 1 };
@@ -114,6 +115,7 @@ fn try_gc_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     // NB: gcTrigger{kind int; now int64; n uint32} is split into RAX, RBX, RCX (Go 1.21–1.27,
     // src/runtime/mgc.go). gcStart runs on the calling goroutine, R14 = that g.
     let kind = int_reg(ctx, 0)?;
+    crate::stacks::remember_gc_start(ctx, kind);
     let g = current_g(ctx)?;
     let key = GoroutineKey { tgid, _pad0: 0, g };
     GC_TRIGGERS
@@ -204,6 +206,7 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if STW_PENDING.insert(tid, ev, 0).is_err() {
         pending_full(ctx, tid);
     }
+    crate::stacks::set_stw_caller(ctx, &cfg, tid);
     Ok(())
 }
 
@@ -219,19 +222,13 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let (tgid, tid) = ids();
     // SAFETY: copied out immediately.
     let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
-    // NB: the event is built in a per-CPU slot, not on the stack: two copies of a 192-byte
-    // StwEvent exceed the BPF stack (512 bytes). The slot is this CPU's until the program ends.
-    let ev = STW_SCRATCH.get_ptr_mut(0).ok_or(ReadError)?;
-    // SAFETY: per-CPU slot, no other user while this program runs on this CPU.
-    let ev = unsafe { &mut *ev };
-    if stw_abi::probes_stop(cfg.stw_abi) {
-        // SAFETY: the map value is copied into the slot before any other map operation.
-        match unsafe { STW_PENDING.get(tid) } {
-            Some(pending) => *ev = *pending,
-            // Attached between the stop and the start of this STW: its reason is unknown.
-            None => return Ok(()),
-        }
-    } else {
+    if !stw_abi::probes_stop(cfg.stw_abi) {
+        // NB: the event is built in a per-CPU slot, not on the stack: a StwEvent is too big
+        // for the BPF stack (512 bytes) next to the map insert's copy. The slot is this CPU's
+        // until the program ends.
+        let ev = STW_SCRATCH.get_ptr_mut(0).ok_or(ReadError)?;
+        // SAFETY: per-CPU slot, no other user while this program runs on this CPU.
+        let ev = unsafe { &mut *ev };
         // NB: Go 1.22+ `startTheWorldWithSema(now int64, w worldStop) int64`: RAX = now,
         // BL = w.reason, RCX = w.startedStopping (1.22 `start`) (src/runtime/proc.go).
         *ev = StwEvent::default();
@@ -244,13 +241,23 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         if ev.reason == STW_GC_SWEEP_TERM {
             ev.trigger = take_trigger(ctx, tgid, &cfg);
         }
+        if STW_PENDING.insert(tid, ev, 0).is_err() {
+            pending_full(ctx, tid);
+            return Ok(());
+        }
+        crate::stacks::set_stw_caller(ctx, &cfg, tid);
     }
+    // The event is completed in place (no copy: a second StwEvent on this program's stack would
+    // exceed the 512-byte BPF stack). Go 1.19/1.21: none pending means goprobe attached between
+    // the stop and the start of this STW, so its reason is unknown.
+    let Some(ev) = STW_PENDING.get_ptr_mut(tid) else {
+        return Ok(());
+    };
+    // SAFETY: this thread's pending entry; only this thread's probes touch it.
+    let ev = unsafe { &mut *ev };
     ev.flags |= STW_FLAG_START_SEEN;
     read_runtime_state(&cfg, ev);
     crate::cycle::read_cycle_state(ctx, &cfg, ev);
-    if STW_PENDING.insert(tid, ev, 0).is_err() {
-        pending_full(ctx, tid);
-    }
     Ok(())
 }
 

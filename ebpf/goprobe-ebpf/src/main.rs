@@ -9,6 +9,7 @@
 mod cycle;
 mod gc;
 mod goabi;
+mod stacks;
 
 #[cfg(not(test))]
 #[panic_handler]

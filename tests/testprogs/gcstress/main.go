@@ -14,6 +14,11 @@
 //	              GOGC/GOMEMLIMIT changed between them; report the settings the runtime had, the
 //	              cycle and forced-cycle counts and the stop-latency histogram (see cycles.go).
 //	-mode=heap    -cycles heap-triggered cycles, never calling runtime.GC; report the counts.
+//	-mode=stwstack call runtime.ReadMemStats -calls times from main.readMemStatsLoop.
+//	-mode=forcegc  call runtime.GC -calls times from main.forceGCLoop; report NumGC before/after.
+//	-mode=assist   run main.allocHeavy (allocates) and main.idleWait (does not) until -cycles
+//	               GC cycles completed; report the runtime's GC count and mark assist time
+//	               (/cpu/classes/gc/mark/assist:cpu-seconds, Go 1.20+) before and after.
 package main
 
 import (
@@ -132,8 +137,9 @@ func stopForEveryReason() ([]string, error) {
 }
 
 func main() {
-	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles or heap")
-	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250)")
+	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles, heap, stwstack, forcegc or assist")
+	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250), cycles, heap or assist")
+	calls := flag.Int("calls", 20, "calls in -mode=stwstack and forcegc")
 	flag.Parse()
 	if *cycles > 250 {
 		*cycles = 250 // MemStats.PauseNs keeps the last 256 cycles
@@ -158,6 +164,19 @@ func main() {
 			panic(err)
 		}
 		out["calls"] = calls
+	case "stwstack":
+		out["calls"] = readMemStatsLoop(*calls)
+		out["function"] = "main.readMemStatsLoop"
+	case "forcegc":
+		out["numgc_start"] = numGC()
+		out["calls"] = forceGCLoop(*calls)
+		out["numgc_end"] = numGC()
+		out["function"] = "main.forceGCLoop"
+		settle()
+	case "assist":
+		for k, v := range assistRun(*cycles) {
+			out[k] = v
+		}
 	case "churn":
 		go func() {
 			for in.Scan() && in.Text() != "stop" {

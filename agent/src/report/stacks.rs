@@ -1,0 +1,148 @@
+//! The stack parts of the GC report: callers of non-GC STWs, of forced cycles, and mark assist
+//! time by allocating stack.
+
+use std::collections::HashMap;
+
+use goprobe_common::CallerStack;
+use serde::{Deserialize, Serialize};
+
+use super::Gc;
+use crate::{probe::stacks::AssistTotals, signal::gc::GcTracker};
+
+/// Mark assist time: goroutines made to do GC marking work because they allocated while a cycle
+/// was marking (`runtime.gcAssistAlloc1`, timed entry to return).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Assist {
+    pub total_ns: u64,
+    /// By the stack that entered `runtime.gcAssistAlloc`, most ns first.
+    pub sites: Vec<AssistSite>,
+}
+
+/// Assist time of one allocating stack.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AssistSite {
+    /// Frame names, leaf first; empty when the stack could not be captured.
+    pub stack: Vec<String>,
+    pub ns: u64,
+}
+
+/// Whether a cycle's trigger is a forced one. NB: the name was `cycle` (gcTriggerCycle) before
+/// it became `forced`; both are accepted.
+fn is_forced(trigger: &str) -> bool {
+    trigger == "cycle" || trigger == "forced"
+}
+
+impl Gc {
+    /// Fills in stacks and assist time. `t` must be the tracker this `Gc` was built from (its
+    /// cycles and other STWs in the same order); `name` turns a captured stack into frame names.
+    pub fn add_stacks(
+        &mut self,
+        t: &GcTracker,
+        assist: &AssistTotals,
+        mut name: impl FnMut(&CallerStack) -> Vec<String>,
+    ) {
+        for (s, raw) in self.other_stw.iter_mut().zip(&t.other) {
+            s.stack = Some(name(&raw.caller));
+        }
+        for (c, raw) in self.cycles.iter_mut().zip(&t.cycles) {
+            if is_forced(&c.trigger) {
+                c.trigger_stack = Some(name(&raw.trigger_caller));
+            }
+            c.assist_ns = assist.by_cycle.get(&c.cycle).copied().unwrap_or(0);
+        }
+        let mut by_names: HashMap<Vec<String>, u64> = HashMap::new();
+        for (caller, ns) in &assist.by_stack {
+            *by_names.entry(name(caller)).or_default() += ns;
+        }
+        let mut sites: Vec<AssistSite> = by_names
+            .into_iter()
+            .map(|(stack, ns)| AssistSite { stack, ns })
+            .collect();
+        sites.sort_by(|a, b| b.ns.cmp(&a.ns).then_with(|| a.stack.cmp(&b.stack)));
+        self.assist = Assist {
+            total_ns: sites.iter().map(|s| s.ns).sum(),
+            sites,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use goprobe_common::{CallerStack, StwEvent, TRIGGER_UNKNOWN, stw_abi};
+
+    use super::*;
+    use crate::clock::Clock;
+
+    fn caller(id: i64) -> CallerStack {
+        CallerStack { id, ret: 0 }
+    }
+
+    #[test]
+    fn stacks_go_where_they_belong() {
+        let mut t = GcTracker::new(stw_abi::GO122);
+        let ev = |reason, cycles, numgc, c: CallerStack| StwEvent {
+            reason,
+            cycles,
+            numgc,
+            started: 1_000,
+            now: 1_100,
+            trigger: TRIGGER_UNKNOWN,
+            caller: c,
+            ..Default::default()
+        };
+        let mut sweep = ev(2, 5, 4, caller(1));
+        sweep.trigger = 2; // gcTriggerCycle
+        t.on_event(&sweep);
+        t.on_event(&ev(1, 5, 5, caller(99)));
+        t.on_event(&ev(7, 5, 5, caller(2)));
+        let mut heap = ev(2, 6, 5, caller(3));
+        heap.trigger = 0;
+        t.on_event(&heap);
+        t.on_event(&ev(1, 6, 6, CallerStack::NONE));
+        let assist = AssistTotals {
+            by_stack: vec![
+                (caller(4), 10),
+                (caller(5), 30),
+                (caller(6), 5),
+                (CallerStack::NONE, 1),
+            ],
+            by_cycle: BTreeMap::from([(5, 40), (6, 6)]),
+        };
+        let mut gc = Gc::from_tracker(&t, &Clock::new(), Vec::new());
+        let name = |c: &CallerStack| -> Vec<String> {
+            match c.id {
+                -1 => vec![],
+                // Two distinct stack ids with the same names are one site.
+                4 | 6 => vec!["runtime.gcAssistAlloc".into(), "main.a".into()],
+                id => vec![format!("f{id}")],
+            }
+        };
+        gc.add_stacks(&t, &assist, name);
+        assert_eq!(gc.cycles[0].trigger_stack, Some(vec!["f1".to_owned()]));
+        assert_eq!(gc.cycles[1].trigger_stack, None);
+        assert_eq!((gc.cycles[0].assist_ns, gc.cycles[1].assist_ns), (40, 6));
+        assert!(
+            gc.cycles
+                .iter()
+                .flat_map(|c| &c.stw)
+                .all(|s| s.stack.is_none())
+        );
+        assert_eq!(gc.other_stw[0].stack, Some(vec!["f2".to_owned()]));
+        assert_eq!(gc.assist.total_ns, 46);
+        let sites: Vec<(usize, u64)> = gc
+            .assist
+            .sites
+            .iter()
+            .map(|s| (s.stack.len(), s.ns))
+            .collect();
+        assert_eq!(sites, [(1, 30), (2, 15), (0, 1)]);
+    }
+
+    #[test]
+    fn forced_trigger_under_either_name() {
+        assert!(is_forced("cycle") && is_forced("forced"));
+        assert!(!is_forced("heap") && !is_forced("time") && !is_forced("unknown"));
+    }
+}

@@ -1,0 +1,269 @@
+//! Stacks for GC signals: who stopped the world, who forced a cycle, and who paid mark assists.
+//!
+//! Stacks are taken with `bpf_get_stackid(BPF_F_USER_STACK)`, which walks frame pointers (Go
+//! keeps them on amd64 since Go 1.7), at entry probes of functions that run on the user goroutine
+//! (`stopTheWorld`, `gcStart`, `gcAssistAlloc`), and are handed over, keyed by goroutine, to the
+//! g0 probes that know what the call led to.
+//!
+//! NB: `systemstack` (src/runtime/asm_amd64.s, Go 1.19–1.27) switches SP to g0's stack but
+//! leaves BP pointing into the goroutine's frames, so a frame-pointer walk taken on g0 would also
+//! reach them; the goroutine-side capture is still preferred because it needs no assumption
+//! about the g0 frames in between.
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{map, uprobe},
+    maps::{HashMap, LruHashMap, PerCpuHashMap, StackTrace},
+    programs::{ProbeContext, tracing::StackIdContext as _},
+};
+use goprobe_common::{
+    AssistKey, AssistPending, BPF_F_USER_STACK, CallerStack, CycleKey, GoroutineKey,
+    MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_STACKS,
+    TargetConfig, counter,
+};
+
+use crate::{
+    gc::{STW_PENDING, TARGETS, bump},
+    goabi::{ReadError, current_g, int_reg, read_user},
+};
+
+/// User stacks, by id.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// Stack of each goroutine's last `runtime.stopTheWorld` call, consumed by its STW.
+#[map]
+static STW_CALLERS: LruHashMap<GoroutineKey, CallerStack> =
+    LruHashMap::with_max_entries(MAX_PENDING_CALLERS, 0);
+
+/// Stack of each goroutine's last forced `runtime.gcStart` call, consumed by its sweep
+/// termination.
+#[map]
+static GC_START_CALLERS: LruHashMap<GoroutineKey, CallerStack> =
+    LruHashMap::with_max_entries(MAX_PENDING_CALLERS, 0);
+
+/// Stack of each goroutine's current `runtime.gcAssistAlloc` call.
+#[map]
+static ASSIST_CALLERS: LruHashMap<GoroutineKey, CallerStack> =
+    LruHashMap::with_max_entries(MAX_PENDING_CALLERS, 0);
+
+/// `gcAssistAlloc1` calls in progress, by thread id.
+#[map]
+static ASSIST_PENDING: HashMap<u32, AssistPending> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
+
+/// Assist nanoseconds per (process, stack), per CPU (summed by user space).
+#[map]
+static ASSIST_BY_STACK: PerCpuHashMap<AssistKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_ASSIST_SITES, 0);
+
+/// Assist nanoseconds per (process, `work.cycles`), per CPU.
+#[map]
+static ASSIST_BY_CYCLE: PerCpuHashMap<CycleKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_ASSIST_CYCLES, 0);
+
+/// NB: `stwReason` values of GC pauses (src/runtime/proc.go, Go 1.21–1.27; Go 1.19 events get
+/// the same numbers, see gc.rs).
+const STW_GC_MARK_TERM: u8 = 1;
+const STW_GC_SWEEP_TERM: u8 = 2;
+/// NB: `gcTriggerCycle`, the kind of runtime.GC() and debug.FreeOSMemory()
+/// (src/runtime/mgc.go gcTriggerKind, Go 1.19–1.27).
+const TRIGGER_CYCLE: u64 = 2;
+
+#[inline(always)]
+fn tgid() -> u32 {
+    (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// The stack pointer at the probe.
+#[inline(always)]
+fn stack_pointer(ctx: &ProbeContext) -> Result<u64, ReadError> {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
+        return Ok(unsafe { (*ctx.regs).rsp });
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        Err(ReadError)
+    }
+}
+
+/// The user stack at a function's entry probe.
+#[inline(always)]
+fn capture(ctx: &ProbeContext) -> CallerStack {
+    // NB: at an entry site (before the callee's `push rbp` completes) [RSP] is the return
+    // address into the caller (Go ABIInternal, amd64: CALL pushes it; the prologue's
+    // `sub rsp`/`push rbp` come after the stack check the site follows).
+    let ret = stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0);
+    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
+        Ok(id) => CallerStack { id, ret },
+        Err(_) => {
+            bump(counter::STACK_FAILED);
+            CallerStack { id: -1, ret }
+        }
+    }
+}
+
+#[inline(always)]
+fn goroutine_key(ctx: &ProbeContext) -> Result<GoroutineKey, ReadError> {
+    Ok(GoroutineKey {
+        tgid: tgid(),
+        _pad0: 0,
+        g: current_g(ctx)?,
+    })
+}
+
+/// `runtime.stopTheWorld` entry, on the calling goroutine: remember who is stopping the world.
+#[uprobe]
+pub fn stw_caller_entry(ctx: ProbeContext) -> u32 {
+    match try_remember(&ctx, &STW_CALLERS) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_remember(
+    ctx: &ProbeContext,
+    map: &LruHashMap<GoroutineKey, CallerStack>,
+) -> Result<(), ReadError> {
+    let key = goroutine_key(ctx)?;
+    map.insert(key, capture(ctx), 0).map_err(|_| ReadError)
+}
+
+/// Called from `gcStart`'s entry probe with the trigger kind: keeps the stack of forced cycles.
+#[inline(always)]
+pub fn remember_gc_start(ctx: &ProbeContext, kind: u64) {
+    if kind == TRIGGER_CYCLE {
+        let _ = try_remember(ctx, &GC_START_CALLERS);
+    }
+}
+
+/// The stack of whoever asked for the STW with `reason` that this thread (on g0) is in.
+///
+/// NB: on g0, R14 is g0 and `g0.m.curg` the goroutine that called `stopTheWorld` or `gcStart`
+/// (both keep their M: `m.preemptoff`/`acquirem`, src/runtime/proc.go, mgc.go, Go 1.19–1.27).
+/// Mark terminations are run by whichever goroutine finished marking: no caller is kept.
+/// Sets the caller of the STW pending on thread `tid` (just stored by the gc.rs probes).
+///
+/// NB: not inlined, and writing into the map value rather than the caller's `StwEvent`: inlined
+/// into `stw_start_entry`, whose frame holds two `StwEvent`s, the frame exceeds the 512-byte BPF
+/// stack; a BPF-to-BPF call has a frame of its own.
+#[inline(never)]
+pub fn set_stw_caller(ctx: &ProbeContext, cfg: &TargetConfig, tid: u32) {
+    let Some(ev) = STW_PENDING.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: the pending entry of this thread; only this thread's probes touch it.
+    let reason = unsafe { (*ev).reason };
+    let caller = take_stw_caller(ctx, cfg, reason);
+    // SAFETY: as above.
+    unsafe { (*ev).caller = caller };
+}
+
+#[inline(always)]
+fn take_stw_caller(ctx: &ProbeContext, cfg: &TargetConfig, reason: u8) -> CallerStack {
+    let map = match reason {
+        STW_GC_MARK_TERM => return CallerStack::NONE,
+        STW_GC_SWEEP_TERM => &GC_START_CALLERS,
+        _ => &STW_CALLERS,
+    };
+    let lookup = || -> Result<CallerStack, ReadError> {
+        let g0 = current_g(ctx)?;
+        let m: u64 = read_user(g0 + cfg.off_g_m as u64)?;
+        let curg: u64 = read_user(m + cfg.off_m_curg as u64)?;
+        let key = GoroutineKey {
+            tgid: tgid(),
+            _pad0: 0,
+            g: curg,
+        };
+        // SAFETY: copied out before any other map operation.
+        let caller = unsafe { map.get(key) }.copied().ok_or(ReadError)?;
+        let _ = map.remove(key);
+        Ok(caller)
+    };
+    lookup().unwrap_or(CallerStack::NONE)
+}
+
+/// `runtime.gcAssistAlloc(gp *g)` entry, on the allocating goroutine: remember its stack.
+#[uprobe]
+pub fn assist_entry(ctx: ProbeContext) -> u32 {
+    match try_remember(&ctx, &ASSIST_CALLERS) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+/// `runtime.gcAssistAlloc1(gp *g, scanWork int64)` entry, on g0 (via systemstack).
+#[uprobe]
+pub fn assist1_entry(ctx: ProbeContext) -> u32 {
+    match try_assist1_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_assist1_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    // NB: RAX = gp, the assisting goroutine (Go ABIInternal; src/runtime/mgcmark.go
+    // `gcAssistAlloc1(gp *g, scanWork int64)`, Go 1.19–1.27).
+    let pending = AssistPending {
+        // SAFETY: plain helper call.
+        start_ktime: unsafe { bpf_ktime_get_ns() },
+        g: int_reg(ctx, 0)?,
+    };
+    ASSIST_PENDING
+        .insert(tid, pending, 0)
+        .map_err(|_| ReadError)
+}
+
+/// Each RET of `runtime.gcAssistAlloc1`: add the assist's duration to its stack and its cycle.
+#[uprobe]
+pub fn assist1_ret(_ctx: ProbeContext) -> u32 {
+    match try_assist1_ret() {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_assist1_ret() -> Result<(), ReadError> {
+    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    // SAFETY: copied out immediately.
+    let pending = unsafe { ASSIST_PENDING.get(tid) }
+        .copied()
+        .ok_or(ReadError)?;
+    let _ = ASSIST_PENDING.remove(tid);
+    // SAFETY: plain helper call.
+    let ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(pending.start_ktime);
+    let key = GoroutineKey {
+        tgid,
+        _pad0: 0,
+        g: pending.g,
+    };
+    // SAFETY: copied out immediately.
+    let stack = unsafe { ASSIST_CALLERS.get(key) }
+        .copied()
+        .unwrap_or(CallerStack::NONE);
+    add(
+        &ASSIST_BY_STACK,
+        AssistKey {
+            tgid,
+            _pad0: 0,
+            stack,
+        },
+        ns,
+    );
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { TARGETS.get(tgid) }.copied().ok_or(ReadError)?;
+    let cycle: u32 = read_user(cfg.work_addr + cfg.off_work_cycles as u64)?;
+    add(&ASSIST_BY_CYCLE, CycleKey { tgid, cycle }, ns);
+    Ok(())
+}
+
+#[inline(always)]
+fn add<K>(map: &PerCpuHashMap<K, u64>, key: K, ns: u64) {
+    match map.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
+        Some(v) => unsafe { *v += ns },
+        None => {
+            let _ = map.insert(&key, ns, 0);
+        }
+    }
+}
