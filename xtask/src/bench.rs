@@ -59,10 +59,21 @@ fn process_symbolizer(dir: &std::path::Path) -> Result<()> {
     ]))?;
     let site = dir.join("hugo-site");
     if !site.exists() {
-        exec(Command::new(thirdparty::hugo()).args(["new", "site"]).arg(&site))?;
+        exec(
+            Command::new(thirdparty::hugo())
+                .args(["new", "site"])
+                .arg(&site),
+        )?;
     }
     let mut hugo = Command::new(thirdparty::hugo())
-        .args(["server", "--bind", "127.0.0.1", "--port", "19399", "--source"])
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "19399",
+            "--source",
+        ])
         .arg(&site)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
