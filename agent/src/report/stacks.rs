@@ -92,10 +92,14 @@ mod tests {
             caller: c,
             ..Default::default()
         };
+        // NB: a forced cycle is one the runtime marks `work.userForced` (signal::gc).
         let mut sweep = ev(2, 5, 4, caller(1));
         sweep.trigger = 2; // gcTriggerCycle
+        sweep.user_forced = 1;
         t.on_event(&sweep);
-        t.on_event(&ev(1, 5, 5, caller(99)));
+        let mut mark = ev(1, 5, 5, caller(99));
+        mark.user_forced = 1;
+        t.on_event(&mark);
         t.on_event(&ev(7, 5, 5, caller(2)));
         let mut heap = ev(2, 6, 5, caller(3));
         heap.trigger = 0;

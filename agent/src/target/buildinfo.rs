@@ -50,7 +50,17 @@ pub fn read(file: &object::File<'_>, data: &[u8]) -> Option<BuildInfo> {
     if let Some(section) = file.section_by_name(".go.buildinfo") {
         return section.data().ok().and_then(|b| parse(b, &at));
     }
+    // NB: the Go linker puts build info in writable data (src/cmd/link/internal/ld/data.go,
+    // `.go.buildinfo` in the data segment); scanning only writable segments keeps a copy of the
+    // magic in some other program's read-only data (a string constant) from counting.
     file.segments().find_map(|seg| {
+        let writable = match seg.flags() {
+            object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_W != 0,
+            _ => false,
+        };
+        if !writable {
+            return None;
+        }
         let bytes = seg.data().ok()?;
         (0..bytes.len().saturating_sub(HEADER_LEN))
             .step_by(16)
@@ -67,6 +77,9 @@ fn parse(b: &[u8], at: &dyn Fn(u64, u64) -> Option<Vec<u8>>) -> Option<BuildInfo
     }
     let ptr_size = usize::from(header[14]);
     let flags = header[15];
+    if !matches!(ptr_size, 4 | 8) || flags & !0x3 != 0 {
+        return None;
+    }
     let (version, modinfo) = if flags & FLAG_INLINE != 0 {
         let (version, n) = varint_string(b.get(HEADER_LEN..)?)?;
         let modinfo = varint_string(b.get(HEADER_LEN + n..)?).map(|(m, _)| m);
@@ -82,6 +95,10 @@ fn parse(b: &[u8], at: &dyn Fn(u64, u64) -> Option<Vec<u8>>) -> Option<BuildInfo
         };
         (go_string(0)?, go_string(1).unwrap_or_default())
     };
+    // Every Go toolchain writes `go1.N…` or `devel go1.N-…`: anything else is not build info.
+    if !version.contains("go1.") {
+        return None;
+    }
     let mut info = BuildInfo {
         go_version: version,
         ..BuildInfo::default()
