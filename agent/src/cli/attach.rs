@@ -170,18 +170,26 @@ async fn watch(
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // NB: the kernel side submits events without waking this loop (a wake-up from inside a
+    // stop-the-world lengthens it, see ebpf gc.rs `try_stw_start_ret`), so the ring buffer is
+    // drained on this timer; a ring a quarter full still makes `events` readable.
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
+    let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut LiveLine| {
+        probes.drain(|ev| {
+            if let Some(c) = tracker.on_event(&ev) {
+                debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
+                live.cycle(c);
+            }
+        });
+    };
     let end = loop {
         tokio::select! {
             guard = events.readable() => {
                 let mut guard = guard?;
-                probes.drain(|ev| {
-                    if let Some(c) = tracker.on_event(&ev) {
-                        debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
-                        live.cycle(c);
-                    }
-                });
+                drain(probes, tracker, live);
                 guard.clear_ready();
             }
+            _ = drain_tick.tick() => drain(probes, tracker, live),
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = guard?;
                 guard.get_inner_mut().flush();

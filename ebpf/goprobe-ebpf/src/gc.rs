@@ -6,6 +6,7 @@
 //! No uretprobes: RET instructions are probed instead (see agent/src/target/disasm.rs).
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_buf},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -302,7 +303,16 @@ fn try_stw_start_ret(ctx: &ProbeContext) -> Result<(), ReadError> {
     }
     let mut ev = pending;
     ev.now = int_reg(ctx, 0)? as i64;
-    if STW_EVENTS.output::<StwEvent>(&ev, 0).is_err() {
+    // NB: a wake-up of the reader (irq_work, then the epoll waiter) measured ~29 µs here, and
+    // this probe runs before `startTheWorldWithSema` reads the time that ends the pause
+    // (src/runtime/proc.go), so every pause the runtime records would include it. Submit
+    // without waking; user space drains every 100 ms, and a ring a quarter full wakes it early.
+    let flags = if STW_EVENTS.query(BPF_RB_AVAIL_DATA.into()) > STW_RING_BYTES as u64 / 4 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if STW_EVENTS.output::<StwEvent>(&ev, flags.into()).is_err() {
         bump(counter::RINGBUF_FULL);
     }
     Ok(())
