@@ -170,9 +170,9 @@ async fn watch(
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // NB: the kernel side submits events without waking this loop (a wake-up from inside a
-    // stop-the-world lengthens it, see ebpf gc.rs `try_stw_start_ret`), so the ring buffer is
-    // drained on this timer; a ring a quarter full still makes `events` readable.
+    // NB: the kernel side submits events without waking this loop (a wake-up costs the
+    // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
+    // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
     let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut LiveLine| {
         probes.drain(|ev| {

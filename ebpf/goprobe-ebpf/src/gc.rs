@@ -303,10 +303,12 @@ fn try_stw_start_ret(ctx: &ProbeContext) -> Result<(), ReadError> {
     }
     let mut ev = pending;
     ev.now = int_reg(ctx, 0)? as i64;
-    // NB: a wake-up of the reader (irq_work, then the epoll waiter) measured ~29 µs here, and
-    // this probe runs before `startTheWorldWithSema` reads the time that ends the pause
-    // (src/runtime/proc.go), so every pause the runtime records would include it. Submit
-    // without waking; user space drains every 100 ms, and a ring a quarter full wakes it early.
+    // NB: a wake-up of the reader (irq_work, then the epoll waiter) measured ~29 µs of BPF
+    // time here. This RET runs after `startTheWorldWithSema` restarted the Ps
+    // (src/runtime/proc.go), so it does not lengthen the recorded pause, but the goroutine that
+    // stopped the world (a GC worker, a ReadMemStats caller) would resume that much later at
+    // every STW. Submit without waking; user space drains every 100 ms, and a ring a quarter
+    // full wakes it early.
     let flags = if STW_EVENTS.query(BPF_RB_AVAIL_DATA.into()) > STW_RING_BYTES as u64 / 4 {
         BPF_RB_FORCE_WAKEUP
     } else {
