@@ -10,7 +10,6 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use support::{attach, is_release, start_testprog};
 
 /// One line of `GODEBUG=gctrace=1` output (src/runtime/mgc.go gcMarkTermination).
 #[derive(Debug)]
@@ -98,23 +97,18 @@ struct Run {
 
 impl Run {
     fn start(go: &str, program: &str, mode: &str, cycles: &str) -> Self {
-        let mut prog = start_testprog(
+        let support::Watched {
+            truth,
+            report,
+            target_stderr,
+            goprobe_stderr: gp_err,
+        } = support::watch_gcstress(
             program,
             go,
             &["-mode", mode, "-cycles", cycles],
             &[("GODEBUG", "gctrace=1")],
+            Duration::from_secs(120),
         );
-        let probe = attach(prog.pid(), &["--json"]);
-        prog.send("start");
-        let (status, out, target_stderr) = prog.finish(Duration::from_secs(120));
-        assert!(status.success(), "gcstress {go} failed: {target_stderr}");
-        let truth: Value = serde_json::from_str(out.trim()).expect("gcstress JSON");
-        let (gp_status, gp_out, gp_err) = probe.finish(Duration::from_secs(30));
-        assert!(gp_status.success(), "goprobe failed on {go}: {gp_err}");
-        let report: Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
-        let version = report["target"]["go_version"].as_str().unwrap();
-        assert!(is_release(version, go), "{version} is not Go {go}");
-        assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
         // The live view: one line per completed cycle on goprobe's stderr (not a terminal here).
         let lines = gp_err.lines().filter(|l| l.starts_with("gc ")).count();
         assert_eq!(

@@ -8,28 +8,20 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use serde_json::Value;
-use support::{attach, is_release, start_testprog};
 
 /// The runtime may differ from goprobe by at most this much (the bound: 1 µs).
 const TOLERANCE_NS: i64 = 1_000;
 
 /// `program` is one of the gcstress builds (see xtask `build_testprogs`).
 fn check_exact_pauses(go: &str, program: &str) {
-    let mut prog = start_testprog(program, go, &["-cycles", "120"], &[]);
-    let probe = attach(prog.pid(), &["--json"]);
-    prog.send("start");
-    let (status, out, err) = prog.finish(Duration::from_secs(120));
-    assert!(status.success(), "gcstress {go} failed: {err}");
-    let truth: Value = serde_json::from_str(out.trim()).expect("gcstress JSON");
     // goprobe ends by itself when the target exits.
-    let (gp_status, gp_out, gp_err) = probe.finish(Duration::from_secs(30));
-    assert!(gp_status.success(), "goprobe failed on {go}: {gp_err}");
-    let report: Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
-
-    assert_eq!(report["schema"], "goprobe.report.v1");
-    let version = report["target"]["go_version"].as_str().unwrap();
-    assert!(is_release(version, go), "{version} is not Go {go}");
-    assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
+    let support::Watched { truth, report, .. } = support::watch_gcstress(
+        program,
+        go,
+        &["-cycles", "120"],
+        &[],
+        Duration::from_secs(120),
+    );
     let got: BTreeMap<u64, &Value> = report["gc"]["cycles"]
         .as_array()
         .expect("cycles")

@@ -10,24 +10,13 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{attach, is_release, start_testprog};
 
 const RELEASES: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
 
 /// Runs gcstress with `args` under goprobe; returns (gcstress JSON, goprobe report).
 fn run(go: &str, args: &[&str]) -> (Value, Value) {
-    let mut prog = start_testprog("gcstress", go, args, &[]);
-    let probe = attach(prog.pid(), &["--json"]);
-    prog.send("start");
-    let (status, out, err) = prog.finish(Duration::from_secs(120));
-    assert!(status.success(), "gcstress {go} {args:?} failed: {err}");
-    let truth: Value = serde_json::from_str(out.trim()).expect("gcstress JSON");
-    let (gp_status, gp_out, gp_err) = probe.finish(Duration::from_secs(30));
-    assert!(gp_status.success(), "goprobe failed on {go}: {gp_err}");
-    let report: Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
-    let version = report["target"]["go_version"].as_str().unwrap();
-    assert!(is_release(version, go), "{version} is not Go {go}");
-    assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
+    let w = support::watch_gcstress("gcstress", go, args, &[], Duration::from_secs(120));
+    let (truth, report) = (w.truth, w.report);
     (truth, report)
 }
 

@@ -8,9 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{attach, start_testprog};
-
 /// The reasons one call of the program causes, in the runtime's words (`stwReason` names).
 fn reasons_of(call: &str, go: &str) -> Vec<&'static str> {
     match call {
@@ -31,16 +28,13 @@ fn reasons_of(call: &str, go: &str) -> Vec<&'static str> {
 }
 
 fn check_reasons(go: &str) {
-    let mut prog = start_testprog("gcstress", go, &["-mode", "reasons"], &[]);
-    let probe = attach(prog.pid(), &["--json"]);
-    prog.send("start");
-    let (status, out, err) = prog.finish(Duration::from_secs(60));
-    assert!(status.success(), "gcstress {go} failed: {err}");
-    let truth: Value = serde_json::from_str(out.trim()).expect("gcstress JSON");
-    let (gp_status, gp_out, gp_err) = probe.finish(Duration::from_secs(30));
-    assert!(gp_status.success(), "goprobe failed on {go}: {gp_err}");
-    let report: Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
-    assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
+    let support::Watched { truth, report, .. } = support::watch_gcstress(
+        "gcstress",
+        go,
+        &["-mode", "reasons"],
+        &[],
+        Duration::from_secs(60),
+    );
 
     let calls: Vec<&str> = truth["calls"]
         .as_array()

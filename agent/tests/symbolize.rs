@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
+#[path = "../../gopclntab/tests/common/names.rs"]
+mod names;
 mod support;
 
 use std::{path::Path, process::Command};
@@ -53,22 +55,7 @@ fn go_functions(bin: &Path) -> Vec<(u64, String)> {
 /// (generic type arguments, array lengths) shortened to `[...]`, as those linkers wrote function
 /// names into the table (src/cmd/link/internal/ld/pcln.go; Go 1.21 writes them in full).
 fn runtime_name(sym: &str) -> String {
-    let sym = sym.strip_suffix(".abi0").unwrap_or(sym);
-    let (mut out, mut depth) = (String::new(), 0);
-    for c in sym.chars() {
-        match c {
-            '[' => {
-                if depth == 0 {
-                    out.push_str("[...]");
-                }
-                depth += 1;
-            }
-            ']' => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
+    names::abbreviate_brackets(sym.strip_suffix(".abi0").unwrap_or(sym))
 }
 
 /// Where file offset 0 of `exe` is mapped in `pid`, minus its first PT_LOAD vaddr.

@@ -26,6 +26,20 @@ fn symbols(data: &[u8]) -> HashMap<String, (u64, u64)> {
         .collect()
 }
 
+/// The code of function `name` from the symbol table `syms`.
+fn code_of<'d>(
+    elf: &ElfInfo,
+    data: &'d [u8],
+    syms: &HashMap<String, (u64, u64)>,
+    name: &str,
+) -> Option<FunctionCode<'d>> {
+    let &(addr, size) = syms.get(name)?;
+    Some(FunctionCode {
+        addr,
+        code: elf.bytes_at(data, addr, size)?,
+    })
+}
+
 /// The runtime layout as `Target::analyze` builds it: DWARF over the per-release table. Go 1.19
 /// has no table yet: its offsets come from the DWARF of the same release's `gcstress` alone.
 fn layout_for(version: &GoVersion, data: &[u8], go: &str) -> RuntimeLayout {
@@ -57,13 +71,7 @@ fn locate(path: &Path, go: &str) -> (RuntimeVars, HashMap<String, (u64, u64)>) {
     let version = GoVersion::parse(elf.go_version.as_deref().unwrap()).unwrap();
     let layout = layout_for(&version, &data, go);
     let syms = symbols(&data);
-    let code = |name: &str| {
-        let &(addr, size) = syms.get(name)?;
-        Some(FunctionCode {
-            addr,
-            code: elf.bytes_at(&data, addr, size)?,
-        })
-    };
+    let code = |name: &str| code_of(&elf, &data, &syms, name);
     let vars = vars::locate(&code, &version, &layout)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (vars, syms)
@@ -152,13 +160,7 @@ fn wrong_layout_is_an_error() {
     let elf = ElfInfo::parse(&data, &[]).unwrap();
     let version = GoVersion::parse(elf.go_version.as_deref().unwrap()).unwrap();
     let syms = symbols(&data);
-    let code = |name: &str| {
-        let &(addr, size) = syms.get(name)?;
-        Some(FunctionCode {
-            addr,
-            code: elf.bytes_at(&data, addr, size)?,
-        })
-    };
+    let code = |name: &str| code_of(&elf, &data, &syms, name);
     // NB: Go 1.21 has work.cycles at 400 and userForced at 344; 1.27 at 648 and 536.
     let table = layout::for_minor(27).unwrap();
     let wrong = layout::for_minor(21).unwrap();

@@ -172,3 +172,52 @@ pub fn attach(pid: u32, extra: &[&str]) -> Proc {
     p.wait_stderr("attached to pid", Duration::from_secs(60));
     p
 }
+
+/// One run of a gcstress build under `goprobe attach --json`: both outputs, checked to be whole.
+pub struct Watched {
+    /// gcstress's JSON: what the runtime itself says.
+    pub truth: serde_json::Value,
+    /// goprobe's report.
+    pub report: serde_json::Value,
+    /// gcstress's stderr (e.g. GODEBUG=gctrace=1 lines).
+    pub target_stderr: String,
+    /// goprobe's stderr (its live lines and logs).
+    pub goprobe_stderr: String,
+}
+
+/// Starts gcstress build `program` of Go `go` with `args` and `env`, attaches goprobe, lets the
+/// program run to its end (goprobe ends with it), and checks both succeeded, the report is of
+/// that Go release and nothing was lost.
+pub fn watch_gcstress(
+    program: &str,
+    go: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Watched {
+    let mut prog = start_testprog(program, go, args, env);
+    let probe = attach(prog.pid(), &["--json"]);
+    prog.send("start");
+    let (status, out, target_stderr) = prog.finish(timeout);
+    assert!(
+        status.success(),
+        "gcstress {go} {args:?} failed: {target_stderr}"
+    );
+    let truth = serde_json::from_str(out.trim()).expect("gcstress JSON");
+    let (gp_status, gp_out, goprobe_stderr) = probe.finish(Duration::from_secs(30));
+    assert!(
+        gp_status.success(),
+        "goprobe failed on {go}: {goprobe_stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&gp_out).expect("goprobe --json output");
+    assert_eq!(report["schema"], "goprobe.report.v1");
+    let version = report["target"]["go_version"].as_str().unwrap_or_default();
+    assert!(is_release(version, go), "{version} is not Go {go}");
+    assert_eq!(report["agent"]["lost_events"], 0, "{goprobe_stderr}");
+    Watched {
+        truth,
+        report,
+        target_stderr,
+        goprobe_stderr,
+    }
+}

@@ -7,11 +7,10 @@
 use goprobe_gopclntab::{Pclntab, infer_go_version};
 use libfuzzer_sys::fuzz_target;
 
-/// Where the wrapped pieces are mapped; the seeds' moduledata words are rebased to these.
-const TEXT: u64 = 0x40_1000;
-const TEXT_SIZE: u64 = 0x100_0000;
-const TABLE: u64 = 0x200_0000;
-const MODULEDATA: u64 = 0x300_0000;
+#[path = "../../tests/common/synth.rs"]
+#[allow(dead_code)]
+mod synth;
+use synth::elf_around;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -56,43 +55,4 @@ fn exercise(elf: &[u8]) {
     let _ = t.func_by_name("runtime.main");
     let _ = t.find_func(0);
     let _ = t.find_func(u64::MAX);
-}
-
-/// A minimal ELF64 (no section headers): an executable segment for the text (no file bytes),
-/// the table read-only at `TABLE`, moduledata writable at `MODULEDATA`.
-fn elf_around(moduledata: &[u8], table: &[u8]) -> Vec<u8> {
-    const PHOFF: usize = 64;
-    const PHNUM: usize = 3;
-    let data_off = PHOFF + PHNUM * 56;
-    let mut out = Vec::with_capacity(data_off + moduledata.len() + table.len());
-    out.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    out.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
-    out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&TEXT.to_le_bytes()); // e_entry
-    out.extend_from_slice(&(PHOFF as u64).to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    out.extend_from_slice(&0u32.to_le_bytes());
-    for v in [64u16, 56, PHNUM as u16, 64, 0, 0] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    let segs = [
-        (5u32, 0usize, TEXT, 0usize, TEXT_SIZE),
-        (4, data_off + moduledata.len(), TABLE, table.len(), table.len() as u64),
-        (6, data_off, MODULEDATA, moduledata.len(), moduledata.len() as u64),
-    ];
-    for (flags, off, vaddr, filesz, memsz) in segs {
-        out.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-        out.extend_from_slice(&flags.to_le_bytes());
-        out.extend_from_slice(&(off as u64).to_le_bytes());
-        out.extend_from_slice(&vaddr.to_le_bytes());
-        out.extend_from_slice(&vaddr.to_le_bytes());
-        out.extend_from_slice(&(filesz as u64).to_le_bytes());
-        out.extend_from_slice(&memsz.to_le_bytes());
-        out.extend_from_slice(&0x1000u64.to_le_bytes());
-    }
-    out.extend_from_slice(moduledata);
-    out.extend_from_slice(table);
-    out
 }
