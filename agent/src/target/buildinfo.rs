@@ -45,10 +45,13 @@ impl BuildInfo {
 /// Reads the build info of an ELF file: from the `.go.buildinfo` section, or, when section
 /// headers are gone, by scanning writable `PT_LOAD` data at 16-byte alignment for the magic (as
 /// `debug/buildinfo` does).
-pub fn read(file: &object::File<'_>, data: &[u8]) -> Option<BuildInfo> {
-    let at = |vaddr: u64, len: u64| bytes_at(file, data, vaddr, len);
+/// `at(vaddr, len)` reads the file's bytes at a virtual address (for the pre-1.18 form's pointers).
+pub fn read<'d>(
+    file: &object::File<'_>,
+    at: &dyn Fn(u64, u64) -> Option<&'d [u8]>,
+) -> Option<BuildInfo> {
     if let Some(section) = file.section_by_name(".go.buildinfo") {
-        return section.data().ok().and_then(|b| parse(b, &at));
+        return section.data().ok().and_then(|b| parse(b, at));
     }
     // NB: the Go linker puts build info in writable data (src/cmd/link/internal/ld/data.go,
     // `.go.buildinfo` in the data segment); scanning only writable segments keeps a copy of the
@@ -65,12 +68,12 @@ pub fn read(file: &object::File<'_>, data: &[u8]) -> Option<BuildInfo> {
         (0..bytes.len().saturating_sub(HEADER_LEN))
             .step_by(16)
             .find(|&i| bytes[i..].starts_with(MAGIC))
-            .and_then(|i| parse(&bytes[i..], &at))
+            .and_then(|i| parse(&bytes[i..], at))
     })
 }
 
 /// Parses build info that starts at `b[0]`; `at(vaddr, len)` reads memory for the pre-1.18 form.
-fn parse(b: &[u8], at: &dyn Fn(u64, u64) -> Option<Vec<u8>>) -> Option<BuildInfo> {
+fn parse<'d>(b: &[u8], at: &dyn Fn(u64, u64) -> Option<&'d [u8]>) -> Option<BuildInfo> {
     let header = b.get(..HEADER_LEN)?;
     if !header.starts_with(MAGIC) {
         return None;
@@ -91,7 +94,7 @@ fn parse(b: &[u8], at: &dyn Fn(u64, u64) -> Option<Vec<u8>>) -> Option<BuildInfo
             let hdr = at(ptr, 2 * ptr_size as u64)?;
             let data = read_ptr(hdr.get(..ptr_size)?)?;
             let len = read_ptr(hdr.get(ptr_size..2 * ptr_size)?)?;
-            String::from_utf8(at(data, len.min(MAX_STRING))?).ok()
+            String::from_utf8(at(data, len.min(MAX_STRING))?.to_vec()).ok()
         };
         (go_string(0)?, go_string(1).unwrap_or_default())
     };
@@ -128,16 +131,6 @@ fn unquote(v: &str) -> String {
         .and_then(|v| v.strip_suffix('"'))
         .map(|v| v.replace("\\\"", "\"").replace("\\\\", "\\"))
         .unwrap_or_else(|| v.to_owned())
-}
-
-fn bytes_at(file: &object::File<'_>, data: &[u8], vaddr: u64, len: u64) -> Option<Vec<u8>> {
-    let seg = file.segments().find(|s| {
-        let (_, size) = s.file_range();
-        vaddr >= s.address() && vaddr.saturating_add(len) <= s.address().saturating_add(size)
-    })?;
-    let off = usize::try_from(seg.file_range().0 + (vaddr - seg.address())).ok()?;
-    data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
-        .map(<[u8]>::to_vec)
 }
 
 fn varint_string(b: &[u8]) -> Option<(String, usize)> {

@@ -72,7 +72,8 @@ impl ElfInfo {
             symbols: HashMap::new(),
             segments,
         };
-        if let Some(build_info) = buildinfo::read(&file, data) {
+        let build_info = buildinfo::read(&file, &|va, len| info.bytes_at(data, va, len));
+        if let Some(build_info) = build_info {
             info.is_go = true;
             info.go_version = Some(build_info.go_version.clone());
             info.build_info = Some(build_info);
@@ -106,9 +107,12 @@ impl ElfInfo {
             .map(|(va, off, _)| vaddr - va + off)
     }
 
-    /// The bytes of `len` bytes at link-time virtual address `vaddr`.
+    /// The `len` bytes at link-time virtual address `vaddr`, all inside one segment's file part.
     pub fn bytes_at<'d>(&self, data: &'d [u8], vaddr: u64, len: u64) -> Option<&'d [u8]> {
-        let off = usize::try_from(self.file_offset(vaddr)?).ok()?;
+        let &(va, off, _) = self.segments.iter().find(|(va, _, size)| {
+            vaddr >= *va && vaddr.saturating_add(len) <= va.saturating_add(*size)
+        })?;
+        let off = usize::try_from(vaddr - va + off).ok()?;
         data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 }
