@@ -114,7 +114,8 @@ fn build_release() -> Result<()> {
 /// Builds every Go test program with every Go release into target/testprogs/<version>/:
 /// `gcstress` and `demo` as `go build` makes them, `gcstress-nodwarf` without DWARF
 /// (`-ldflags=-w`: goprobe falls back to its layout table) and, with the newest release,
-/// `gcstress-race` (`-race`, cgo-linked); and the symbolization programs (`build_symprogs`).
+/// `gcstress-race` (`-race`, cgo-linked); `signals` (the stack-attributed signals' workloads)
+/// plain and stripped (`signals-sw`); and the symbolization programs (`build_symprogs`).
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -138,6 +139,11 @@ fn build_testprogs() -> Result<PathBuf> {
         if version == newest {
             go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
         }
+        go(&["-o", &o("signals"), "./signals"], false)?;
+        go(
+            &["-ldflags=-s -w", "-o", &o("signals-sw"), "./signals"],
+            false,
+        )?;
         build_symprogs(version, &dir)?;
     }
     Ok(out)

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use goprobe::{
     clock::Clock,
     privileges,
-    probe::{BpfLogger, Probes},
+    probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
     signal::{cycle, gc::GcTracker, stacks::StackNamer},
     target::Target,
@@ -41,6 +41,45 @@ pub struct AttachArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Allocation profiling: `sampled` (cheap: a sample of allocations, weighted into estimates
+    /// of all bytes and objects), `exact` (every allocation counted per stack in the kernel;
+    /// slows allocation-heavy code down, see `cargo xtask bench`), or `off`.
+    #[arg(long, value_enum, default_value_t = AllocArg::Sampled, value_name = "MODE")]
+    pub alloc: AllocArg,
+    /// On-CPU sampling frequency, per CPU (Hz; a prime avoids lock-step with periodic work);
+    /// 0 turns CPU sampling off.
+    #[arg(long, default_value_t = 97, value_name = "HZ")]
+    pub cpu_hz: u32,
+    /// Do not record page faults.
+    #[arg(long)]
+    pub no_page_faults: bool,
+    /// Do not sample the goroutine count or record goroutine creation sites.
+    #[arg(long)]
+    pub no_goroutines: bool,
+}
+
+/// `--alloc` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllocArg {
+    Sampled,
+    Exact,
+    Off,
+}
+
+impl AttachArgs {
+    /// The probe options these arguments ask for.
+    fn options(&self) -> Options {
+        Options {
+            alloc: match self.alloc {
+                AllocArg::Sampled => AllocMode::Sampled,
+                AllocArg::Exact => AllocMode::Exact,
+                AllocArg::Off => AllocMode::Off,
+            },
+            cpu_hz: self.cpu_hz,
+            page_faults: !self.no_page_faults,
+            goroutines: !self.no_goroutines,
+        }
+    }
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -68,7 +107,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
     let logger = probes.take_logger();
     // Open the pidfd before attaching, so an exit in between is still seen.
     let pidfd = pidfd_open(args.pid).with_context(|| format!("pidfd_open({})", args.pid))?;
-    probes.attach(&target)?;
+    let options = args.options();
+    probes.attach(&target, &options)?;
     // Opens the binary now: stacks are named at the end, when the target may be gone.
     let mut namer = StackNamer::new(args.pid, target.gc_start.addr);
     let attach_ms = started.elapsed().as_millis() as u64;
@@ -104,7 +144,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
 
     let mut unavailable = cycle::unavailable(
         target.go_version.minor,
-        target.gc_controller_addr.is_some(),
+        target.vars.gc_controller.is_some(),
         target.layout.cycle.gcc_last_heap_goal.is_some(),
     );
     // Stack probes are optional (Target::analyze warns when one cannot be placed).
@@ -147,6 +187,10 @@ pub fn run(args: AttachArgs) -> Result<()> {
             lost_stacks: failed_stacks,
         },
         gc,
+        alloc: None,      // TODO(signals)
+        goroutines: None, // TODO(signals)
+        page_faults: None,
+        cpu: None,
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report)

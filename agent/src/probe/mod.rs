@@ -1,5 +1,6 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
+pub mod sites;
 pub mod stacks;
 
 use std::{num::NonZeroU32, os::fd::AsRawFd};
@@ -51,6 +52,41 @@ pub enum ProbeError {
     },
 }
 
+/// How allocations are watched (`goprobe attach --alloc`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AllocMode {
+    /// Not at all.
+    Off,
+    /// A sample of allocations, weighted into estimates of all bytes and objects.
+    #[default]
+    Sampled,
+    /// Every allocation, counted in the kernel per stack.
+    Exact,
+}
+
+/// Which signals to watch beyond GC pauses, and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub alloc: AllocMode,
+    /// On-CPU sampling frequency (per CPU, Hz); 0 turns CPU sampling off.
+    pub cpu_hz: u32,
+    /// Minor and major page faults of the target's threads.
+    pub page_faults: bool,
+    /// Goroutine count samples and creation sites.
+    pub goroutines: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            alloc: AllocMode::default(),
+            cpu_hz: 97,
+            page_faults: true,
+            goroutines: true,
+        }
+    }
+}
+
 /// Loaded BPF programs and the maps user space reads.
 pub struct Probes {
     ebpf: Ebpf,
@@ -86,16 +122,18 @@ impl Probes {
             .ok()
     }
 
-    /// Registers `target`'s constants and attaches every GC probe to it.
-    pub fn attach(&mut self, target: &Target) -> Result<(), ProbeError> {
+    /// Registers `target`'s constants and attaches every GC probe to it, and the probes of the
+    /// signals `options` asks for.
+    pub fn attach(&mut self, target: &Target, options: &Options) -> Result<(), ProbeError> {
+        let _ = options; // TODO(signals): allocations, goroutines, page faults, CPU
         let pid = target.process.pid;
         let _span = info_span!("attach", pid).entered();
         let l = &target.layout;
         let config = TargetConfig {
             stw_abi: l.stw_abi,
             off_work_cycles: l.work_cycles,
-            work_addr: target.work_addr,
-            memstats_addr: target.memstats_addr,
+            work_addr: target.vars.work,
+            memstats_addr: target.vars.memstats,
             off_work_pause_ns: l.work_pause_ns,
             off_work_pause_start: l.work_pause_start.unwrap_or(0),
             off_work_user_forced: l.work_user_forced,
@@ -104,7 +142,7 @@ impl Probes {
             off_m_curg: l.m_curg,
             off_m_preemptoff: l.m_preemptoff.unwrap_or(0),
             _pad0: 0,
-            gc_controller_addr: target.gc_controller_addr.unwrap_or(0),
+            gc_controller_addr: target.vars.gc_controller.unwrap_or(0),
             off_work_t: l.cycle.work_t,
             off_work_heap: l.cycle.work_heap,
             off_gcc_gc_percent: l.cycle.gcc_gc_percent,
@@ -216,7 +254,7 @@ impl Probes {
     }
 
     /// One slot of the per-CPU `COUNTERS`, summed over CPUs (0 if unreadable).
-    fn counter(&self, index: u32) -> u64 {
+    pub(crate) fn counter(&self, index: u32) -> u64 {
         let Some(map) = self.ebpf.map("COUNTERS") else {
             return 0;
         };

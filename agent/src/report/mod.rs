@@ -1,12 +1,19 @@
 //! Domain records → outputs. `report.json` (schema `goprobe.report.v1`, documented in
 //! docs/report-schema.md) is the one document every other output derives from.
 
+pub mod alloc;
+pub mod goroutines;
 pub mod live;
+pub mod perf;
+pub mod sites;
 pub mod stacks;
 pub mod summary;
 
 use serde::{Deserialize, Serialize};
 
+pub use alloc::{Alloc, AllocSite};
+pub use goroutines::{CreationSite, GoroutineSample, Goroutines};
+pub use perf::{Cpu, CpuSite, FaultSite, PageFaults};
 pub use stacks::{Assist, AssistSite};
 
 use crate::{
@@ -25,6 +32,18 @@ pub struct Report {
     pub window: Window,
     pub agent: AgentStats,
     pub gc: Gc,
+    /// Allocations; `null` with `--alloc off`.
+    #[serde(default)]
+    pub alloc: Option<Alloc>,
+    /// Goroutine count and creation sites; `null` with `--no-goroutines`.
+    #[serde(default)]
+    pub goroutines: Option<Goroutines>,
+    /// Page faults; `null` with `--no-page-faults`.
+    #[serde(default)]
+    pub page_faults: Option<PageFaults>,
+    /// On-CPU samples; `null` with `--cpu-hz 0`.
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

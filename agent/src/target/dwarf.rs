@@ -24,9 +24,9 @@ const FIELDS: &[(&str, &str)] = &[
     ("runtime.m", "preemptoff"),
 ];
 
-/// Every field read from DWARF: [`FIELDS`] and the per-cycle ones.
+/// Every field read from DWARF: [`FIELDS`] and those of each layout module.
 fn all_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    FIELDS.iter().chain(cycle_layout::DWARF_FIELDS)
+    [FIELDS, cycle_layout::DWARF_FIELDS].into_iter().flatten()
 }
 
 /// Field offsets found in DWARF, keyed by (struct, field).

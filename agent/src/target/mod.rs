@@ -29,24 +29,18 @@ use version::GoVersion;
 const START_THE_WORLD: &str = "runtime.startTheWorldWithSema";
 const STOP_THE_WORLD: &str = "runtime.stopTheWorldWithSema";
 const GC_START: &str = "runtime.gcStart";
-const WORK: &str = "runtime.work";
-const MEMSTATS: &str = "runtime.memstats";
-/// NB: `runtime.gcController` (src/runtime/mgcpacer.go, Go 1.19–1.27): GOGC, GOMEMLIMIT and the
-/// heap goal per cycle. Optional: without it those fields are reported unavailable.
-const GC_CONTROLLER: &str = "runtime.gcController";
 /// NB: goroutine-side functions the stack probes use (src/runtime/proc.go `stopTheWorld`,
 /// src/runtime/mgcmark.go `gcAssistAlloc` and, on g0, `gcAssistAlloc1`; Go 1.19–1.27).
 const STOP_THE_WORLD_CALLER: &str = "runtime.stopTheWorld";
 const GC_ASSIST_ALLOC: &str = "runtime.gcAssistAlloc";
 const GC_ASSIST_ALLOC1: &str = "runtime.gcAssistAlloc1";
-const WANTED: &[&str] = &[
-    START_THE_WORLD,
-    STOP_THE_WORLD,
-    GC_START,
-    WORK,
-    MEMSTATS,
-    GC_CONTROLLER,
-];
+/// The `.symtab` names looked up: functions are found through the Go function table too,
+/// variables only here or by [`vars::locate`].
+fn wanted() -> Vec<&'static str> {
+    let mut names = vec![START_THE_WORLD, STOP_THE_WORLD, GC_START];
+    names.extend(vars::Var::ALL.iter().map(|v| v.symbol()));
+    names
+}
 
 /// Why a process cannot be profiled. Messages are shown to users as they are.
 #[derive(Debug, thiserror::Error)]
@@ -146,14 +140,25 @@ fn runtime_vars(
     elf: &ElfInfo,
     version: &GoVersion,
     layout: &RuntimeLayout,
-) -> Result<(u64, u64, Option<u64>), vars::VarsError> {
-    if let (Some(work), Some(memstats)) = (elf.symbols.get(WORK), elf.symbols.get(MEMSTATS)) {
-        let gcc = elf.symbols.get(GC_CONTROLLER).map(|s| s.address);
-        return Ok((work.address, memstats.address, gcc));
+) -> Result<vars::RuntimeVars, vars::VarsError> {
+    use vars::Var;
+    let sym = |v: Var| elf.symbols.get(v.symbol()).map(|s| s.address);
+    if let (Some(work), Some(memstats)) = (sym(Var::Work), sym(Var::Memstats)) {
+        return Ok(vars::RuntimeVars {
+            work,
+            memstats,
+            allglen: sym(Var::Allglen),
+            sched: sym(Var::Sched),
+            gc_controller: sym(Var::GcController),
+            mem_profile_rate: sym(Var::MemProfileRate),
+            gomaxprocs: sym(Var::Gomaxprocs),
+            ncpu: sym(Var::Ncpu),
+            evidence: Vec::new(),
+        });
     }
     let vars = vars::locate(&|name: &str| symbols.function(name), version, layout)?;
     tracing::debug!(?vars.evidence, "runtime variables located from code");
-    Ok((vars.work, vars.memstats, vars.gc_controller))
+    Ok(vars)
 }
 
 /// Where a target's runtime struct offsets came from.
@@ -187,16 +192,13 @@ pub struct Target {
     pub layout: RuntimeLayout,
     /// Where `layout` came from.
     pub layout_source: LayoutSource,
-    /// Run-time address of `runtime.work`.
-    pub work_addr: u64,
-    /// Run-time address of `runtime.memstats`.
-    pub memstats_addr: u64,
+    /// Run-time addresses of the runtime variables goprobe reads (`work` and `memstats`
+    /// always; the others when `.symtab` has them or their recipes agree).
+    pub vars: vars::RuntimeVars,
     pub start_the_world: FunctionPlan,
     /// Only probed on Go 1.19 and 1.21.
     pub stop_the_world: FunctionPlan,
     pub gc_start: FunctionPlan,
-    /// Run-time address of `runtime.gcController`, when it could be located.
-    pub gc_controller_addr: Option<u64>,
     /// `runtime.stopTheWorld`, for the stacks of non-GC STWs; `None` if it cannot be probed.
     pub stw_caller: Option<FunctionPlan>,
     /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
@@ -210,7 +212,7 @@ impl Target {
         let process = Process::open(pid)?;
         let exe = process.exe_path()?;
         let data = process.map_exe()?;
-        let elf = ElfInfo::parse(&data, WANTED).map_err(|e| TargetError::NotElf {
+        let elf = ElfInfo::parse(&data, &wanted()).map_err(|e| TargetError::NotElf {
             pid,
             exe: exe.clone(),
             reason: e.to_string(),
@@ -310,19 +312,17 @@ impl Target {
                 .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
                 .ok()
         };
-        let (work, memstats, gc_controller) = runtime_vars(&symbols, &elf, &go_version, &layout)
+        let vars = runtime_vars(&symbols, &elf, &go_version, &layout)
             .map_err(|source| TargetError::Vars {
                 pid,
                 exe: exe.clone(),
                 source,
             })?;
         let target = Self {
-            work_addr: work.wrapping_add(bias),
-            memstats_addr: memstats.wrapping_add(bias),
+            vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,
-            gc_controller_addr: gc_controller.map(|a| a.wrapping_add(bias)),
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             stripped: !elf.has_symtab,
@@ -342,10 +342,10 @@ impl Target {
     pub fn check_layout(&self) -> Result<(), TargetError> {
         let cycles = self
             .process
-            .read_u32(self.work_addr + u64::from(self.layout.work_cycles))?;
+            .read_u32(self.vars.work + u64::from(self.layout.work_cycles))?;
         let numgc = self
             .process
-            .read_u32(self.memstats_addr + u64::from(self.layout.memstats_numgc))?;
+            .read_u32(self.vars.memstats + u64::from(self.layout.memstats_numgc))?;
         if cycles == numgc || cycles == numgc.wrapping_add(1) {
             Ok(())
         } else {

@@ -173,13 +173,13 @@ pub fn attach(pid: u32, extra: &[&str]) -> Proc {
     p
 }
 
-/// One run of a gcstress build under `goprobe attach --json`: both outputs, checked to be whole.
+/// One run of a test program under `goprobe attach --json`: both outputs, checked to be whole.
 pub struct Watched {
-    /// gcstress's JSON: what the runtime itself says.
+    /// The program's JSON: what the runtime (and the kernel) itself says.
     pub truth: serde_json::Value,
     /// goprobe's report.
     pub report: serde_json::Value,
-    /// gcstress's stderr (e.g. GODEBUG=gctrace=1 lines).
+    /// The program's stderr (e.g. GODEBUG=gctrace=1 lines).
     pub target_stderr: String,
     /// goprobe's stderr (its live lines and logs).
     pub goprobe_stderr: String,
@@ -195,15 +195,30 @@ pub fn watch_gcstress(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Watched {
+    watch(program, go, args, env, &[], timeout)
+}
+
+/// As [`watch_gcstress`], for any test program that follows the ready/start/JSON protocol
+/// (gcstress, signals), with `goprobe_args` added to `goprobe attach <pid> --json`.
+pub fn watch(
+    program: &str,
+    go: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    goprobe_args: &[&str],
+    timeout: Duration,
+) -> Watched {
     let mut prog = start_testprog(program, go, args, env);
-    let probe = attach(prog.pid(), &["--json"]);
+    let mut extra = vec!["--json"];
+    extra.extend_from_slice(goprobe_args);
+    let probe = attach(prog.pid(), &extra);
     prog.send("start");
     let (status, out, target_stderr) = prog.finish(timeout);
     assert!(
         status.success(),
-        "gcstress {go} {args:?} failed: {target_stderr}"
+        "{program} {go} {args:?} failed: {target_stderr}"
     );
-    let truth = serde_json::from_str(out.trim()).expect("gcstress JSON");
+    let truth = serde_json::from_str(out.trim()).expect("test program JSON");
     let (gp_status, gp_out, goprobe_stderr) = probe.finish(Duration::from_secs(30));
     assert!(
         gp_status.success(),

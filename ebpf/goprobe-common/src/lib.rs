@@ -271,6 +271,41 @@ pub struct AssistPending {
 }
 const _: () = assert!(size_of::<AssistPending>() == 16);
 
+/// What a [`SiteKey`] counts; the meaning of [`SiteCounts`] `a` and `b` per kind.
+pub mod site_kind {
+    /// Allocations: `a` bytes, `b` objects (weighted estimates in sampled mode).
+    pub const ALLOC: u32 = 1;
+    /// Goroutine creations (`go` statements): `a` goroutines created, `b` unused.
+    pub const GOROUTINE_CREATE: u32 = 2;
+    /// Page faults: `a` minor, `b` major.
+    pub const PAGE_FAULT: u32 = 3;
+    /// On-CPU samples: `a` samples, `b` unused.
+    pub const CPU: u32 = 4;
+}
+
+/// Max number of distinct (process, kind, stack) triples counted in the `SITES` map.
+pub const MAX_SITES: u32 = 32768;
+
+/// Key of the per-stack counters every stack-attributed signal shares (`SITES`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SiteKey {
+    pub tgid: u32,
+    /// One of [`site_kind`].
+    pub kind: u32,
+    pub stack: CallerStack,
+}
+const _: () = assert!(size_of::<SiteKey>() == 24);
+
+/// Two counters per site; what they count depends on [`SiteKey::kind`] (see [`site_kind`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteCounts {
+    pub a: u64,
+    pub b: u64,
+}
+const _: () = assert!(size_of::<SiteCounts>() == 16);
+
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {
     /// Events dropped because the ring buffer was full.
@@ -281,8 +316,10 @@ pub mod counter {
     pub const UNMATCHED_RET: u32 = 2;
     /// Stacks that could not be captured (`bpf_get_stackid` failed: map full or collision).
     pub const STACK_FAILED: u32 = 3;
+    /// Per-stack counts that could not be added (`SITES` map full): their weight is lost.
+    pub const SITES_FULL: u32 = 4;
     /// Number of counters.
-    pub const LEN: u32 = 4;
+    pub const LEN: u32 = 5;
 }
 
 #[cfg(feature = "user")]
@@ -295,4 +332,6 @@ mod pod {
     unsafe impl aya::Pod for super::AssistKey {}
     unsafe impl aya::Pod for super::CycleKey {}
     unsafe impl aya::Pod for super::AssistPending {}
+    unsafe impl aya::Pod for super::SiteKey {}
+    unsafe impl aya::Pod for super::SiteCounts {}
 }

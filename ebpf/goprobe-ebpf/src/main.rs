@@ -9,6 +9,7 @@
 mod cycle;
 mod gc;
 mod goabi;
+mod sites;
 mod stacks;
 
 #[cfg(not(test))]

@@ -29,7 +29,7 @@ use crate::{
 
 /// User stacks, by id.
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 
 /// Stack of each goroutine's last `runtime.stopTheWorld` call, consumed by its STW.
 #[map]
@@ -70,7 +70,7 @@ const STW_GC_SWEEP_TERM: u8 = 2;
 const TRIGGER_CYCLE: u64 = 2;
 
 #[inline(always)]
-fn tgid() -> u32 {
+pub(crate) fn tgid() -> u32 {
     (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
 }
 
@@ -91,7 +91,7 @@ fn stack_pointer(ctx: &ProbeContext) -> Result<u64, ReadError> {
 
 /// The user stack at a function's entry probe.
 #[inline(always)]
-fn capture(ctx: &ProbeContext) -> CallerStack {
+pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
     // NB: at an entry site (before the callee's `push rbp` completes) [RSP] is the return
     // address into the caller (Go ABIInternal, amd64: CALL pushes it; the prologue's
     // `sub rsp`/`push rbp` come after the stack check the site follows).

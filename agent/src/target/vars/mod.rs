@@ -17,7 +17,8 @@ use std::{
 };
 
 use decode::{InvalidCode, RipUse};
-use recipes::{Recipe, Var};
+use recipes::Recipe;
+pub use recipes::Var;
 
 use super::{layout::RuntimeLayout, version::GoVersion};
 
@@ -66,6 +67,24 @@ pub struct Evidence {
     pub address: u64,
     /// Names of the recipes that ran and agreed.
     pub recipes: Vec<&'static str>,
+}
+
+impl RuntimeVars {
+    /// The same variables with `bias` (the PIE load bias) added: run-time addresses.
+    pub fn biased(&self, bias: u64) -> Self {
+        let b = |a: Option<u64>| a.map(|a| a.wrapping_add(bias));
+        Self {
+            work: self.work.wrapping_add(bias),
+            memstats: self.memstats.wrapping_add(bias),
+            allglen: b(self.allglen),
+            sched: b(self.sched),
+            gc_controller: b(self.gc_controller),
+            mem_profile_rate: b(self.mem_profile_rate),
+            gomaxprocs: b(self.gomaxprocs),
+            ncpu: b(self.ncpu),
+            evidence: self.evidence.clone(),
+        }
+    }
 }
 
 /// Candidate addresses per recipe, for error messages.

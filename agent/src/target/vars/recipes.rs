@@ -38,6 +38,18 @@ pub enum Var {
 }
 
 impl Var {
+    /// Every variable, in the order [`super::locate`] looks for them.
+    pub const ALL: [Var; 8] = [
+        Var::Work,
+        Var::Memstats,
+        Var::Allglen,
+        Var::Sched,
+        Var::GcController,
+        Var::MemProfileRate,
+        Var::Gomaxprocs,
+        Var::Ncpu,
+    ];
+
     /// The variable's Go name, as `.symtab` has it.
     pub fn symbol(self) -> &'static str {
         match self {

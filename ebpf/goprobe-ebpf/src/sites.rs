@@ -1,0 +1,33 @@
+//! Per-stack counters shared by every stack-attributed signal (allocations, goroutine creation,
+//! page faults, CPU samples): one per-CPU hash map keyed by (process, kind, stack), summed by
+//! user space (`agent/src/probe/sites.rs`). Nothing here sends an event per occurrence.
+
+use aya_ebpf::{macros::map, maps::PerCpuHashMap};
+use goprobe_common::{CallerStack, MAX_SITES, SiteCounts, SiteKey, counter};
+
+use crate::gc::bump;
+
+/// Counts per (process, [`goprobe_common::site_kind`], stack), per CPU.
+#[map]
+static SITES: PerCpuHashMap<SiteKey, SiteCounts> = PerCpuHashMap::with_max_entries(MAX_SITES, 0);
+
+/// Adds `a` and `b` to the counters of `stack` for signal `kind` of process `tgid`; when the map
+/// is full the weight is lost and `counter::SITES_FULL` says so.
+#[inline(always)]
+pub fn add_site(tgid: u32, kind: u32, stack: CallerStack, a: u64, b: u64) {
+    let key = SiteKey { tgid, kind, stack };
+    match SITES.get_ptr_mut(&key) {
+        Some(v) => {
+            // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
+            unsafe {
+                (*v).a += a;
+                (*v).b += b;
+            }
+        }
+        None => {
+            if SITES.insert(&key, &SiteCounts { a, b }, 0).is_err() {
+                bump(counter::SITES_FULL);
+            }
+        }
+    }
+}
