@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod discover;
+pub mod output;
 pub mod privileges;
 pub mod probe;
 pub mod report;

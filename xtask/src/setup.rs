@@ -23,7 +23,27 @@ const LLVM: &str = "22";
 pub fn all() -> Result<()> {
     bpf_toolchain()?;
     go_toolchains()?;
+    viewers()?;
     crate::thirdparty::install()
+}
+
+/// What the output tests look through: headless Chromium (opens the SVGs and index.html) and
+/// tmux (a real terminal for the live view).
+pub fn viewers() -> Result<()> {
+    let missing: Vec<&str> = ["chromium", "tmux"]
+        .into_iter()
+        .filter(|bin| {
+            !Command::new(bin)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {}", missing.join(", "));
+        apt_install(&missing)?;
+    }
+    Ok(())
 }
 
 /// `$HOME/.cargo/bin` first on PATH, then the inherited PATH.

@@ -14,6 +14,10 @@ use tracing::{debug, info, warn};
 
 use goprobe::{
     clock::Clock,
+    output::{
+        self, Format, OutputConfig, Profile,
+        profile::{self, Spec},
+    },
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
@@ -35,9 +39,19 @@ pub struct AttachArgs {
     /// Stop after this many seconds (fractions allowed). Default: until Ctrl-C or the process exits.
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub duration: Option<Duration>,
-    /// Write report.json into this directory (created if missing).
+    /// Write the outputs into this directory (created if missing): report.json, a flamegraph
+    /// (NAME.svg), pprof profile (NAME.pb.gz) and collapsed stacks (NAME.folded) per signal,
+    /// gc-pauses.svg and index.html. See --format.
     #[arg(short, long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Which outputs --out-dir writes, comma-separated: json, svg, pprof, folded, html.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "json,svg,pprof,folded,html",
+        value_name = "LIST"
+    )]
+    pub format: Vec<Format>,
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -155,9 +169,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
         unavailable.push("stack".to_owned());
     }
     let mut gc = report::Gc::from_tracker(&tracker, &clock, unavailable);
-    gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
-        namer.names(&probes, c)
-    });
+    let assist = probes.assist_totals(args.pid);
+    gc.add_stacks(&tracker, &assist, |c| namer.names(&probes, c));
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
         warn!(
@@ -192,8 +205,23 @@ pub fn run(args: AttachArgs) -> Result<()> {
         page_faults: None,
         cpu: None,
     };
+    let mut profiles = Vec::new();
+    if args.out_dir.is_some() {
+        let raw: Vec<_> = assist
+            .by_stack
+            .iter()
+            .map(|(c, ns)| (*c, vec![*ns as i64]))
+            .collect();
+        profiles.push(profile::build(
+            Spec::assist(),
+            &raw,
+            &probes,
+            &mut namer,
+            &report.window,
+        ));
+    }
     drop(probes); // detach before writing: the target runs unprobed from here on
-    write_outputs(&args, &report)
+    write_outputs(&args, &report, &profiles)
 }
 
 async fn watch(
@@ -281,13 +309,22 @@ fn self_usage() -> (u64, u64) {
     (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss as u64)
 }
 
-fn write_outputs(args: &AttachArgs, report: &Report) -> Result<()> {
+fn write_outputs(args: &AttachArgs, report: &Report, profiles: &[Profile]) -> Result<()> {
     let json = serde_json::to_string_pretty(report)?;
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("report.json");
-        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("goprobe: wrote {}", path.display());
+        let config = OutputConfig {
+            dir: dir.clone(),
+            formats: args.format.iter().copied().collect(),
+        };
+        let written = output::write_all(&config, report, &json, profiles)?;
+        let index = written.iter().find(|p| p.ends_with(output::index::FILE));
+        eprintln!(
+            "goprobe: wrote {} files into {}{}",
+            written.len(),
+            dir.display(),
+            index.map_or(String::new(), |p| format!("; open {}", p.display()))
+        );
     }
     if args.json {
         println!("{json}");

@@ -7,7 +7,11 @@ use std::collections::HashMap;
 
 use goprobe_common::CallerStack;
 
-use crate::{probe::Probes, symbolize::Symbolizer};
+use crate::{
+    output::{Location, MappingInfo},
+    probe::Probes,
+    symbolize::Symbolizer,
+};
 
 /// Names the stacks of one process.
 pub struct StackNamer {
@@ -45,5 +49,50 @@ impl StackNamer {
             .collect();
         self.cache.insert(*caller, names.clone());
         names
+    }
+
+    /// The locations of `caller`, leaf first: each address with its frames (inlined calls
+    /// first), return addresses resolved at `addr - 1` as [`Symbolizer::stack`] does.
+    pub fn locations(&mut self, probes: &Probes, caller: &CallerStack) -> Vec<Location> {
+        probes
+            .caller_addrs(caller)
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| {
+                let pc = if i == 0 {
+                    address
+                } else {
+                    address.saturating_sub(1)
+                };
+                Location {
+                    address,
+                    frames: self.symbolizer.frames(self.pid, pc),
+                }
+            })
+            .collect()
+    }
+
+    /// The file mappings the locations of `samples` lie in, each once, by address.
+    pub fn mappings<'l>(
+        &mut self,
+        locations: impl Iterator<Item = &'l Location>,
+    ) -> Vec<MappingInfo> {
+        let mut out: Vec<MappingInfo> = Vec::new();
+        for l in locations {
+            if out.iter().any(|m| (m.start..m.limit).contains(&l.address)) {
+                continue;
+            }
+            if let Some(m) = self.symbolizer.mapping_info(self.pid, l.address) {
+                out.push(MappingInfo {
+                    start: m.start,
+                    limit: m.end,
+                    file_offset: m.file_offset,
+                    path: m.path,
+                    build_id: m.build_id,
+                });
+            }
+        }
+        out.sort_by_key(|m| m.start);
+        out
     }
 }

@@ -101,6 +101,28 @@ pub struct Symbolizer {
     last: Option<(u32, u64, u64, u64, u32)>,
     /// Function and file names, shared by all frames that carry them.
     names: std::collections::HashSet<Arc<str>>,
+    /// Build ids as text, per file seen (kept for profiles written after the process exits).
+    build_ids: HashMap<FileKey, String>,
+}
+
+/// Where an address of a process comes from, as profiles (pprof `Mapping`) describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappingInfo {
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    pub path: String,
+    /// GNU build ids in hex, Go build ids as text; empty when the file has none.
+    pub build_id: String,
+}
+
+/// A build id as text: Go's is printable already (`.note.go.buildid`), GNU's is hex.
+fn build_id_text(id: &[u8]) -> String {
+    if id.iter().all(|b| b.is_ascii_graphic()) {
+        String::from_utf8_lossy(id).into_owned()
+    } else {
+        id.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl Default for Symbolizer {
@@ -124,6 +146,7 @@ impl Symbolizer {
             memo: FxHashMap::default(),
             last: None,
             names: std::collections::HashSet::new(),
+            build_ids: HashMap::new(),
         }
     }
 
@@ -174,7 +197,10 @@ impl Symbolizer {
             Some(&id) => id,
             None => {
                 let key = match build_id(&path) {
-                    Some(b) => BinaryKey::BuildId(b),
+                    Some(b) => {
+                        self.build_ids.insert(file, build_id_text(&b));
+                        BinaryKey::BuildId(b)
+                    }
                     None => BinaryKey::File(file),
                 };
                 let next = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
@@ -196,6 +222,27 @@ impl Symbolizer {
             });
         self.memo.insert((id, off), frames.clone());
         frames
+    }
+
+    /// The file mapping `addr` of process `pid` lies in, once an address of it was resolved;
+    /// `None` for anonymous memory and pseudo mappings.
+    pub fn mapping_info(&mut self, pid: u32, addr: u64) -> Option<MappingInfo> {
+        let i = self.mapping(pid, addr)?;
+        let m = &self.maps[&pid][i];
+        if !m.is_file() {
+            return None;
+        }
+        Some(MappingInfo {
+            start: m.start,
+            end: m.end,
+            file_offset: m.offset,
+            path: m.path.clone(),
+            build_id: self
+                .build_ids
+                .get(&(m.dev, m.inode))
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
 
     /// Index of the mapping of `pc` in `self.maps[pid]`, re-reading the maps once if a new

@@ -312,12 +312,13 @@ impl Target {
                 .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
                 .ok()
         };
-        let vars = runtime_vars(&symbols, &elf, &go_version, &layout)
-            .map_err(|source| TargetError::Vars {
+        let vars = runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
+            TargetError::Vars {
                 pid,
                 exe: exe.clone(),
                 source,
-            })?;
+            }
+        })?;
         let target = Self {
             vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,

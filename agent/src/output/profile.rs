@@ -1,0 +1,122 @@
+//! Signals → [`Profile`]s: what each stack-attributed signal's values are called in pprof, and
+//! the resolution of its captured stacks into locations.
+
+use goprobe_common::CallerStack;
+
+use super::{Profile, Sample, ValueType};
+use crate::{probe::Probes, report::Window, signal::stacks::StackNamer};
+
+/// How one signal is described in its profile.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub sample_types: Vec<ValueType>,
+    pub default_type: usize,
+    pub extra_views: Vec<(&'static str, usize)>,
+    pub period: Option<(ValueType, i64)>,
+}
+
+impl Spec {
+    /// Allocations: values `[objects, bytes]`, as Go's own heap profile names them.
+    pub fn alloc() -> Self {
+        Self {
+            name: "alloc",
+            title: "allocations",
+            sample_types: vec![
+                ValueType::new("alloc_objects", "count"),
+                ValueType::new("alloc_space", "bytes"),
+            ],
+            default_type: 1,
+            extra_views: vec![("-objects", 0)],
+            period: None,
+        }
+    }
+
+    /// Mark assist time: values `[nanoseconds]`.
+    pub fn assist() -> Self {
+        Self {
+            name: "assist",
+            title: "GC mark assist time",
+            sample_types: vec![ValueType::new("assist", "nanoseconds")],
+            default_type: 0,
+            extra_views: Vec::new(),
+            period: None,
+        }
+    }
+
+    /// Page faults: values `[all, minor, major]`.
+    pub fn page_faults() -> Self {
+        Self {
+            name: "pagefaults",
+            title: "page faults",
+            sample_types: vec![
+                ValueType::new("faults", "count"),
+                ValueType::new("minor_faults", "count"),
+                ValueType::new("major_faults", "count"),
+            ],
+            default_type: 0,
+            extra_views: Vec::new(),
+            period: None,
+        }
+    }
+
+    /// On-CPU samples at `hz`: values `[samples, nanoseconds]`, as Go's CPU profile has them.
+    pub fn cpu(hz: u32) -> Self {
+        let period = 1_000_000_000 / i64::from(hz.max(1));
+        Self {
+            name: "cpu",
+            title: "on-CPU time",
+            sample_types: vec![
+                ValueType::new("samples", "count"),
+                ValueType::new("cpu", "nanoseconds"),
+            ],
+            default_type: 1,
+            extra_views: Vec::new(),
+            period: Some((ValueType::new("cpu", "nanoseconds"), period)),
+        }
+    }
+
+    /// Goroutine creation: values `[goroutines created]`.
+    pub fn goroutines() -> Self {
+        Self {
+            name: "goroutines",
+            title: "goroutines created",
+            sample_types: vec![ValueType::new("goroutines", "count")],
+            default_type: 0,
+            extra_views: Vec::new(),
+            period: None,
+        }
+    }
+}
+
+/// The profile of `spec` from per-stack values (one per sample type each) of process `pid`.
+pub fn build(
+    spec: Spec,
+    raw: &[(CallerStack, Vec<i64>)],
+    probes: &Probes,
+    namer: &mut StackNamer,
+    window: &Window,
+) -> Profile {
+    let samples: Vec<Sample> = raw
+        .iter()
+        .filter(|(_, v)| v.iter().any(|&x| x != 0))
+        .map(|(caller, values)| Sample {
+            locations: namer.locations(probes, caller),
+            values: values.clone(),
+        })
+        .collect();
+    let mappings = namer.mappings(samples.iter().flat_map(|s| &s.locations));
+    Profile {
+        name: spec.name,
+        title: spec.title,
+        sample_types: spec.sample_types,
+        default_type: spec.default_type,
+        extra_views: spec.extra_views,
+        period: spec.period,
+        samples,
+        mappings,
+        start_unix_ns: window.start_unix_ns,
+        duration_ns: window.end_unix_ns - window.start_unix_ns,
+    }
+}
