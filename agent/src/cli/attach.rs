@@ -20,7 +20,7 @@ use goprobe::{
     },
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
-    report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
+    report::{self, AgentStats, Report, TargetInfo, Window, live::Live, screen},
     signal::{cycle, gc::GcTracker, stacks::StackNamer},
     target::Target,
 };
@@ -28,7 +28,7 @@ use goprobe::{
 /// Arguments of `goprobe attach`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "goprobe stops on --duration, on Ctrl-C or SIGTERM, or by itself when \
+    after_help = "goprobe stops on --duration, on Ctrl-C or SIGTERM, on q in the live view, or by itself when \
     the process exits; then it prints a summary (or JSON with --json) and, with --out-dir, \
     writes DIR/report.json (schema goprobe.report.v1, see docs/report-schema.md)."
 )]
@@ -108,6 +108,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 enum End {
     Duration,
     Signal,
+    /// `q` in the live view.
+    Quit,
     TargetExited,
 }
 
@@ -139,15 +141,26 @@ pub fn run(args: AttachArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let mut tracker = GcTracker::new(target.layout.stw_abi).with_go_minor(target.go_version.minor);
-    let mut live = LiveLine::new();
+    let exe_name = target.exe.file_name().map_or_else(
+        || target.exe.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let mut live = Live::new(format!(
+        "goprobe · pid {} {exe_name} ({})",
+        args.pid, target.go_version
+    ));
+    let mut sections = |_: &Probes| -> Vec<screen::Section> { Vec::new() };
     let end = rt.block_on(watch(
         &mut probes,
         pidfd,
         logger,
         &mut tracker,
         &mut live,
+        &mut sections,
         args.duration,
-    ))?;
+    ));
+    live.clear();
+    let end = end?;
     probes.drain(|ev| {
         if let Some(c) = tracker.on_event(&ev) {
             live.cycle(c);
@@ -229,7 +242,8 @@ async fn watch(
     pidfd: OwnedFd,
     logger: Option<BpfLogger>,
     tracker: &mut GcTracker,
-    live: &mut LiveLine,
+    live: &mut Live,
+    sections: &mut dyn FnMut(&Probes) -> Vec<screen::Section>,
     duration: Option<Duration>,
 ) -> Result<End> {
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
@@ -237,6 +251,12 @@ async fn watch(
     // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
     let exited = unsafe { register(pidfd) }?;
     let mut logs = logger.map(|l| unsafe { register(l) }).transpose()?;
+    // SAFETY: stdin stays open for the whole run.
+    let keys = if live.reads_keys() {
+        Some(unsafe { register(std::io::stdin()) }?)
+    } else {
+        None
+    };
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
@@ -246,7 +266,7 @@ async fn watch(
     // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
     // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
-    let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut LiveLine| {
+    let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut Live| {
         probes.drain(|ev| {
             if let Some(c) = tracker.on_event(&ev) {
                 debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
@@ -267,16 +287,25 @@ async fn watch(
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
             }
+            guard = async { keys.as_ref().expect("guarded").readable().await }, if keys.is_some() => {
+                let mut guard = guard?;
+                let typed = screen::read_keys();
+                guard.clear_ready();
+                if screen::wants_quit(&typed) {
+                    break End::Quit;
+                }
+            }
             _ = exited.readable() => break End::TargetExited,
             _ = int.recv() => break End::Signal,
             _ = term.recv() => break End::Signal,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 break End::Duration;
             }
-            _ = tick.tick() => live.update(tracker, started.elapsed().as_secs_f64()),
+            _ = tick.tick() => {
+                live.tick(tracker, started.elapsed().as_secs_f64(), || sections(probes));
+            }
         }
     };
-    live.clear();
     Ok(end)
 }
 

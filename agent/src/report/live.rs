@@ -3,7 +3,10 @@
 
 use std::io::{IsTerminal as _, Write as _};
 
-use super::summary::human_ns;
+use super::{
+    screen::{Screen, Section},
+    summary::human_ns,
+};
 use crate::signal::gc::{Cycle, GcTracker};
 
 /// Formats bytes as MiB with one decimal (`12.3MiB`).
@@ -100,6 +103,59 @@ impl LiveLine {
 impl Default for LiveLine {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What `goprobe attach` shows while it runs: the full-screen view on a terminal, else lines.
+pub enum Live {
+    Screen(Screen),
+    Lines(LiveLine),
+}
+
+impl Live {
+    /// The full-screen view when stdin and stderr are a terminal, else plain lines. `header`
+    /// names the target (`goprobe · pid 1234 server (go1.27.3)`).
+    pub fn new(header: String) -> Self {
+        match Screen::open(header) {
+            Some(s) => Live::Screen(s),
+            None => Live::Lines(LiveLine::new()),
+        }
+    }
+
+    /// Whether keys are read (the full-screen view ends on `q`).
+    pub fn reads_keys(&self) -> bool {
+        matches!(self, Live::Screen(_))
+    }
+
+    /// A completed cycle.
+    pub fn cycle(&mut self, c: &Cycle) {
+        match self {
+            Live::Screen(s) => s.cycle(c),
+            Live::Lines(l) => l.cycle(c),
+        }
+    }
+
+    /// Redraws what is due; `sections` (the signals' blocks) is only called when the full view
+    /// is redrawn.
+    pub fn tick(
+        &mut self,
+        gc: &GcTracker,
+        elapsed_s: f64,
+        sections: impl FnOnce() -> Vec<Section>,
+    ) {
+        match self {
+            Live::Screen(s) if s.due() => s.draw(gc, elapsed_s, &sections()),
+            Live::Screen(_) => {}
+            Live::Lines(l) => l.update(gc, elapsed_s),
+        }
+    }
+
+    /// Leaves the terminal as it was, before the final output.
+    pub fn clear(&mut self) {
+        match self {
+            Live::Screen(s) => s.close(),
+            Live::Lines(l) => l.clear(),
+        }
     }
 }
 

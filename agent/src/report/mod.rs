@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod goroutines;
 pub mod live;
 pub mod perf;
+pub mod screen;
 pub mod sites;
 pub mod stacks;
 pub mod summary;
