@@ -9,6 +9,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod layout;
 pub mod proc;
+pub mod sched_layout;
 pub mod symbols;
 pub mod vars;
 pub mod version;
@@ -153,6 +154,7 @@ fn runtime_vars(
             mem_profile_rate: sym(Var::MemProfileRate),
             gomaxprocs: sym(Var::Gomaxprocs),
             ncpu: sym(Var::Ncpu),
+            allp: sym(Var::Allp),
             evidence: Vec::new(),
         });
     }
@@ -312,12 +314,13 @@ impl Target {
                 .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
                 .ok()
         };
-        let vars = runtime_vars(&symbols, &elf, &go_version, &layout)
-            .map_err(|source| TargetError::Vars {
+        let vars = runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
+            TargetError::Vars {
                 pid,
                 exe: exe.clone(),
                 source,
-            })?;
+            }
+        })?;
         let target = Self {
             vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,
