@@ -12,12 +12,14 @@ use clap::Args;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{debug, info, warn};
 
+use goprobe_common::site_kind;
+
 use goprobe::{
     clock::Clock,
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
-    signal::{cycle, gc::GcTracker, stacks::StackNamer},
+    signal::{cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
 };
 
@@ -126,6 +128,13 @@ pub fn run(args: AttachArgs) -> Result<()> {
         .build()?;
     let mut tracker = GcTracker::new(target.layout.stw_abi).with_go_minor(target.go_version.minor);
     let mut live = LiveLine::new();
+    let mut goroutine_sampler = options
+        .goroutines
+        .then(|| GoroutineSampler::new(&target))
+        .transpose()
+        .inspect_err(|e| warn!("{e}"))
+        .ok()
+        .flatten();
     let end = rt.block_on(watch(
         &mut probes,
         pidfd,
@@ -133,6 +142,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
         &mut tracker,
         &mut live,
         args.duration,
+        (&mut goroutine_sampler, &clock),
     ))?;
     probes.drain(|ev| {
         if let Some(c) = tracker.on_event(&ev) {
@@ -140,6 +150,9 @@ pub fn run(args: AttachArgs) -> Result<()> {
         }
     });
     info!(?end, cycles = tracker.cycles.len(), "detaching");
+    if let Some(s) = goroutine_sampler.as_mut() {
+        s.sample(&clock); // the last reading; fails quietly if the target is gone
+    }
     let window_end = clock.now_unix();
 
     let mut unavailable = cycle::unavailable(
@@ -187,8 +200,15 @@ pub fn run(args: AttachArgs) -> Result<()> {
             lost_stacks: failed_stacks,
         },
         gc,
-        alloc: None,      // TODO(signals)
-        goroutines: None, // TODO(signals)
+        alloc: None, // TODO(signals)
+        goroutines: options.goroutines.then(|| {
+            let sites = probes.sites(args.pid, site_kind::GOROUTINE_CREATE);
+            report::Goroutines::build(
+                goroutine_sampler.as_ref().map_or(&[], |s| s.samples()),
+                probes.goroutine_counts(args.pid),
+                report::sites::name_sites(&sites, |c| namer.names(&probes, c)),
+            )
+        }),
         page_faults: None,
         cpu: None,
     };
@@ -203,6 +223,7 @@ async fn watch(
     tracker: &mut GcTracker,
     live: &mut LiveLine,
     duration: Option<Duration>,
+    (goroutines, clock): (&mut Option<GoroutineSampler>, &Clock),
 ) -> Result<End> {
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
     let events = unsafe { register(probes.events_fd()) }?;
@@ -218,6 +239,8 @@ async fn watch(
     // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
     // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
+    // The goroutine count is read from the target's memory at ≥ 10 Hz (signal/goroutines.rs).
+    let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
     let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut LiveLine| {
         probes.drain(|ev| {
             if let Some(c) = tracker.on_event(&ev) {
@@ -246,6 +269,13 @@ async fn watch(
                 break End::Duration;
             }
             _ = tick.tick() => live.update(tracker, started.elapsed().as_secs_f64()),
+            _ = goroutine_tick.tick(), if goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
+                if let Some(s) = goroutines.as_mut()
+                    && !s.sample(clock)
+                {
+                    debug!(samples = s.samples().len(), "goroutine sampling ended");
+                }
+            }
         }
     };
     live.clear();

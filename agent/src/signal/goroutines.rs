@@ -1,0 +1,152 @@
+//! The goroutine count over time, read from the target's memory the way
+//! `runtime.NumGoroutine()` computes it: no probe, nothing runs in the target.
+//!
+//! NB: `gcount()` (src/runtime/proc.go, Go 1.19–1.27; `gcount(includeSys bool)` since 1.26,
+//! `NumGoroutine` passing `false`) is `allglen − sched.gFree counts − sched.ngsys −
+//! Σ allp[i].gFree count`, clamped to ≥ 1. Every goroutine ever allocated stays in `allgs`;
+//! dead ones wait on the free lists, and system goroutines are counted in `ngsys`. The runtime
+//! reads these without a lock, and so does this sampler (through `/proc/<pid>/mem`).
+
+use std::{fs::File, io, os::unix::fs::FileExt};
+
+use crate::{
+    clock::Clock,
+    target::{Target, sched_layout::SchedLayout},
+};
+
+/// NB: `_MaxGomaxprocs` is 1<<10 (src/runtime/runtime2.go, Go 1.19–1.27); anything larger read
+/// as `len(allp)` is a torn or wrong read, not a P count.
+const MAX_PROCS: u64 = 1 << 10;
+
+/// Why the goroutine count cannot be sampled.
+#[derive(Debug, thiserror::Error)]
+pub enum GoroutineError {
+    /// A runtime variable gcount() reads could not be located (stripped binary whose recipes
+    /// did not agree).
+    #[error("pid {pid}: {var} could not be located; the goroutine count is unavailable")]
+    MissingVar { pid: u32, var: &'static str },
+    /// `/proc/<pid>/mem` could not be opened.
+    #[error("pid {pid}: opening /proc/{pid}/mem")]
+    Mem {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One reading of the goroutine count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Unix time of the reading (the middle of its reads).
+    pub t_unix_ns: i64,
+    pub count: u64,
+}
+
+/// Reads `runtime.NumGoroutine()`'s value from a live process, periodically.
+#[derive(Debug)]
+pub struct GoroutineSampler {
+    mem: File,
+    /// Run-time addresses of `runtime.allglen`, `runtime.sched` and `runtime.allp`.
+    allglen: u64,
+    sched: u64,
+    allp: u64,
+    layout: SchedLayout,
+    samples: Vec<Sample>,
+    stopped: bool,
+}
+
+impl GoroutineSampler {
+    /// A sampler for `target`; fails when a variable is missing or its memory is unreadable.
+    pub fn new(target: &Target) -> Result<Self, GoroutineError> {
+        let pid = target.process.pid;
+        let v = &target.vars;
+        let need = |addr: Option<u64>, var| addr.ok_or(GoroutineError::MissingVar { pid, var });
+        let allglen = need(v.allglen, "runtime.allglen")?;
+        let sched = need(v.sched, "runtime.sched")?;
+        let allp = need(v.allp, "runtime.allp")?;
+        let mem = File::open(format!("/proc/{pid}/mem"))
+            .map_err(|source| GoroutineError::Mem { pid, source })?;
+        Ok(Self {
+            mem,
+            allglen,
+            sched,
+            allp,
+            layout: target.layout.sched,
+            samples: Vec::new(),
+            stopped: false,
+        })
+    }
+
+    /// The count as `runtime.NumGoroutine()` would return it now.
+    pub fn read_count(&self) -> io::Result<u64> {
+        let l = &self.layout;
+        let allglen = self.u64_at(self.allglen)? as i64;
+        let mut n = allglen - i64::from(self.i32_at(self.sched + u64::from(l.sched_ngsys))?);
+        for off in l.sched_counts() {
+            n -= i64::from(self.i32_at(self.sched + u64::from(off))?);
+        }
+        let array = self.u64_at(self.allp)?;
+        let len = self.u64_at(self.allp + 8)?;
+        if len > MAX_PROCS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("len(runtime.allp) = {len}"),
+            ));
+        }
+        let mut ptrs = vec![0u8; len as usize * 8];
+        self.mem.read_exact_at(&mut ptrs, array)?;
+        for p in ptrs.chunks_exact(8) {
+            let p = u64::from_le_bytes(p.try_into().unwrap_or_default());
+            if p != 0 {
+                n -= i64::from(self.i32_at(p + u64::from(l.p_count()))?);
+            }
+        }
+        // NB: gcount() clamps to 1: "at least the current goroutine is running".
+        Ok(n.max(1) as u64)
+    }
+
+    /// Takes one sample; once a read fails (the target is exiting) sampling stops for good.
+    /// Returns whether sampling goes on.
+    pub fn sample(&mut self, clock: &Clock) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let before = clock.now_unix();
+        match self.read_count() {
+            Ok(count) => {
+                let after = clock.now_unix();
+                self.samples.push(Sample {
+                    t_unix_ns: before + (after - before) / 2,
+                    count,
+                });
+            }
+            Err(e) => {
+                tracing::debug!("goroutine count unreadable, sampling ends: {e}");
+                self.stopped = true;
+            }
+        }
+        !self.stopped
+    }
+
+    /// Whether sampling goes on (no read has failed yet).
+    pub fn active(&self) -> bool {
+        !self.stopped
+    }
+
+    /// Every sample taken, oldest first.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    fn u64_at(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.mem.read_exact_at(&mut b, addr)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn i32_at(&self, addr: u64) -> io::Result<i32> {
+        let mut b = [0u8; 4];
+        self.mem.read_exact_at(&mut b, addr)?;
+        Ok(i32::from_le_bytes(b))
+    }
+}
