@@ -241,6 +241,7 @@ async fn watch(
     let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
     // The goroutine count is read from the target's memory at ≥ 10 Hz (signal/goroutines.rs).
     let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
+    goroutine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut LiveLine| {
         probes.drain(|ev| {
             if let Some(c) = tracker.on_event(&ev) {
