@@ -171,6 +171,13 @@ pub fn run(args: AttachArgs) -> Result<()> {
     gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
         namer.names(&probes, c)
     });
+    let sites_full = probes.sites_full();
+    if sites_full > 0 {
+        warn!(
+            sites_full,
+            "per-stack counts were dropped: the SITES map was full"
+        );
+    }
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
         warn!(
@@ -196,7 +203,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
             cpu_ms,
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
-            lost_events: probes.lost_events() + tracker.unreadable,
+            lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
         },
         gc,
