@@ -139,3 +139,27 @@ func goroutineLeak() (any, error) {
 	r.Plateaus = append(r.Plateaus, hold(500*time.Millisecond))
 	return r, nil
 }
+
+var churnFor = flag.Duration("churn-for", 3*time.Second, "how long goroutine-churn runs")
+
+func init() {
+	register("goroutine-churn", goroutineChurn)
+}
+
+// goroutineChurn creates short goroutines as fast as it can, 100 at a time, for -churn-for:
+// the bench's measure of what a creation (and exit) costs under goprobe.
+func goroutineChurn() (any, error) {
+	start := time.Now()
+	n := 0
+	for time.Since(start) < *churnFor {
+		var wg sync.WaitGroup
+		wg.Add(100)
+		for i := 0; i < 100; i++ {
+			go wg.Done()
+		}
+		wg.Wait()
+		n += 100
+	}
+	secs := time.Since(start).Seconds()
+	return map[string]float64{"goroutines": float64(n), "seconds": secs, "per_sec": float64(n) / secs}, nil
+}
