@@ -58,7 +58,7 @@ pub fn goroutine_exit_entry(_ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn add(tgid: u32, created: u64, exited: u64) -> Result<(), ReadError> {
-    let counts = GOROUTINE_COUNTS.get_ptr_mut(&tgid).ok_or(ReadError)?;
+    let counts = GOROUTINE_COUNTS.get_ptr_mut(tgid).ok_or(ReadError)?;
     // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
     unsafe {
         (*counts).created += created;
