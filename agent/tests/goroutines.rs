@@ -68,6 +68,10 @@ fn check_created_exited(go: &str, truth: &Value, g: &Value) {
         runtime <= u(&truth["gomaxprocs"]),
         "Go {go}: {runtime} runtime goroutines created: {g:#}"
     );
+    println!(
+        "Go {go}: created {} (program {started} + runtime {runtime}), exited {} (program {finished})",
+        g["created"], g["exited"]
+    );
     assert_eq!(u(&g["created"]), started + runtime, "Go {go}: {truth}");
     // NB: mark workers never exit; the program's goroutines all did (it waits until
     // NumGoroutine says so, i.e. until gdestroy/goexit0 put them on a free list).
@@ -98,6 +102,10 @@ fn check_wave(program: &str, go: &str) {
     let mut gaps: Vec<i64> = samples.windows(2).map(|w| w[1].0 - w[0].0).collect();
     gaps.sort_unstable();
     let median = gaps[gaps.len() / 2];
+    println!(
+        "Go {go} {program}: {} readings, median gap {median} ns",
+        samples.len()
+    );
     assert!(median <= 110_000_000, "Go {go}: median gap {median} ns");
     let mut waves = 0;
     for p in truth["plateaus"].as_array().unwrap() {
@@ -134,6 +142,17 @@ fn check_wave(program: &str, go: &str) {
                 g["max"]
             );
         }
+        println!(
+            "Go {go} {program}: plateau {:.2}s NumGoroutine {lo}..={hi}, goprobe {:?} ({} readings)",
+            (end - start) as f64 / 1e9,
+            {
+                let mut d = inside.clone();
+                d.sort_unstable();
+                d.dedup();
+                d
+            },
+            inside.len()
+        );
         for c in &inside {
             assert!(
                 (lo - COUNT_TOLERANCE..=hi + COUNT_TOLERANCE).contains(c),
@@ -160,6 +179,20 @@ fn check_leak(program: &str, go: &str) {
     check_created_exited(go, &truth, &g);
 }
 
+/// Go 1.23+: coroutines (`iter.Pull`) are created by `runtime.newcoro` and exit through
+/// `gdestroy`; they count as created and exited, their site is `iter.Pull`'s caller.
+fn check_coro(program: &str, go: &str) {
+    let (truth, g) = run(program, go, "goroutine-coro");
+    let sites = g["creation_sites"].as_array().unwrap();
+    let top = stack(&sites[0]);
+    assert!(
+        top.first().is_some_and(|f| f.starts_with("iter.Pull"))
+            && top.get(1) == Some(&"main.pullMany"),
+        "Go {go}: {g:#}"
+    );
+    check_created_exited(go, &truth, &g);
+}
+
 #[test]
 fn go1_19() {
     check_wave("signals", "1.19");
@@ -176,12 +209,14 @@ fn go1_21() {
 fn go1_23() {
     check_wave("signals", "1.23.9");
     check_leak("signals", "1.23.9");
+    check_coro("signals", "1.23.9");
 }
 
 #[test]
 fn go1_25() {
     check_wave("signals-sw", "1.25.5");
     check_leak("signals", "1.25.5");
+    check_coro("signals-sw", "1.25.5");
 }
 
 #[test]
@@ -189,4 +224,5 @@ fn go1_27() {
     check_wave("signals", "1.27.3");
     check_wave("signals-sw", "1.27.3");
     check_leak("signals", "1.27.3");
+    check_coro("signals", "1.27.3");
 }
