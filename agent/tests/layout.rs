@@ -39,6 +39,10 @@ fn check(go: &str) {
         "Go {go}: the table disagrees with DWARF {fields:?}"
     );
     assert!(
+        table.sched.verified,
+        "Go {go}: a tested release has verified goroutine-count offsets"
+    );
+    assert!(
         table.cycle.gcc_last_heap_goal.is_some(),
         "Go {go}: a tested release has a verified lastHeapGoal offset"
     );

@@ -25,6 +25,23 @@ pub enum GoroutineError {
     /// did not agree).
     #[error("pid {pid}: {var} could not be located; the goroutine count is unavailable")]
     MissingVar { pid: u32, var: &'static str },
+    /// The struct offsets for this Go release are not verified and the binary has no DWARF.
+    #[error(
+        "pid {pid}: goprobe has no verified runtime.schedt/runtime.p offsets for {version} \
+         without DWARF; the goroutine count is unavailable (profile an unstripped build)"
+    )]
+    Unverified { pid: u32, version: String },
+    /// The first reading is implausible: the offsets do not fit this binary (a GOEXPERIMENT or
+    /// -race build without DWARF).
+    #[error(
+        "pid {pid}: the goroutine count's inputs read as implausible ({what}); the runtime \
+         layout differs from what goprobe knows for {version}: the count is unavailable"
+    )]
+    Implausible {
+        pid: u32,
+        version: String,
+        what: String,
+    },
     /// `/proc/<pid>/mem` could not be opened.
     #[error("pid {pid}: opening /proc/{pid}/mem")]
     Mem {
@@ -64,9 +81,13 @@ impl GoroutineSampler {
         let allglen = need(v.allglen, "runtime.allglen")?;
         let sched = need(v.sched, "runtime.sched")?;
         let allp = need(v.allp, "runtime.allp")?;
+        let version = target.go_version.raw.clone();
+        if !target.layout.sched.verified {
+            return Err(GoroutineError::Unverified { pid, version });
+        }
         let mem = File::open(format!("/proc/{pid}/mem"))
             .map_err(|source| GoroutineError::Mem { pid, source })?;
-        Ok(Self {
+        let sampler = Self {
             mem,
             allglen,
             sched,
@@ -74,7 +95,50 @@ impl GoroutineSampler {
             layout: target.layout.sched,
             samples: Vec::new(),
             stopped: false,
-        })
+        };
+        let gomaxprocs = v
+            .gomaxprocs
+            .and_then(|a| sampler.i32_at(a).ok())
+            .and_then(|n| u64::try_from(n).ok());
+        sampler
+            .check(gomaxprocs)
+            .map_err(|what| GoroutineError::Implausible { pid, version, what })?;
+        Ok(sampler)
+    }
+
+    /// A live check of the layout: every count subtracted lies in `0..=allglen`, and `allp`
+    /// has one P per `gomaxprocs` when that is known (src/runtime/proc.go procresize keeps
+    /// `len(allp) == gomaxprocs` outside a resize, Go 1.19–1.27).
+    fn check(&self, gomaxprocs: Option<u64>) -> Result<(), String> {
+        let l = &self.layout;
+        let read = |r: io::Result<i32>| r.map_err(|e| e.to_string());
+        let allglen = self.u64_at(self.allglen).map_err(|e| e.to_string())?;
+        let mut counts = vec![(
+            "sched.ngsys",
+            read(self.i32_at(self.sched + u64::from(l.sched_ngsys)))?,
+        )];
+        for off in l.sched_counts() {
+            counts.push((
+                "sched.gFree",
+                read(self.i32_at(self.sched + u64::from(off)))?,
+            ));
+        }
+        let len = self.u64_at(self.allp + 8).map_err(|e| e.to_string())?;
+        if len == 0 || gomaxprocs.is_some_and(|g| g != len) {
+            return Err(format!("len(allp) {len}, gomaxprocs {gomaxprocs:?}"));
+        }
+        let array = self.u64_at(self.allp).map_err(|e| e.to_string())?;
+        let first = self.u64_at(array).map_err(|e| e.to_string())?;
+        counts.push((
+            "allp[0].gFree",
+            read(self.i32_at(first + u64::from(l.p_count())))?,
+        ));
+        for (what, n) in counts {
+            if !(0..=allglen as i64).contains(&i64::from(n)) {
+                return Err(format!("{what} = {n} with allglen {allglen}"));
+            }
+        }
+        Ok(())
     }
 
     /// The count as `runtime.NumGoroutine()` would return it now.

@@ -24,6 +24,9 @@ pub struct SchedLayout {
     pub p_gfree: u32,
     /// Offset inside `p.gFree` of its int32 count.
     pub p_gfree_count: u32,
+    /// Whether these offsets were checked against this release's DWARF (the table's, or the
+    /// target's own). Unverified offsets are not used: the count is reported unavailable.
+    pub verified: bool,
 }
 
 impl SchedLayout {
@@ -57,28 +60,33 @@ pub fn for_minor(minor: u32) -> Option<SchedLayout> {
     // `sched.gFree struct { lock mutex; stack gList; noStack gList }` has stack.size at +16 and
     // noStack.size at +32, and `p.gFree gList` its size at +8.
     // Offsets of tested releases from their DWARF (go1.19.8, 1.21.13, 1.23.9, 1.25.5, 1.27.3);
-    // 1.22, 1.24 and 1.26 from shared/research/go-runtime.md §8 (sched.ngsys, gFree.n / .size,
-    // p.gFree.n / .size).
-    let old = |ngsys, gfree, p_gfree| SchedLayout {
+    // 1.24 from shared/research/go-runtime.md §8 (sched.ngsys, sched.gFree.n, p.gFree.n). 1.22
+    // (p.gFree) and 1.26 (sched.gFree, p.gFree) are guesses from their neighbours that no
+    // DWARF has confirmed: without the target's own DWARF, those releases get no count.
+    let old = |ngsys, gfree, p_gfree, verified| SchedLayout {
         sched_ngsys: ngsys,
         sched_gfree: gfree,
         sched_gfree_counts: [24, 0],
         p_gfree,
         p_gfree_count: 8,
+        verified,
     };
-    let new = |ngsys, gfree, p_gfree| SchedLayout {
+    let new = |ngsys, gfree, p_gfree, verified| SchedLayout {
         sched_ngsys: ngsys,
         sched_gfree: gfree,
         sched_gfree_counts: [16, 32],
         p_gfree,
         p_gfree_count: 8,
+        verified,
     };
     Some(match minor {
-        19 => old(72, 152, 2464),
-        21 | 22 => old(72, 160, 2464),
-        23 | 24 => old(72, 160, 2456),
-        25 => new(80, 168, 2456),
-        26 | 27 => new(96, 184, 2464),
+        19 => old(72, 152, 2464, true),
+        21 => old(72, 160, 2464, true),
+        22 => old(72, 160, 2464, false),
+        23 | 24 => old(72, 160, 2456, true),
+        25 => new(80, 168, 2456, true),
+        26 => new(96, 184, 2464, false),
+        27 => new(96, 184, 2464, true),
         _ => return None,
     })
 }
@@ -86,7 +94,9 @@ pub fn for_minor(minor: u32) -> Option<SchedLayout> {
 impl DwarfFields {
     /// `table` with every goroutine-count field DWARF knows replaced by DWARF's offset.
     pub fn apply_sched(&self, table: SchedLayout) -> SchedLayout {
+        let own = DWARF_FIELDS.iter().all(|(s, f)| self.get(s, f).is_some());
         SchedLayout {
+            verified: table.verified || own,
             sched_ngsys: self
                 .get("runtime.schedt", "ngsys")
                 .unwrap_or(table.sched_ngsys),
