@@ -21,12 +21,13 @@ fn check(go: &str) {
     // NB: workType.pauseStart exists only up to Go 1.21 (removed in 1.22 src/runtime/mgc.go);
     // every other field goprobe reads exists in every supported release: 7 for the pauses, 10
     // per cycle (workType tSweepTerm…tEnd, heap0…heap2; gcControllerState gcPercent,
-    // memoryLimit, lastHeapGoal).
+    // memoryLimit, lastHeapGoal), 3 for the goroutine count (schedt ngsys, gFree; p gFree).
     let expected = if table.work_pause_start.is_some() {
         8
     } else {
         7
-    } + 10;
+    } + 10
+        + 3;
     assert_eq!(
         fields.len(),
         expected,
@@ -36,6 +37,10 @@ fn check(go: &str) {
         fields.apply(table),
         table,
         "Go {go}: the table disagrees with DWARF {fields:?}"
+    );
+    assert!(
+        table.sched.verified,
+        "Go {go}: a tested release has verified goroutine-count offsets"
     );
     assert!(
         table.cycle.gcc_last_heap_goal.is_some(),

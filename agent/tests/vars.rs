@@ -105,6 +105,7 @@ fn check_binary(name: &str, go: &str) {
         ("runtime.MemProfileRate", vars.mem_profile_rate),
         ("runtime.gomaxprocs", vars.gomaxprocs),
         (ncpu, vars.ncpu),
+        ("runtime.allp", vars.allp),
     ];
     for (sym, addr) in found {
         // Every variable is found in these binaries, and only at its .symtab address.

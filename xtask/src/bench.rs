@@ -43,7 +43,8 @@ pub fn run() -> Result<()> {
             .env("GOPROBE_BENCH_GO", setup::go_bin(newest))
             .env("GOPROBE_BENCH_OUT", dir.join("results.md")),
     )?;
-    process_symbolizer(&dir)
+    process_symbolizer(&dir)?;
+    crate::bench_goroutines::run(&dir)
 }
 
 /// The agent's `Symbolizer` (memo over the gopclntab) on a live hugo: what every signal pays.

@@ -12,6 +12,8 @@ use clap::Args;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{debug, info, warn};
 
+use goprobe_common::site_kind;
+
 use goprobe::{
     clock::Clock,
     output::{
@@ -21,7 +23,7 @@ use goprobe::{
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::Live, screen},
-    signal::{cycle, gc::GcTracker, stacks::StackNamer},
+    signal::{cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
 };
 
@@ -150,6 +152,13 @@ pub fn run(args: AttachArgs) -> Result<()> {
         args.pid, target.go_version
     ));
     let mut sections = |_: &Probes| -> Vec<screen::Section> { Vec::new() };
+    let mut goroutine_sampler = options
+        .goroutines
+        .then(|| GoroutineSampler::new(&target))
+        .transpose()
+        .inspect_err(|e| warn!("{e}"))
+        .ok()
+        .flatten();
     let end = rt.block_on(watch(
         &mut probes,
         pidfd,
@@ -158,6 +167,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
         &mut live,
         &mut sections,
         args.duration,
+        (&mut goroutine_sampler, &clock),
     ));
     live.clear();
     let end = end?;
@@ -167,6 +177,9 @@ pub fn run(args: AttachArgs) -> Result<()> {
         }
     });
     info!(?end, cycles = tracker.cycles.len(), "detaching");
+    if let Some(s) = goroutine_sampler.as_mut() {
+        s.sample(&clock); // the last reading; fails quietly if the target is gone
+    }
     let window_end = clock.now_unix();
 
     let mut unavailable = cycle::unavailable(
@@ -184,6 +197,13 @@ pub fn run(args: AttachArgs) -> Result<()> {
     let mut gc = report::Gc::from_tracker(&tracker, &clock, unavailable);
     let assist = probes.assist_totals(args.pid);
     gc.add_stacks(&tracker, &assist, |c| namer.names(&probes, c));
+    let sites_full = probes.sites_full();
+    if sites_full > 0 {
+        warn!(
+            sites_full,
+            "per-stack counts were dropped: the SITES map was full"
+        );
+    }
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
         warn!(
@@ -209,12 +229,19 @@ pub fn run(args: AttachArgs) -> Result<()> {
             cpu_ms,
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
-            lost_events: probes.lost_events() + tracker.unreadable,
+            lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
         },
         gc,
-        alloc: None,      // TODO(signals)
-        goroutines: None, // TODO(signals)
+        alloc: None, // TODO(signals)
+        goroutines: options.goroutines.then(|| {
+            let sites = probes.sites(args.pid, site_kind::GOROUTINE_CREATE);
+            report::Goroutines::build(
+                goroutine_sampler.as_ref().map_or(&[], |s| s.samples()),
+                probes.goroutine_counts(args.pid),
+                report::sites::name_sites(&sites, |c| namer.names(&probes, c)),
+            )
+        }),
         page_faults: None,
         cpu: None,
     };
@@ -245,6 +272,7 @@ async fn watch(
     live: &mut Live,
     sections: &mut dyn FnMut(&Probes) -> Vec<screen::Section>,
     duration: Option<Duration>,
+    (goroutines, clock): (&mut Option<GoroutineSampler>, &Clock),
 ) -> Result<End> {
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
     let events = unsafe { register(probes.events_fd()) }?;
@@ -266,6 +294,9 @@ async fn watch(
     // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
     // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
+    // The goroutine count is read from the target's memory at ≥ 10 Hz (signal/goroutines.rs).
+    let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
+    goroutine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut Live| {
         probes.drain(|ev| {
             if let Some(c) = tracker.on_event(&ev) {
@@ -302,7 +333,20 @@ async fn watch(
                 break End::Duration;
             }
             _ = tick.tick() => {
-                live.tick(tracker, started.elapsed().as_secs_f64(), || sections(probes));
+                live.tick(tracker, started.elapsed().as_secs_f64(), || {
+                    let mut all = sections(probes);
+                    if let Some(s) = goroutines.as_ref() {
+                        all.extend(report::goroutines::live_section(s.samples()));
+                    }
+                    all
+                });
+            }
+            _ = goroutine_tick.tick(), if goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
+                if let Some(s) = goroutines.as_mut()
+                    && !s.sample(clock)
+                {
+                    debug!(samples = s.samples().len(), "goroutine sampling ended");
+                }
             }
         }
     };

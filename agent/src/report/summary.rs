@@ -90,6 +90,7 @@ pub fn render(r: &Report) -> String {
         }
     }
     render_stacks(r, &mut out);
+    super::goroutines::render(r.goroutines.as_ref(), &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,

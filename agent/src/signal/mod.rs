@@ -2,4 +2,5 @@
 
 pub mod cycle;
 pub mod gc;
+pub mod goroutines;
 pub mod stacks;

@@ -7,8 +7,10 @@ pub mod cycle_layout;
 pub mod disasm;
 pub mod dwarf;
 pub mod elf;
+pub mod goroutines;
 pub mod layout;
 pub mod proc;
+pub mod sched_layout;
 pub mod symbols;
 pub mod vars;
 pub mod version;
@@ -153,6 +155,7 @@ fn runtime_vars(
             mem_profile_rate: sym(Var::MemProfileRate),
             gomaxprocs: sym(Var::Gomaxprocs),
             ncpu: sym(Var::Ncpu),
+            allp: sym(Var::Allp),
             evidence: Vec::new(),
         });
     }
@@ -204,6 +207,8 @@ pub struct Target {
     /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
     /// cannot be probed.
     pub assist: Option<(FunctionPlan, FunctionPlan)>,
+    /// Goroutine creation and exit probes; `None` if they cannot be placed.
+    pub goroutines: Option<goroutines::GoroutinePlans>,
 }
 
 impl Target {
@@ -326,6 +331,7 @@ impl Target {
             gc_start: plan(GC_START)?,
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
+            goroutines: goroutines::plans(&|name| plan(name).ok()),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

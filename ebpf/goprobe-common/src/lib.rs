@@ -306,6 +306,16 @@ pub struct SiteCounts {
 }
 const _: () = assert!(size_of::<SiteCounts>() == 16);
 
+/// Goroutines created and exited in one process since attach (`GOROUTINE_COUNTS`, per CPU,
+/// keyed by tgid). User space creates the entry at attach; the kernel side only adds to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoroutineCounts {
+    pub created: u64,
+    pub exited: u64,
+}
+const _: () = assert!(size_of::<GoroutineCounts>() == 16);
+
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {
     /// Events dropped because the ring buffer was full.
@@ -334,4 +344,5 @@ mod pod {
     unsafe impl aya::Pod for super::AssistPending {}
     unsafe impl aya::Pod for super::SiteKey {}
     unsafe impl aya::Pod for super::SiteCounts {}
+    unsafe impl aya::Pod for super::GoroutineCounts {}
 }

@@ -9,6 +9,7 @@
 mod cycle;
 mod gc;
 mod goabi;
+mod goroutines;
 mod sites;
 mod stacks;
 

@@ -54,6 +54,8 @@ pub struct RuntimeVars {
     pub gomaxprocs: Option<u64>,
     /// `runtime.ncpu` (int32; `runtime.numCPUStartup` since Go 1.25).
     pub ncpu: Option<u64>,
+    /// `runtime.allp` (`[]*p`, src/runtime/runtime2.go): every P.
+    pub allp: Option<u64>,
     /// Which recipes agreed on each variable found.
     pub evidence: Vec<Evidence>,
 }
@@ -82,6 +84,7 @@ impl RuntimeVars {
             mem_profile_rate: b(self.mem_profile_rate),
             gomaxprocs: b(self.gomaxprocs),
             ncpu: b(self.ncpu),
+            allp: b(self.allp),
             evidence: self.evidence.clone(),
         }
     }
@@ -193,6 +196,7 @@ pub fn locate<'a>(
     let mem_profile_rate = optional(Var::MemProfileRate);
     let gomaxprocs = optional(Var::Gomaxprocs);
     let ncpu = optional(Var::Ncpu);
+    let allp = optional(Var::Allp);
     Ok(RuntimeVars {
         work,
         memstats,
@@ -202,6 +206,7 @@ pub fn locate<'a>(
         mem_profile_rate,
         gomaxprocs,
         ncpu,
+        allp,
         evidence: locator.evidence,
     })
 }

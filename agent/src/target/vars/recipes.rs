@@ -35,11 +35,13 @@ pub enum Var {
     Gomaxprocs,
     /// `runtime.ncpu` (`runtime.numCPUStartup` since Go 1.25).
     Ncpu,
+    /// `runtime.allp` (`[]*p`).
+    Allp,
 }
 
 impl Var {
     /// Every variable, in the order [`super::locate`] looks for them.
-    pub const ALL: [Var; 8] = [
+    pub const ALL: [Var; 9] = [
         Var::Work,
         Var::Memstats,
         Var::Allglen,
@@ -48,6 +50,7 @@ impl Var {
         Var::MemProfileRate,
         Var::Gomaxprocs,
         Var::Ncpu,
+        Var::Allp,
     ];
 
     /// The variable's Go name, as `.symtab` has it.
@@ -63,6 +66,7 @@ impl Var {
             // NB: renamed numCPUStartup in Go 1.25 (runtime/runtime2.go; set in os_linux.go
             // osinit), same meaning: the CPU count at startup.
             Var::Ncpu => "runtime.ncpu",
+            Var::Allp => "runtime.allp",
         }
     }
 }
@@ -78,6 +82,8 @@ pub enum Field {
     WorkUserForced,
     /// `runtime.mstats.numgc`.
     MemstatsNumgc,
+    /// The length of a slice variable (the word after its data pointer).
+    SliceLen,
 }
 
 impl Field {
@@ -88,6 +94,8 @@ impl Field {
             Field::WorkCycles => u64::from(layout.work_cycles),
             Field::WorkUserForced => u64::from(layout.work_user_forced),
             Field::MemstatsNumgc => u64::from(layout.memstats_numgc),
+            // NB: a slice header is {array, len, cap} (src/runtime/slice.go, Go 1.19–1.27).
+            Field::SliceLen => 8,
         }
     }
 }
@@ -143,6 +151,7 @@ pub fn recipes(var: Var) -> &'static [Recipe] {
         Var::MemProfileRate => MEM_PROFILE_RATE,
         Var::Gomaxprocs => GOMAXPROCS,
         Var::Ncpu => NCPU,
+        Var::Allp => ALLP,
     }
 }
 
@@ -390,5 +399,43 @@ static NCPU: &[Recipe] = &[
         function: "runtime.gcStart",
         minors: 19..=27,
         anchors: &[any(Access::Load(4), Field::Base)],
+    },
+];
+
+static ALLP: &[Recipe] = &[
+    // NB: `for _, pp := range allp` loads the slice's array pointer and its length, both
+    // 64-bit, RIP-relative (amd64 codegen of a range over a package-level slice). preemptall
+    // (src/runtime/proc.go: 1.19 proc.go:5367, 1.21:5743, 1.23:6284, 1.25:6474, 1.27:6896),
+    // called by stop-the-world, is in every binary.
+    Recipe {
+        name: "runtime.preemptall: 64-bit loads = allp.array, allp.len",
+        function: "runtime.preemptall",
+        minors: 19..=27,
+        anchors: &[
+            any(Access::Load(8), Field::Base),
+            any(Access::Load(8), Field::SliceLen),
+        ],
+    },
+    // NB: runtime/mgcmark.go gcMarkTinyAllocs: `for _, p := range allp` (1.19 mgcmark.go:1592,
+    // 1.21:1589, 1.23:1718, 1.25:1802, 1.27:1795).
+    Recipe {
+        name: "runtime.gcMarkTinyAllocs: 64-bit loads = allp.array, allp.len",
+        function: "runtime.gcMarkTinyAllocs",
+        minors: 19..=27,
+        anchors: &[
+            any(Access::Load(8), Field::Base),
+            any(Access::Load(8), Field::SliceLen),
+        ],
+    },
+    // NB: runtime/mstats.go flushmcache: `p := allp[i]`, bounds-checked against len(allp)
+    // (1.19 mstats.go:603, 1.21:622, 1.23:616, 1.25/1.27:618).
+    Recipe {
+        name: "runtime.flushmcache: 64-bit loads = allp.len, allp.array",
+        function: "runtime.flushmcache",
+        minors: 19..=27,
+        anchors: &[
+            any(Access::Load(8), Field::Base),
+            any(Access::Load(8), Field::SliceLen),
+        ],
     },
 ];
