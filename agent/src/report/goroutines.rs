@@ -106,6 +106,18 @@ pub fn render(g: Option<&Goroutines>, out: &mut String) {
     }
 }
 
+/// The live view's goroutine line: the latest count and the window's maximum.
+pub fn live_section(
+    samples: &[crate::signal::goroutines::Sample],
+) -> Option<super::screen::Section> {
+    let last = samples.last()?;
+    let max = samples.iter().map(|s| s.count).max().unwrap_or(0);
+    Some(super::screen::Section {
+        title: format!("Goroutines {} (max {max} while attached)", last.count),
+        lines: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,16 +157,4 @@ mod tests {
         assert!(out.contains("3 at attach, max 1001, 2 at the end"), "{out}");
         assert!(out.contains("1000  main.leak ← main.main"), "{out}");
     }
-}
-
-/// The live view's goroutine line: the latest count and the window's maximum.
-pub fn live_section(
-    samples: &[crate::signal::goroutines::Sample],
-) -> Option<super::screen::Section> {
-    let last = samples.last()?;
-    let max = samples.iter().map(|s| s.count).max().unwrap_or(0);
-    Some(super::screen::Section {
-        title: format!("Goroutines {} (max {max} while attached)", last.count),
-        lines: Vec::new(),
-    })
 }
