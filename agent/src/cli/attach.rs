@@ -163,11 +163,14 @@ pub fn run(args: AttachArgs) -> Result<()> {
         &mut probes,
         pidfd,
         logger,
-        &mut tracker,
-        &mut live,
-        &mut sections,
+        Watch {
+            tracker: &mut tracker,
+            live: &mut live,
+            sections: &mut sections,
+            goroutines: &mut goroutine_sampler,
+            clock: &clock,
+        },
         args.duration,
-        (&mut goroutine_sampler, &clock),
     ));
     live.clear();
     let end = end?;
@@ -264,16 +267,30 @@ pub fn run(args: AttachArgs) -> Result<()> {
     write_outputs(&args, &report, &profiles)
 }
 
+/// What the watch loop updates.
+struct Watch<'a> {
+    tracker: &'a mut GcTracker,
+    live: &'a mut Live,
+    /// The signals' blocks of the live view.
+    sections: &'a mut dyn FnMut(&Probes) -> Vec<screen::Section>,
+    goroutines: &'a mut Option<GoroutineSampler>,
+    clock: &'a Clock,
+}
+
 async fn watch(
     probes: &mut Probes,
     pidfd: OwnedFd,
     logger: Option<BpfLogger>,
-    tracker: &mut GcTracker,
-    live: &mut Live,
-    sections: &mut dyn FnMut(&Probes) -> Vec<screen::Section>,
+    w: Watch<'_>,
     duration: Option<Duration>,
-    (goroutines, clock): (&mut Option<GoroutineSampler>, &Clock),
 ) -> Result<End> {
+    let Watch {
+        tracker,
+        live,
+        sections,
+        goroutines,
+        clock,
+    } = w;
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
     let events = unsafe { register(probes.events_fd()) }?;
     // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
