@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use goprobe_common::site_kind;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{debug, info, warn};
 
@@ -16,7 +17,7 @@ use goprobe::{
     clock::Clock,
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
-    report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
+    report::{self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::LiveLine},
     signal::{cycle, gc::GcTracker, stacks::StackNamer},
     target::Target,
 };
@@ -158,6 +159,13 @@ pub fn run(args: AttachArgs) -> Result<()> {
     gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
         namer.names(&probes, c)
     });
+    let sites_full = probes.sites_full();
+    if sites_full > 0 {
+        warn!(
+            sites_full,
+            "per-stack counts lost: the SITES map is full (counted in agent.lost_events)"
+        );
+    }
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
         warn!(
@@ -183,14 +191,20 @@ pub fn run(args: AttachArgs) -> Result<()> {
             cpu_ms,
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
-            lost_events: probes.lost_events() + tracker.unreadable,
+            lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
         },
         gc,
         alloc: None,      // TODO(signals)
         goroutines: None, // TODO(signals)
-        page_faults: None,
-        cpu: None,
+        page_faults: options.page_faults.then(|| {
+            let raw = probes.sites(args.pid, site_kind::PAGE_FAULT);
+            PageFaults::from_sites(&raw, |c| namer.names(&probes, c))
+        }),
+        cpu: (options.cpu_hz > 0).then(|| {
+            let raw = probes.sites(args.pid, site_kind::CPU);
+            Cpu::from_sites(options.cpu_hz, &raw, |c| namer.names(&probes, c))
+        }),
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report)

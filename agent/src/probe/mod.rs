@@ -1,5 +1,6 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
+pub mod perf;
 pub mod sites;
 pub mod stacks;
 
@@ -49,6 +50,21 @@ pub enum ProbeError {
         offset: u64,
         pid: u32,
         source: ProgramError,
+    },
+    #[error(
+        "opening the {event} perf event on CPU {cpu} for {program} (needs CAP_PERFMON or root; \
+         --no-page-faults and --cpu-hz 0 turn the perf-event signals off)"
+    )]
+    PerfEvent {
+        program: &'static str,
+        event: &'static str,
+        cpu: u32,
+        source: ProgramError,
+    },
+    #[error("reading the online CPUs ({path})")]
+    OnlineCpus {
+        path: &'static str,
+        source: std::io::Error,
     },
 }
 
@@ -224,6 +240,7 @@ impl Probes {
             );
             self.attached += 1;
         }
+        self.attach_perf(target, options)?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod cycle_layout;
 pub mod disasm;
 pub mod dwarf;
 pub mod elf;
+pub mod frameless;
 pub mod layout;
 pub mod proc;
 pub mod symbols;
@@ -204,6 +205,9 @@ pub struct Target {
     /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
     /// cannot be probed.
     pub assist: Option<(FunctionPlan, FunctionPlan)>,
+    /// Run-time pc ranges where `[SP]` is the return address (frameless leaves, function
+    /// entries), for the perf-event signals' stacks ([`frameless::ranges`]).
+    pub frameless: Vec<frameless::Range>,
 }
 
 impl Target {
@@ -312,12 +316,13 @@ impl Target {
                 .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
                 .ok()
         };
-        let vars = runtime_vars(&symbols, &elf, &go_version, &layout)
-            .map_err(|source| TargetError::Vars {
+        let vars = runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
+            TargetError::Vars {
                 pid,
                 exe: exe.clone(),
                 source,
-            })?;
+            }
+        })?;
         let target = Self {
             vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,
@@ -325,6 +330,7 @@ impl Target {
             gc_start: plan(GC_START)?,
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
+            frameless: frameless::ranges(symbols.table(), bias),
             stripped: !elf.has_symtab,
             layout,
             layout_source,
