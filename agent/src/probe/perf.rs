@@ -124,6 +124,7 @@ impl Probes {
             PerfTarget {
                 tgid: pid,
                 n_ranges: n as u32,
+                zero: 0,
             },
             0,
         )

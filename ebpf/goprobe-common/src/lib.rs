@@ -333,8 +333,11 @@ pub struct PerfTarget {
     pub tgid: u32,
     /// Ranges in `FRAMELESS[0..n_ranges]`, sorted and disjoint.
     pub n_ranges: u32,
+    /// Always 0. The BPF binary search ORs it, loaded afresh, into its bounds at every step so
+    /// that the verifier knows nothing of them and can prune its paths (see perf.rs).
+    pub zero: u64,
 }
-const _: () = assert!(size_of::<PerfTarget>() == 8);
+const _: () = assert!(size_of::<PerfTarget>() == 16);
 
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {

@@ -130,6 +130,14 @@ fn frameless_return(tgid: u32, ip: u64, sp: u64) -> u64 {
     let (mut lo, mut hi) = (0u32, t.n_ranges.min(MAX_FRAMELESS));
     // NB: bounded for the verifier: 2^(steps-1) ≥ MAX_FRAMELESS, so the search ends in time.
     for _ in 0..FRAMELESS_SEARCH_STEPS {
+        // NB: the verifier explores both outcomes of every step; while it knows ranges for
+        // `lo` and `hi` some comparisons become decided, which marks them precise and stops
+        // it from merging paths (2^steps of them: "BPF program is too large"). ORing in a
+        // value loaded from map memory (always 0) leaves it knowing nothing of them.
+        // SAFETY: `t` points into the map value; a volatile load so it is redone every step.
+        let zero = unsafe { core::ptr::read_volatile(&raw const t.zero) } as u32;
+        lo |= zero;
+        hi |= zero;
         if lo >= hi {
             break;
         }
