@@ -62,11 +62,13 @@ fn check(go: &str, program: &str) {
         truth_share * 100.0,
         cpu["samples"]
     );
+    let top: Vec<String> = sites.iter().take(6).map(ToString::to_string).collect();
     assert!(
         (share - truth_share).abs() <= 0.10,
-        "Go {go} {program}: busyA has {:.1}% of samples, {:.1}% of CPU time",
+        "Go {go} {program}: busyA has {:.1}% of samples, {:.1}% of CPU time; top sites:\n{}",
         share * 100.0,
-        truth_share * 100.0
+        truth_share * 100.0,
+        top.join("\n")
     );
     // cpu-clock fires `hz` times per second on each CPU; the busy thread is on one of them.
     let got = (a + b) as f64;

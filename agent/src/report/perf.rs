@@ -87,6 +87,67 @@ impl Cpu {
     }
 }
 
+/// How many sites the summary lists per signal.
+const TOP: usize = 5;
+
+/// The page-fault and CPU lines of the human summary (summary.rs).
+pub(super) fn render_summary(r: &super::Report, out: &mut String) {
+    use std::{collections::BTreeMap, fmt::Write as _};
+
+    use super::summary::caller_chain;
+    // Sites that differ only inside the runtime are one line for people.
+    fn top<'a>(rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, v) in rows {
+            *by.entry(k).or_default() += v;
+        }
+        let mut rows: Vec<_> = by.into_iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        rows.truncate(TOP);
+        rows
+    }
+    if let Some(pf) = &r.page_faults {
+        let _ = writeln!(
+            out,
+            "page faults: {} minor, {} major; top sites:",
+            pf.minor, pf.major
+        );
+        let total = (pf.minor + pf.major).max(1);
+        let rows = pf
+            .sites
+            .iter()
+            .map(|s| (caller_chain(&s.stack, 3), s.minor + s.major));
+        for (chain, n) in top(rows) {
+            let pct = n as f64 * 100.0 / total as f64;
+            let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {chain}");
+        }
+    }
+    if let Some(cpu) = &r.cpu {
+        let _ = writeln!(
+            out,
+            "on-CPU samples: {} at {} Hz (about {:.1} CPU-seconds); top functions:",
+            cpu.samples,
+            cpu.hz,
+            cpu.samples as f64 / f64::from(cpu.hz.max(1))
+        );
+        let total = cpu.samples.max(1);
+        let rows = cpu.sites.iter().map(|s| {
+            let leaf = s.stack.first().map_or("(no stack)", String::as_str);
+            let chain = caller_chain(&s.stack, 2);
+            let key = if chain == leaf {
+                leaf.to_owned()
+            } else {
+                format!("{leaf}  ({chain})")
+            };
+            (key, s.samples)
+        });
+        for (key, n) in top(rows) {
+            let pct = n as f64 * 100.0 / total as f64;
+            let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {key}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,7 @@ pub fn render(r: &Report) -> String {
         }
     }
     render_stacks(r, &mut out);
+    super::perf::render_summary(r, &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,
