@@ -96,7 +96,7 @@ pub(super) fn render_summary(r: &super::Report, out: &mut String) {
 
     use super::summary::caller_chain;
     // Sites that differ only inside the runtime are one line for people.
-    fn top<'a>(rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    fn top(rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
         for (k, v) in rows {
             *by.entry(k).or_default() += v;

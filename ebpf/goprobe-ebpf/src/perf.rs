@@ -66,7 +66,7 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
 fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: a map lookup; the value is only tested for presence.
-    if unsafe { TARGETS.get(&tgid) }.is_none() {
+    if unsafe { TARGETS.get(tgid) }.is_none() {
         return Ok(());
     }
     let ret = match user_ip_sp(ctx) {
