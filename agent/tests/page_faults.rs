@@ -1,8 +1,9 @@
 //! Page faults by stack: the `signals -mode faults` program touches a known number of fresh
-//! pages in two named functions — `main.touchCopy` through `copy()` (the fault is taken inside
+//! pages in named functions — `main.touchCopy` through `copy()` (the fault is taken inside
 //! the frameless `runtime.memmove`, whose frame-pointer walk skips its caller) and
 //! `main.touchStore` directly — and reports the process's own `getrusage` fault counts over the
-//! window. goprobe must count the same faults and name both functions, for every tested
+//! window; `main.readFresh` has the kernel take faults for it (read(2) from /dev/zero into fresh
+//! pages). goprobe must count the same faults and name the three functions, for every tested
 //! release, stripped too.
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
@@ -86,6 +87,22 @@ fn check(go: &str, program: &str) {
     assert!(
         close(store, store_pages, 5.0),
         "Go {go} {program}: {store} faults in main.touchStore, {store_pages} pages touched"
+    );
+    // Faults the kernel takes in copy_to_user for read(2): the user stack that made the call.
+    let read_pages = truth["read_pages"].as_u64().unwrap();
+    let read: Vec<&Value> = sites
+        .iter()
+        .filter(|s| names(&s["stack"]).contains(&"main.readFresh"))
+        .collect();
+    let read_faults: u64 = read.iter().map(|s| s["minor"].as_u64().unwrap()).sum();
+    assert!(
+        close(read_faults, read_pages, 5.0),
+        "Go {go} {program}: {read_faults} faults under main.readFresh, {read_pages} pages read \
+         into: {read:?}"
+    );
+    eprintln!(
+        "  read(2) site: {:?}",
+        read.first().map(|s| names(&s["stack"]))
     );
 }
 
