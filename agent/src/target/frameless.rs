@@ -30,6 +30,7 @@ pub fn ranges(table: Option<&Pclntab<'_>>, bias: u64) -> Vec<Range> {
     let Some(table) = table else {
         return Vec::new();
     };
+    let started = std::time::Instant::now();
     // Whole frameless functions (every step 0: leaves such as memmove, memclrNoHeapPointers,
     // Syscall6) and the zero-delta stretches of functions with a frame (entry, RETs).
     let (mut leaves, mut entries) = (Vec::new(), Vec::new());
@@ -76,6 +77,12 @@ pub fn ranges(table: Option<&Pclntab<'_>>, bias: u64) -> Vec<Range> {
              miss their caller"
         );
     }
+    tracing::debug!(
+        ranges = out.len(),
+        functions = table.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "frameless ranges"
+    );
     out.into_iter()
         .map(|(a, b)| (a.wrapping_add(bias), b.wrapping_add(bias)))
         .collect()
