@@ -132,12 +132,11 @@ pub(super) fn render_summary(r: &super::Report, out: &mut String) {
         );
         let total = cpu.samples.max(1);
         let rows = cpu.sites.iter().map(|s| {
-            let leaf = s.stack.first().map_or("(no stack)", String::as_str);
-            let chain = caller_chain(&s.stack, 2);
-            let key = if chain == leaf {
-                leaf.to_owned()
-            } else {
-                format!("{leaf}  ({chain})")
+            // The running function, then who called it (outside the runtime).
+            let key = match s.stack.split_first() {
+                None => "(no stack)".to_owned(),
+                Some((leaf, [])) => leaf.clone(),
+                Some((leaf, callers)) => format!("{leaf} ← {}", caller_chain(callers, 2)),
             };
             (key, s.samples)
         });
