@@ -23,6 +23,8 @@ pub(crate) struct Record {
     /// Offset of the record in the table.
     pub at: usize,
     pub name_off: u32,
+    /// Offset of the pcsp program (SP delta from the entry's SP, per pc) in pctab; 0 = none.
+    pub pcsp: u32,
     pub pcfile: u32,
     pub pcln: u32,
     pub npcdata: u32,
@@ -56,6 +58,7 @@ pub(crate) fn record(h: &Header<'_>, layout: Layout, at: usize) -> Result<Record
     Ok(Record {
         at,
         name_off: u(f0),
+        pcsp: u(f0 + 12),
         pcfile: u(f0 + 16),
         pcln: u(f0 + 20),
         npcdata: u(f0 + 24),

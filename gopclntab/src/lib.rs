@@ -321,6 +321,22 @@ impl<'a> Pclntab<'a> {
         r
     }
 
+    /// The SP delta of function `f` per pc range, as `(start, end, delta)` in address order:
+    /// how far SP is below its value at the function's entry (0 at the entry, where `[SP]` is
+    /// the return address; the frame size plus 8 in the body of a function with a frame on
+    /// amd64). Empty when the function has no pcsp program.
+    ///
+    /// NB: Go 1.16–1.27, runtime/runtime2.go `_func.pcsp` and runtime/traceback.go (the
+    /// unwinder reads `funcspdelta` to find the return address of a frame).
+    pub fn sp_deltas(&self, f: &Func<'a>) -> Result<Vec<(u64, u64, i32)>, Error> {
+        let r = func::record(&self.h, self.layout, f.rec)?;
+        if r.pcsp == 0 {
+            return Ok(Vec::new());
+        }
+        let pctab = self.h.tab.get(self.h.pctab..).unwrap_or_default();
+        pcvalue::steps(pctab, r.pcsp as usize, f.entry, f.end, self.h.quantum)
+    }
+
     fn name_bytes(&self, off: u32) -> Option<&'a [u8]> {
         cstr(self.h.tab, self.h.funcname.checked_add(off as usize)?)
     }

@@ -76,6 +76,39 @@ pub(crate) fn value(
     }
 }
 
+/// Every step of the program at `pctab[off..]` in a function `[entry, end)`, as
+/// `(start, end, value)` pc ranges in address order; stops at the program's end or at `end`.
+pub(crate) fn steps(
+    pctab: &[u8],
+    off: usize,
+    entry: u64,
+    end: u64,
+    quantum: u8,
+) -> Result<Vec<(u64, u64, i32)>, Error> {
+    let mut out = Vec::new();
+    let mut pos = off;
+    let mut pc = entry;
+    let mut val: i32 = -1;
+    while pc < end {
+        let first = pc == entry;
+        let uv = uvarint(pctab, &mut pos)?;
+        if uv == 0 && !first {
+            break;
+        }
+        let delta = (-((uv & 1) as i32)) ^ ((uv >> 1) as i32);
+        val = val.wrapping_add(delta);
+        let pcd = uvarint(pctab, &mut pos)?;
+        let next = pc
+            .saturating_add(u64::from(pcd) * u64::from(quantum))
+            .min(end);
+        if next > pc {
+            out.push((pc, next, val));
+        }
+        pc = next;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +122,20 @@ mod tests {
         assert_eq!(value(&prog, 0, 100, 102, 1).unwrap(), Some(2));
         assert_eq!(value(&prog, 0, 100, 104, 1).unwrap(), Some(2));
         assert_eq!(value(&prog, 0, 100, 105, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn steps_of_runtime_example() {
+        let prog = [0x02, 0x02, 0x04, 0x03, 0x00];
+        assert_eq!(
+            steps(&prog, 0, 100, 200, 1).unwrap(),
+            [(100, 102, 0), (102, 105, 2)]
+        );
+        // Clipped at the function's end.
+        assert_eq!(
+            steps(&prog, 0, 100, 103, 1).unwrap(),
+            [(100, 102, 0), (102, 103, 2)]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: builds an unstripped `cmd/go` with the newest Go release (a large Go
 //! binary with DWARF, for blazesym), then runs goprobe-gopclntab's comparison bench
 //! (gopclntab/benches/compare.rs), which writes target/bench/results.md; then goprobe's process
-//! symbolizer on a live hugo server (agent/examples/symbolize_bench.rs), appended to it.
+//! symbolizer on a live hugo server (agent/examples/symbolize_bench.rs), appended to it; then
+//! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program.
 
 use std::process::Command;
 
@@ -12,6 +13,10 @@ use crate::{cargo, exec, root, setup, thirdparty};
 pub fn run() -> Result<()> {
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
+    // GOPROBE_BENCH_ONLY=perf: only the perf-event signals' case.
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("perf") {
+        return perf_signals(&dir);
+    }
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
     let unstripped = dir.join("go-unstripped");
     let t = root().join("target");
@@ -44,7 +49,8 @@ pub fn run() -> Result<()> {
             .env("GOPROBE_BENCH_OUT", dir.join("results.md")),
     )?;
     process_symbolizer(&dir)?;
-    crate::bench_goroutines::run(&dir)
+    crate::bench_goroutines::run(&dir)?;
+    perf_signals(&dir)
 }
 
 /// The agent's `Symbolizer` (memo over the gopclntab) on a live hugo: what every signal pays.
@@ -105,4 +111,122 @@ fn process_symbolizer(dir: &std::path::Path) -> Result<()> {
     std::fs::write(&results, &text)?;
     print!("{section}");
     Ok(())
+}
+
+/// What page-fault and CPU sampling cost the target: the `signals` program's `faultbench` (1 MiB
+/// mapped, every page touched, unmapped, again) and `cpubench` (a hash loop) throughput without
+/// goprobe and with goprobe watching only that signal; median of alternating runs.
+fn perf_signals(dir: &std::path::Path) -> Result<()> {
+    let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
+    let signals = dir.join("signals");
+    exec(
+        Command::new(setup::go_bin(newest))
+            .current_dir(root().join("tests/testprogs"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOFLAGS", "")
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", root().join("target/go-cache"))
+            .args(["build", "-o"])
+            .arg(&signals)
+            .arg("./signals"),
+    )?;
+    exec(cargo().args(["build", "--release", "--locked", "-p", "goprobe"]))?;
+    let only = ["--alloc", "off", "--no-goroutines"];
+    let cases: [(&str, &str, Vec<&str>); 4] = [
+        ("faultbench", "page faults", vec!["--cpu-hz", "0"]),
+        ("faultbench", "page faults + CPU 97 Hz", vec![]),
+        ("cpubench", "CPU 97 Hz", vec!["--no-page-faults"]),
+        (
+            "cpubench",
+            "CPU 997 Hz",
+            vec!["--no-page-faults", "--cpu-hz", "997"],
+        ),
+    ];
+    let mut rows = String::new();
+    for (mode, what, extra) in cases {
+        let mut args: Vec<&str> = only.to_vec();
+        args.extend(extra);
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            without.push(bench_once(&signals, mode, None)?);
+            with.push(bench_once(&signals, mode, Some(&args))?);
+        }
+        let (a, b) = (median(&mut without), median(&mut with));
+        rows.push_str(&format!(
+            "| {mode} | {what} | {a:.0} | {b:.0} | {:+.1}% |\n",
+            (b / a - 1.0) * 100.0
+        ));
+    }
+    let section = format!(
+        "\n## Perf-event signals: cost to the target\n\n\
+         `signals -mode faultbench` (page faults/s: 1 MiB mapped, touched, unmapped) and \
+         `-mode cpubench` (calls/s) built with Go {newest}, 3 s per run, median of 3, without \
+         and with `goprobe attach --alloc off --no-goroutines` and the options shown.\n\n\
+         | program | goprobe watches | ops/s without | ops/s with | change |\n\
+         |---|---|---|---|---|\n{rows}"
+    );
+    let results = dir.join("results.md");
+    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
+    text.push_str(&section);
+    std::fs::write(&results, &text)?;
+    print!("{section}");
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One run of `signals -mode <mode>`, under `goprobe attach <goprobe_args>` if given: its ops/s.
+fn bench_once(signals: &std::path::Path, mode: &str, goprobe_args: Option<&[&str]>) -> Result<f64> {
+    use std::{
+        io::{BufRead as _, BufReader, Write as _},
+        process::Stdio,
+    };
+    let mut prog = Command::new(signals)
+        .args(["-mode", mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = BufReader::new(prog.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == "ready", "signals said {line:?}");
+    let probe = match goprobe_args {
+        Some(args) => {
+            let mut gp = Command::new(root().join("target/release/goprobe"))
+                .arg("attach")
+                .arg(prog.id().to_string())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let mut err = BufReader::new(gp.stderr.take().expect("piped"));
+            let mut l = String::new();
+            while !l.contains("attached to pid") {
+                l.clear();
+                anyhow::ensure!(
+                    err.read_line(&mut l)? > 0,
+                    "goprobe exited before attaching"
+                );
+            }
+            // Keep reading goprobe's stderr so it never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            Some(gp)
+        }
+        None => None,
+    };
+    writeln!(prog.stdin.as_mut().expect("piped"), "start")?;
+    let mut json = String::new();
+    out.read_line(&mut json)?;
+    prog.wait()?;
+    if let Some(mut gp) = probe {
+        gp.wait()?;
+    }
+    // One flat JSON object with a numeric "ops_per_s" (tests/testprogs/signals/perfbench.go).
+    json.split_once("\"ops_per_s\":")
+        .and_then(|(_, rest)| rest.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no ops_per_s in {json}"))
 }

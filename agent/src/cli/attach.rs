@@ -9,10 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use goprobe_common::site_kind;
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{debug, info, warn};
-
-use goprobe_common::site_kind;
 
 use goprobe::{
     clock::Clock,
@@ -22,7 +21,7 @@ use goprobe::{
     },
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
-    report::{self, AgentStats, Report, TargetInfo, Window, live::Live, screen},
+    report::{self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live, screen},
     signal::{cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
 };
@@ -204,7 +203,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
     if sites_full > 0 {
         warn!(
             sites_full,
-            "per-stack counts were dropped: the SITES map was full"
+            "per-stack counts lost: the SITES map is full (counted in agent.lost_events)"
         );
     }
     let failed_stacks = probes.failed_stacks();
@@ -245,8 +244,14 @@ pub fn run(args: AttachArgs) -> Result<()> {
                 report::sites::name_sites(&sites, |c| namer.names(&probes, c)),
             )
         }),
-        page_faults: None,
-        cpu: None,
+        page_faults: options.page_faults.then(|| {
+            let raw = probes.sites(args.pid, site_kind::PAGE_FAULT);
+            PageFaults::from_sites(&raw, |c| namer.names(&probes, c))
+        }),
+        cpu: (options.cpu_hz > 0).then(|| {
+            let raw = probes.sites(args.pid, site_kind::CPU);
+            Cpu::from_sites(options.cpu_hz, &raw, |c| namer.names(&probes, c))
+        }),
     };
     let mut profiles = Vec::new();
     if args.out_dir.is_some() {

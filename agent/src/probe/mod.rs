@@ -1,6 +1,7 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
 pub mod goroutines;
+pub mod perf;
 pub mod sites;
 pub mod stacks;
 
@@ -50,6 +51,21 @@ pub enum ProbeError {
         offset: u64,
         pid: u32,
         source: ProgramError,
+    },
+    #[error(
+        "opening the {event} perf event on CPU {cpu} for {program} (needs CAP_PERFMON or root; \
+         --no-page-faults and --cpu-hz 0 turn the perf-event signals off)"
+    )]
+    PerfEvent {
+        program: &'static str,
+        event: &'static str,
+        cpu: u32,
+        source: ProgramError,
+    },
+    #[error("reading the online CPUs ({path})")]
+    OnlineCpus {
+        path: &'static str,
+        source: std::io::Error,
     },
 }
 
@@ -226,6 +242,7 @@ impl Probes {
             self.attached += 1;
         }
         self.attach_goroutines(target, options)?;
+        self.attach_perf(target, options)?;
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! The perf-event parts of the report: page faults and on-CPU samples, by stack.
 
+use goprobe_common::{CallerStack, SiteCounts};
 use serde::{Deserialize, Serialize};
+
+use super::sites::name_sites;
 
 /// Page faults of the target's threads in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -36,4 +39,132 @@ pub struct CpuSite {
     /// Frame names, leaf first; empty when the stack could not be captured.
     pub stack: Vec<String>,
     pub samples: u64,
+}
+
+impl PageFaults {
+    /// The page faults of one process from its per-stack counts (`a` minor, `b` major; see
+    /// [`goprobe_common::site_kind::PAGE_FAULT`]), stacks named by `name`.
+    pub fn from_sites(
+        raw: &[(CallerStack, SiteCounts)],
+        name: impl FnMut(&CallerStack) -> Vec<String>,
+    ) -> Self {
+        let sites: Vec<FaultSite> = name_sites(raw, name)
+            .into_iter()
+            .map(|s| FaultSite {
+                stack: s.stack,
+                minor: s.a,
+                major: s.b,
+            })
+            .collect();
+        Self {
+            minor: sites.iter().map(|s| s.minor).sum(),
+            major: sites.iter().map(|s| s.major).sum(),
+            sites,
+        }
+    }
+}
+
+impl Cpu {
+    /// The on-CPU samples of one process, taken at `hz`, from its per-stack counts (`a`
+    /// samples; see [`goprobe_common::site_kind::CPU`]), stacks named by `name`.
+    pub fn from_sites(
+        hz: u32,
+        raw: &[(CallerStack, SiteCounts)],
+        name: impl FnMut(&CallerStack) -> Vec<String>,
+    ) -> Self {
+        let sites: Vec<CpuSite> = name_sites(raw, name)
+            .into_iter()
+            .map(|s| CpuSite {
+                stack: s.stack,
+                samples: s.a,
+            })
+            .collect();
+        Self {
+            hz,
+            samples: sites.iter().map(|s| s.samples).sum(),
+            sites,
+        }
+    }
+}
+
+/// How many sites the summary lists per signal.
+const TOP: usize = 5;
+
+/// The page-fault and CPU lines of the human summary (summary.rs).
+pub(super) fn render_summary(r: &super::Report, out: &mut String) {
+    use std::{collections::BTreeMap, fmt::Write as _};
+
+    use super::summary::caller_chain;
+    // Sites that differ only inside the runtime are one line for people.
+    fn top(rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+        let mut by: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, v) in rows {
+            *by.entry(k).or_default() += v;
+        }
+        let mut rows: Vec<_> = by.into_iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+        rows.truncate(TOP);
+        rows
+    }
+    if let Some(pf) = &r.page_faults {
+        let _ = writeln!(
+            out,
+            "page faults: {} minor, {} major; top sites:",
+            pf.minor, pf.major
+        );
+        let total = (pf.minor + pf.major).max(1);
+        let rows = pf
+            .sites
+            .iter()
+            .map(|s| (caller_chain(&s.stack, 3), s.minor + s.major));
+        for (chain, n) in top(rows) {
+            let pct = n as f64 * 100.0 / total as f64;
+            let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {chain}");
+        }
+    }
+    if let Some(cpu) = &r.cpu {
+        let _ = writeln!(
+            out,
+            "on-CPU samples: {} at {} Hz (about {:.1} CPU-seconds); top functions:",
+            cpu.samples,
+            cpu.hz,
+            cpu.samples as f64 / f64::from(cpu.hz.max(1))
+        );
+        let total = cpu.samples.max(1);
+        let rows = cpu.sites.iter().map(|s| {
+            // The running function, then who called it (outside the runtime).
+            let key = match s.stack.split_first() {
+                None => "(no stack)".to_owned(),
+                Some((leaf, [])) => leaf.clone(),
+                Some((leaf, callers)) => format!("{leaf} ← {}", caller_chain(callers, 2)),
+            };
+            (key, s.samples)
+        });
+        for (key, n) in top(rows) {
+            let pct = n as f64 * 100.0 / total as f64;
+            let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {key}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_are_the_sum_of_sites() {
+        let s = |id| CallerStack { id, ret: 0 };
+        let c = |a, b| SiteCounts { a, b };
+        let raw = [(s(1), c(5, 1)), (s(2), c(7, 0)), (s(-1), c(2, 0))];
+        let name = |cs: &CallerStack| match cs.id {
+            -1 => Vec::new(),
+            id => vec![format!("main.f{id}")],
+        };
+        let pf = PageFaults::from_sites(&raw, name);
+        assert_eq!((pf.minor, pf.major), (14, 1));
+        assert_eq!(pf.sites[0].stack, ["main.f2"]);
+        let cpu = Cpu::from_sites(97, &raw, name);
+        assert_eq!((cpu.hz, cpu.samples), (97, 14));
+        assert_eq!(cpu.sites.last().map(|s| s.stack.len()), Some(0));
+    }
 }

@@ -91,6 +91,7 @@ pub fn render(r: &Report) -> String {
     }
     render_stacks(r, &mut out);
     super::goroutines::render(r.goroutines.as_ref(), &mut out);
+    super::perf::render_summary(r, &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,

@@ -252,6 +252,11 @@ impl Symbolizer {
             return Some(i);
         }
         let fresh = maps::read(pid).ok()?;
+        // NB: an exited process not yet reaped (a zombie) has an empty /proc/<pid>/maps (no mm,
+        // fs/proc/task_mmu.c): keep the maps read while it lived, which name its stacks.
+        if fresh.is_empty() {
+            return None;
+        }
         let found = maps::find(&fresh, pc);
         self.maps.insert(pid, fresh);
         found

@@ -7,6 +7,7 @@ pub mod cycle_layout;
 pub mod disasm;
 pub mod dwarf;
 pub mod elf;
+pub mod frameless;
 pub mod goroutines;
 pub mod layout;
 pub mod proc;
@@ -209,6 +210,9 @@ pub struct Target {
     pub assist: Option<(FunctionPlan, FunctionPlan)>,
     /// Goroutine creation and exit probes; `None` if they cannot be placed.
     pub goroutines: Option<goroutines::GoroutinePlans>,
+    /// Run-time pc ranges where `[SP]` is the return address (frameless leaves, function
+    /// entries), for the perf-event signals' stacks ([`frameless::ranges`]).
+    pub frameless: Vec<frameless::Range>,
 }
 
 impl Target {
@@ -332,6 +336,7 @@ impl Target {
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             goroutines: goroutines::plans(&|name| plan(name).ok()),
+            frameless: frameless::ranges(symbols.table(), bias),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

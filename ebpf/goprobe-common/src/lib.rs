@@ -315,6 +315,38 @@ pub struct GoroutineCounts {
     pub exited: u64,
 }
 const _: () = assert!(size_of::<GoroutineCounts>() == 16);
+/// Max number of frameless pc ranges (`FRAMELESS`, ebpf/goprobe-ebpf/src/perf.rs) of the
+/// process the perf-event programs fix stacks for; a power of two (the BPF binary search runs
+/// `log2(MAX_FRAMELESS) + 1` steps).
+pub const MAX_FRAMELESS: u32 = 1 << 16;
+/// Steps of the bounded binary search over `FRAMELESS` (`2^FRAMELESS_SEARCH_STEPS` ≥
+/// `MAX_FRAMELESS`).
+pub const FRAMELESS_SEARCH_STEPS: u32 = 17;
+const _: () = assert!(1 << (FRAMELESS_SEARCH_STEPS - 1) >= MAX_FRAMELESS);
+
+/// A pc range `[start, end)` (run-time addresses) at which `[SP]` holds the return address
+/// (agent/src/target/frameless.rs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FramelessRange {
+    pub start: u64,
+    pub end: u64,
+}
+const _: () = assert!(size_of::<FramelessRange>() == 16);
+
+/// Which process the perf-event programs' `FRAMELESS` ranges belong to (one per loaded object),
+/// and how many there are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerfTarget {
+    pub tgid: u32,
+    /// Ranges in `FRAMELESS[0..n_ranges]`, sorted and disjoint.
+    pub n_ranges: u32,
+    /// Always 0. The BPF binary search ORs it, loaded afresh, into its bounds at every step so
+    /// that the verifier knows nothing of them and can prune its paths (see perf.rs).
+    pub zero: u64,
+}
+const _: () = assert!(size_of::<PerfTarget>() == 16);
 
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {
@@ -345,4 +377,6 @@ mod pod {
     unsafe impl aya::Pod for super::SiteKey {}
     unsafe impl aya::Pod for super::SiteCounts {}
     unsafe impl aya::Pod for super::GoroutineCounts {}
+    unsafe impl aya::Pod for super::FramelessRange {}
+    unsafe impl aya::Pod for super::PerfTarget {}
 }

@@ -1,4 +1,5 @@
-//! goprobe's kernel-side programs: uprobes on the Go runtime.
+//! goprobe's kernel-side programs: uprobes on the Go runtime, and perf-event programs
+//! (page faults, CPU samples).
 //!
 //! One module per signal. Each `#[uprobe]` entry point is a thin wrapper over a `try_*` function
 //! that returns `Result`; no panics, no unwraps. All structs that reach user space are defined in
@@ -10,6 +11,7 @@ mod cycle;
 mod gc;
 mod goabi;
 mod goroutines;
+mod perf;
 mod sites;
 mod stacks;
 

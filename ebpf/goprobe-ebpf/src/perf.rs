@@ -1,0 +1,161 @@
+//! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, one sample per
+//! fault) and on-CPU samples (software `CPU_CLOCK`), counted per user stack into `SITES`.
+//!
+//! The events are opened by user space (agent/src/probe/perf.rs) once per online CPU for all
+//! processes; these programs keep only the threads of attached processes (`TARGETS`).
+//!
+//! A frame-pointer walk from a sample taken where the function has not (or no longer) pushed
+//! RBP — inside a frameless assembly leaf such as `memmove` or `memclrNoHeapPointers`, or at a
+//! function's entry — misses the immediate caller: its return address is at `[SP]`, not at
+//! `[RBP+8]`. User space passes the pc ranges where that is so (`FRAMELESS`, computed from the
+//! function table's pcsp, agent/src/target/frameless.rs); when the sampled user IP is in one, the
+//! word at the user SP is kept as [`CallerStack::ret`] and inserted as the second frame.
+
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
+    macros::{map, perf_event},
+    maps::Array,
+    programs::{PerfEventContext, tracing::StackIdContext as _},
+};
+use goprobe_common::{
+    BPF_F_USER_STACK, CallerStack, FRAMELESS_SEARCH_STEPS, FramelessRange, MAX_FRAMELESS,
+    PerfTarget, counter, site_kind,
+};
+
+use crate::{
+    gc::{TARGETS, bump},
+    goabi::{ReadError, read_user},
+    sites::add_site,
+    stacks::{STACKS, tgid},
+};
+
+/// Frameless pc ranges of the process in `PERF_TARGET`, sorted and disjoint.
+#[map]
+static FRAMELESS: Array<FramelessRange> = Array::with_max_entries(MAX_FRAMELESS, 0);
+
+/// Slot 0: whose ranges `FRAMELESS` holds, and how many.
+#[map]
+static PERF_TARGET: Array<PerfTarget> = Array::with_max_entries(1, 0);
+
+/// A minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN`, period 1).
+#[perf_event]
+pub fn page_fault_min(ctx: PerfEventContext) -> u32 {
+    match try_sample(&ctx, site_kind::PAGE_FAULT, 1, 0) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+/// A major page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MAJ`, period 1).
+#[perf_event]
+pub fn page_fault_maj(ctx: PerfEventContext) -> u32 {
+    match try_sample(&ctx, site_kind::PAGE_FAULT, 0, 1) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+/// A cpu-clock tick on a CPU (`PERF_COUNT_SW_CPU_CLOCK`, at `--cpu-hz`).
+#[perf_event]
+pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
+    match try_sample(&ctx, site_kind::CPU, 1, 0) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+#[inline(always)]
+fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), ReadError> {
+    let tgid = tgid();
+    // SAFETY: a map lookup; the value is only tested for presence.
+    if unsafe { TARGETS.get(tgid) }.is_none() {
+        return Ok(());
+    }
+    let ret = match user_ip_sp(ctx) {
+        Ok((ip, sp)) => frameless_return(tgid, ip, sp),
+        Err(ReadError) => 0,
+    };
+    // NB: with BPF_F_USER_STACK the kernel walks from the task's saved user registers when the
+    // sample interrupted kernel code (kernel/bpf/stackmap.c, get_perf_callchain: `regs =
+    // task_pt_regs(current)` when `!user_mode(regs)`), e.g. a fault in copy_to_user.
+    let stack = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
+        Ok(id) => CallerStack { id, ret },
+        Err(_) => {
+            bump(counter::STACK_FAILED);
+            CallerStack { id: -1, ret }
+        }
+    };
+    add_site(tgid, kind, stack, a, b);
+    Ok(())
+}
+
+/// The user-mode IP and SP of the sampled thread.
+#[inline(always)]
+fn user_ip_sp(ctx: &PerfEventContext) -> Result<(u64, u64), ReadError> {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        // SAFETY: `ctx` is the kernel's bpf_perf_event_data; its `regs` are readable in place.
+        let regs = unsafe { &(*ctx.ctx).regs };
+        // NB: x86 user_mode(): the privilege level in CS's low two bits is 3 in user mode
+        // (arch/x86/include/asm/ptrace.h). A page fault taken in the kernel (copy_to_user) or a
+        // cpu-clock tick during a syscall samples kernel registers: the user ones are then the
+        // task's saved pt_regs (bpf_task_pt_regs, Linux 5.15+).
+        if regs.cs & 3 == 3 {
+            return Ok((regs.rip, regs.rsp));
+        }
+        // SAFETY: helpers with BTF-typed arguments; the verifier checks them. The pt_regs are
+        // read with bpf_probe_read_kernel, which fails instead of faulting.
+        let user = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const pt_regs;
+        // SAFETY: see above.
+        let ip = unsafe { bpf_probe_read_kernel(&raw const (*user).rip) }.map_err(|_| ReadError)?;
+        // SAFETY: see above.
+        let sp = unsafe { bpf_probe_read_kernel(&raw const (*user).rsp) }.map_err(|_| ReadError)?;
+        return Ok((ip, sp));
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        Err(ReadError)
+    }
+}
+
+/// The return address at `[sp]` if `ip` is in one of `tgid`'s frameless ranges, else 0.
+#[inline(always)]
+fn frameless_return(tgid: u32, ip: u64, sp: u64) -> u64 {
+    let Some(t) = PERF_TARGET.get(0) else {
+        return 0;
+    };
+    if t.tgid != tgid {
+        return 0;
+    }
+    // The last range starting at or below `ip`.
+    let (mut lo, mut hi) = (0u32, t.n_ranges.min(MAX_FRAMELESS));
+    // NB: bounded for the verifier: 2^(steps-1) ≥ MAX_FRAMELESS, so the search ends in time.
+    for _ in 0..FRAMELESS_SEARCH_STEPS {
+        // NB: the verifier explores both outcomes of every step; while it knows ranges for
+        // `lo` and `hi` some comparisons become decided, which marks them precise and stops
+        // it from merging paths (2^steps of them: "BPF program is too large"). ORing in a
+        // value loaded from map memory (always 0) leaves it knowing nothing of them.
+        // SAFETY: `t` points into the map value; a volatile load so it is redone every step.
+        let zero = unsafe { core::ptr::read_volatile(&raw const t.zero) } as u32;
+        lo |= zero;
+        hi |= zero;
+        if lo >= hi {
+            break;
+        }
+        let mid = lo + (hi - lo) / 2;
+        let Some(r) = FRAMELESS.get(mid) else {
+            return 0;
+        };
+        if r.start <= ip {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == 0 {
+        return 0;
+    }
+    match FRAMELESS.get(lo - 1) {
+        Some(r) if ip < r.end => read_user::<u64>(sp).unwrap_or(0),
+        _ => 0,
+    }
+}
