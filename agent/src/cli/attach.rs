@@ -17,7 +17,7 @@ use goprobe::{
     clock::Clock,
     output::{
         self, Format, OutputConfig, Profile,
-        profile::{self, Spec},
+        profile,
     },
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
@@ -253,21 +253,18 @@ pub fn run(args: AttachArgs) -> Result<()> {
             Cpu::from_sites(options.cpu_hz, &raw, |c| namer.names(&probes, c))
         }),
     };
-    let mut profiles = Vec::new();
-    if args.out_dir.is_some() {
-        let raw: Vec<_> = assist
-            .by_stack
-            .iter()
-            .map(|(c, ns)| (*c, vec![*ns as i64]))
-            .collect();
-        profiles.push(profile::build(
-            Spec::assist(),
-            &raw,
+    let profiles = if args.out_dir.is_some() {
+        profile::collect(
             &probes,
+            args.pid,
+            &options,
+            &assist,
             &mut namer,
             &report.window,
-        ));
-    }
+        )
+    } else {
+        Vec::new()
+    };
     drop(probes); // detach before writing: the target runs unprobed from here on
     write_outputs(&args, &report, &profiles)
 }

@@ -1,10 +1,14 @@
 //! Signals → [`Profile`]s: what each stack-attributed signal's values are called in pprof, and
 //! the resolution of its captured stacks into locations.
 
-use goprobe_common::CallerStack;
+use goprobe_common::{CallerStack, SiteCounts, site_kind};
 
 use super::{Profile, Sample, ValueType};
-use crate::{probe::Probes, report::Window, signal::stacks::StackNamer};
+use crate::{
+    probe::{Options, Probes, stacks::AssistTotals},
+    report::Window,
+    signal::stacks::StackNamer,
+};
 
 /// How one signal is described in its profile.
 #[derive(Clone, Debug)]
@@ -119,4 +123,48 @@ pub fn build(
         start_unix_ns: window.start_unix_ns,
         duration_ns: window.end_unix_ns - window.start_unix_ns,
     }
+}
+
+/// The profiles of every stack-attributed signal `options` turned on (allocations are added by
+/// the caller: their values are weighted in `signal::alloc`).
+pub fn collect(
+    probes: &Probes,
+    pid: u32,
+    options: &Options,
+    assist: &AssistTotals,
+    namer: &mut StackNamer,
+    window: &Window,
+) -> Vec<Profile> {
+    let mut out = Vec::new();
+    let assist_raw: Vec<_> = assist
+        .by_stack
+        .iter()
+        .map(|(c, ns)| (*c, vec![*ns as i64]))
+        .collect();
+    out.push(build(Spec::assist(), &assist_raw, probes, namer, window));
+    let sites = |kind, values: &dyn Fn(SiteCounts) -> Vec<i64>| -> Vec<(CallerStack, Vec<i64>)> {
+        probes
+            .sites(pid, kind)
+            .into_iter()
+            .map(|(c, v)| (c, values(v)))
+            .collect()
+    };
+    if options.page_faults {
+        let raw = sites(site_kind::PAGE_FAULT, &|v| {
+            vec![(v.a + v.b) as i64, v.a as i64, v.b as i64]
+        });
+        out.push(build(Spec::page_faults(), &raw, probes, namer, window));
+    }
+    if options.cpu_hz > 0 {
+        let period = 1_000_000_000 / i64::from(options.cpu_hz);
+        let raw = sites(site_kind::CPU, &|v| vec![v.a as i64, v.a as i64 * period]);
+        out.push(build(Spec::cpu(options.cpu_hz), &raw, probes, namer, window));
+    }
+    if options.goroutines {
+        let raw = sites(site_kind::GOROUTINE_CREATE, &|v| vec![v.a as i64]);
+        let mut p = build(Spec::goroutines(), &raw, probes, namer, window);
+        p.trim_leaf(crate::report::goroutines::runtime_leaf_frames);
+        out.push(p);
+    }
+    out
 }

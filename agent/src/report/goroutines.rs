@@ -68,13 +68,19 @@ impl Goroutines {
 /// (src/runtime/proc.go, coro.go): that frame is the same for every site and not the user's
 /// code, so it is dropped; the leaf is then the function with the `go` statement.
 fn strip_runtime_leaf(mut stack: Vec<String>) -> Vec<String> {
-    if stack
-        .first()
-        .is_some_and(|f| f == "runtime.newproc" || f == "runtime.newcoro")
-    {
-        stack.remove(0);
-    }
+    let names: Vec<&str> = stack.iter().map(String::as_str).collect();
+    let n = runtime_leaf_frames(&names);
+    stack.drain(..n);
     stack
+}
+
+/// How many leaf frames of a creation stack (names leaf first) are the runtime's entry point.
+pub fn runtime_leaf_frames(names: &[&str]) -> usize {
+    usize::from(
+        names
+            .first()
+            .is_some_and(|f| *f == "runtime.newproc" || *f == "runtime.newcoro"),
+    )
 }
 
 /// How many creation sites the summary lists.
