@@ -15,15 +15,14 @@ use support::{attach, start_testprog};
 
 const GO: &str = "1.27.3";
 
-/// Runs gcstress in assist mode under `goprobe attach --out-dir DIR` and returns DIR and the
-/// report.
-fn record(dir: &Path) -> serde_json::Value {
-    let mut prog = start_testprog("gcstress", GO, &["-mode=assist", "-cycles=30"], &[]);
+/// Runs `program` with `args` under `goprobe attach --out-dir DIR` and returns the report.
+fn record(dir: &Path, program: &str, args: &[&str]) -> serde_json::Value {
+    let mut prog = start_testprog(program, GO, args, &[]);
     let out = dir.display().to_string();
     let probe = attach(prog.pid(), &["--out-dir", &out]);
     prog.send("start");
     let (status, _, stderr) = prog.finish(Duration::from_secs(120));
-    assert!(status.success(), "gcstress failed: {stderr}");
+    assert!(status.success(), "{program} failed: {stderr}");
     let (status, _, gp_err) = probe.finish(Duration::from_secs(60));
     assert!(status.success(), "goprobe failed: {gp_err}");
     assert!(gp_err.contains("index.html"), "{gp_err}");
@@ -73,10 +72,35 @@ fn raw_total(raw: &str) -> i64 {
         .sum()
 }
 
+/// `pb`'s first sample type total (`go tool pprof -raw`) equals `want`, and so does the folded
+/// file's; `-top` and `-traces` name `hot`.
+fn check_profile(dir: &Path, name: &str, kind: &str, want: i64, hot: &str) {
+    let pb = dir.join(format!("{name}.pb.gz"));
+    let top = pprof(&pb, "-top");
+    assert!(top.contains(hot), "{name}: no {hot} in -top:\n{top}");
+    let traces = pprof(&pb, "-traces");
+    assert!(
+        traces.contains(hot),
+        "{name}: no {hot} in -traces:\n{traces}"
+    );
+    let raw = pprof(&pb, "-raw");
+    assert!(raw.contains(kind), "{name}: no sample type {kind}:\n{raw}");
+    assert_eq!(raw_total(&raw), want, "{name}: pprof total vs report.json");
+    let folded = std::fs::read_to_string(dir.join(format!("{name}.folded"))).expect("folded");
+    let sum: i64 = folded
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
+        .sum();
+    // The folded file shows the default sample type (the first, except for CPU: nanoseconds).
+    if name != "cpu" {
+        assert_eq!(sum, want, "{name}: folded total vs report.json");
+    }
+}
+
 #[test]
 fn pprof_reads_every_profile_and_agrees_with_the_report() {
-    let dir = tempdir("pprof");
-    let report = record(&dir);
+    let dir = tempdir("pprof-assist");
+    let report = record(&dir, "gcstress", &["-mode=assist", "-cycles=30"]);
     for f in [
         "report.json",
         "index.html",
@@ -86,46 +110,69 @@ fn pprof_reads_every_profile_and_agrees_with_the_report() {
     ] {
         assert!(dir.join(f).exists(), "{f} was not written");
     }
-    let pb = dir.join("assist.pb.gz");
-    let top = pprof(&pb, "-top");
-    assert!(top.contains("Type: assist"), "{top}");
-    assert!(top.contains("main.allocHeavy"), "{top}");
-    let traces = pprof(&pb, "-traces");
-    assert!(traces.contains("main.allocHeavy"), "{traces}");
-    let raw = pprof(&pb, "-raw");
-    assert!(raw.contains("assist/nanoseconds[dflt]"), "{raw}");
     let want = report["gc"]["assist"]["total_ns"]
         .as_i64()
         .expect("assist total");
     assert!(want > 0, "no assist time recorded");
-    assert_eq!(raw_total(&raw), want, "pprof total vs report.json");
-    // The folded file sums to the same.
-    let folded = std::fs::read_to_string(dir.join("assist.folded")).expect("folded");
-    let sum: i64 = folded
-        .lines()
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
+    check_profile(
+        &dir,
+        "assist",
+        "assist/nanoseconds[dflt]",
+        want,
+        "main.allocHeavy",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+
+    let dir = tempdir("pprof-signals");
+    let report = record(&dir, "signals", &["-mode", "cpu", "-cpu-budget", "2s"]);
+    let samples = report["cpu"]["samples"].as_i64().expect("cpu samples");
+    check_profile(&dir, "cpu", "samples/count", samples, "main.busyA");
+    let pf = &report["page_faults"];
+    let faults = pf["minor"].as_i64().unwrap_or(0) + pf["major"].as_i64().unwrap_or(0);
+    check_profile(&dir, "pagefaults", "faults/count", faults, "main.main");
+    let created: i64 = report["goroutines"]["creation_sites"]
+        .as_array()
+        .expect("creation sites")
+        .iter()
+        .filter_map(|s| s["count"].as_i64())
         .sum();
-    assert_eq!(sum, want, "folded total vs report.json");
+    let goroutines = pprof(&dir.join("goroutines.pb.gz"), "-raw");
+    assert_eq!(
+        raw_total(&goroutines),
+        created,
+        "goroutines: pprof total vs report.json"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn chromium_opens_every_page_without_errors() {
     let dir = tempdir("chromium");
-    record(&dir);
+    record(&dir, "gcstress", &["-mode=assist", "-cycles=30"]);
+    let cpu = tempdir("chromium-cpu");
+    record(&cpu, "signals", &["-mode", "cpu", "-cpu-budget", "2s"]);
     for (page, needle) in [
-        ("index.html", "Stop-the-world pauses"),
-        ("gc-pauses.svg", "GC cycle"),
-        ("assist.svg", "main.allocHeavy"),
+        (dir.join("index.html"), "Stop-the-world pauses"),
+        (dir.join("gc-pauses.svg"), "GC cycle"),
+        (dir.join("assist.svg"), "main.allocHeavy"),
+        (cpu.join("index.html"), "on-CPU time"),
+        (cpu.join("cpu.svg"), "main.busyA"),
     ] {
-        let path = dir.join(page);
+        let path = page;
+        let page = format!(
+            "{}-{}",
+            path.parent()
+                .and_then(Path::file_name)
+                .map_or("".into(), |n| n.to_string_lossy()),
+            path.file_name().map_or("".into(), |n| n.to_string_lossy())
+        );
         let shot = dir.join(format!("{page}.png"));
         let out = chromium(&[
             &format!("--screenshot={}", shot.display()),
             "--window-size=1250,1000",
             &file_url(&path),
         ]);
-        assert_no_console_errors(page, &out);
+        assert_no_console_errors(&page, &out);
         let png = std::fs::read(&shot).expect("screenshot");
         assert!(
             png.len() > 10_000,
@@ -134,7 +181,7 @@ fn chromium_opens_every_page_without_errors() {
         );
         // The rendered document (after the flamegraph's script ran) names the hot function.
         let dom = chromium(&["--dump-dom", &file_url(&path)]);
-        assert_no_console_errors(page, &dom);
+        assert_no_console_errors(&page, &dom);
         let text = String::from_utf8_lossy(&dom.stdout);
         assert!(text.contains(needle), "{page}: no {needle:?} in the DOM");
     }
@@ -146,6 +193,7 @@ fn chromium_opens_every_page_without_errors() {
         }
     }
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(cpu);
 }
 
 fn chromium(args: &[&str]) -> std::process::Output {

@@ -15,10 +15,7 @@ use tracing::{debug, info, warn};
 
 use goprobe::{
     clock::Clock,
-    output::{
-        self, Format, OutputConfig, Profile,
-        profile,
-    },
+    output::{self, Format, OutputConfig, Profile, profile},
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live, screen},

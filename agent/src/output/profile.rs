@@ -158,7 +158,13 @@ pub fn collect(
     if options.cpu_hz > 0 {
         let period = 1_000_000_000 / i64::from(options.cpu_hz);
         let raw = sites(site_kind::CPU, &|v| vec![v.a as i64, v.a as i64 * period]);
-        out.push(build(Spec::cpu(options.cpu_hz), &raw, probes, namer, window));
+        out.push(build(
+            Spec::cpu(options.cpu_hz),
+            &raw,
+            probes,
+            namer,
+            window,
+        ));
     }
     if options.goroutines {
         let raw = sites(site_kind::GOROUTINE_CREATE, &|v| vec![v.a as i64]);
