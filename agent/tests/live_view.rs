@@ -103,6 +103,10 @@ fn renders_updates_and_q_ends_it_with_outputs_written() {
     let first = tmux.wait_for("live view", Duration::from_secs(60), |s| {
         s.contains("q or Ctrl-C: stop") && s.contains("GC cycles") && s.contains("  gc ")
     });
+    // The signals' blocks follow the GC part.
+    tmux.wait_for("signal blocks", Duration::from_secs(10), |s| {
+        s.contains("Page faults") && s.contains("On-CPU samples") && s.contains("Goroutines")
+    });
     let t0 = elapsed(&first).expect("elapsed seconds in the header");
     tmux.wait_for("a redraw", Duration::from_secs(10), |s| {
         elapsed(s).is_some_and(|t| t > t0)

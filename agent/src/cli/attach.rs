@@ -18,7 +18,10 @@ use goprobe::{
     output::{self, Format, OutputConfig, Profile, profile},
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
-    report::{self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live, screen},
+    report::{
+        self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live,
+        live_signals::LiveSignals, screen,
+    },
     signal::{cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
 };
@@ -147,7 +150,10 @@ pub fn run(args: AttachArgs) -> Result<()> {
         "goprobe · pid {} {exe_name} ({})",
         args.pid, target.go_version
     ));
-    let mut sections = |_: &Probes| -> Vec<screen::Section> { Vec::new() };
+    let mut live_signals = LiveSignals::default();
+    let mut sections = |probes: &Probes| {
+        live_signals.sections(probes, args.pid, &options, |c| namer.names(probes, c))
+    };
     let mut goroutine_sampler = options
         .goroutines
         .then(|| GoroutineSampler::new(&target))

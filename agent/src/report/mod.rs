@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod goroutines;
 pub mod live;
+pub mod live_signals;
 pub mod perf;
 pub mod screen;
 pub mod sites;
