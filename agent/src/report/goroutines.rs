@@ -84,11 +84,9 @@ pub fn runtime_leaf_frames(names: &[&str]) -> usize {
 }
 
 /// How many creation sites the summary lists.
-const TOP: usize = 5;
-
 /// The summary's goroutine lines: the count at the start, its max and at the end, created and
 /// exited, and the top creation sites.
-pub fn render(g: Option<&Goroutines>, out: &mut String) {
+pub fn render(g: Option<&Goroutines>, top: usize, out: &mut String) {
     use std::fmt::Write as _;
     let Some(g) = g else { return };
     let count = |s: Option<&GoroutineSample>| s.map_or("?".to_owned(), |s| s.count.to_string());
@@ -105,7 +103,7 @@ pub fn render(g: Option<&Goroutines>, out: &mut String) {
     if !g.creation_sites.is_empty() {
         let _ = writeln!(out, "top goroutine creation sites:");
     }
-    for site in g.creation_sites.iter().take(TOP) {
+    for site in g.creation_sites.iter().take(top) {
         let leaf = site.stack.first().map_or("(no stack)", String::as_str);
         let callers = super::summary::caller_chain(site.stack.get(1..).unwrap_or(&[]), 2);
         let _ = writeln!(out, "  {:>8}  {leaf} ← {callers}", site.count);
@@ -159,7 +157,7 @@ mod tests {
             ["runtime.gcBgMarkStartWorkers", "runtime.gcStart"]
         );
         let mut out = String::new();
-        render(Some(&g), &mut out);
+        render(Some(&g), 5, &mut out);
         assert!(out.contains("3 at attach, max 1001, 2 at the end"), "{out}");
         assert!(out.contains("1000  main.leak ← main.main"), "{out}");
     }

@@ -87,25 +87,22 @@ impl Cpu {
     }
 }
 
-/// How many sites the summary lists per signal.
-const TOP: usize = 5;
-
-/// The page-fault and CPU lines of the human summary (summary.rs).
-pub(super) fn render_summary(r: &super::Report, out: &mut String) {
+/// The page-fault and CPU lines of the human summary (summary.rs), with at most `n` sites each.
+pub(super) fn render_summary(r: &super::Report, n: usize, out: &mut String) {
     use std::{collections::BTreeMap, fmt::Write as _};
 
     use super::summary::caller_chain;
     // Sites that differ only inside the runtime are one line for people.
-    fn top(rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let top = |rows: &mut dyn Iterator<Item = (String, u64)>| -> Vec<(String, u64)> {
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
         for (k, v) in rows {
             *by.entry(k).or_default() += v;
         }
         let mut rows: Vec<_> = by.into_iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1));
-        rows.truncate(TOP);
+        rows.truncate(n);
         rows
-    }
+    };
     if let Some(pf) = &r.page_faults {
         let _ = writeln!(
             out,
@@ -113,11 +110,11 @@ pub(super) fn render_summary(r: &super::Report, out: &mut String) {
             pf.minor, pf.major
         );
         let total = (pf.minor + pf.major).max(1);
-        let rows = pf
+        let mut rows = pf
             .sites
             .iter()
             .map(|s| (caller_chain(&s.stack, 3), s.minor + s.major));
-        for (chain, n) in top(rows) {
+        for (chain, n) in top(&mut rows) {
             let pct = n as f64 * 100.0 / total as f64;
             let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {chain}");
         }
@@ -131,7 +128,7 @@ pub(super) fn render_summary(r: &super::Report, out: &mut String) {
             cpu.samples as f64 / f64::from(cpu.hz.max(1))
         );
         let total = cpu.samples.max(1);
-        let rows = cpu.sites.iter().map(|s| {
+        let mut rows = cpu.sites.iter().map(|s| {
             // The running function, then who called it (outside the runtime).
             let key = match s.stack.split_first() {
                 None => "(no stack)".to_owned(),
@@ -140,7 +137,7 @@ pub(super) fn render_summary(r: &super::Report, out: &mut String) {
             };
             (key, s.samples)
         });
-        for (key, n) in top(rows) {
+        for (key, n) in top(&mut rows) {
             let pct = n as f64 * 100.0 / total as f64;
             let _ = writeln!(out, "  {n:>9} {pct:>5.1}%  {key}");
         }

@@ -24,8 +24,47 @@ pub fn human_ns(ns: u64) -> String {
     }
 }
 
-/// Renders the summary.
+/// The most lines the summary takes: the top findings, not everything (report.json has that).
+pub const MAX_LINES: usize = 25;
+
+/// Renders the summary: with up to 3 sites per signal, fewer while it is longer than
+/// [`MAX_LINES`], and cut with a pointer to report.json as the last resort.
 pub fn render(r: &Report) -> String {
+    for top in (1..=3).rev() {
+        let out = render_with(r, top);
+        if out.lines().count() <= MAX_LINES || top == 1 {
+            return cap(out);
+        }
+    }
+    unreachable!("the loop returns at top == 1")
+}
+
+/// `out` cut to [`MAX_LINES`], keeping its last line (goprobe's own cost).
+fn cap(out: String) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    if lines.len() <= MAX_LINES {
+        return out;
+    }
+    let mut s = String::new();
+    for l in &lines[..MAX_LINES - 2] {
+        s.push_str(l);
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "… {} more lines: see report.json (--json or --out-dir)",
+        lines.len() - (MAX_LINES - 1)
+    );
+    if let Some(last) = lines.last() {
+        s.push_str(last);
+        s.push('\n');
+    }
+    s
+}
+
+/// The summary with at most `top` sites per list and `top + 1` stop-the-world reasons besides
+/// the two GC ones.
+fn render_with(r: &Report, top: usize) -> String {
     let mut out = String::new();
     let secs = (r.window.end_unix_ns - r.window.start_unix_ns) as f64 / 1e9;
     let t = &r.target;
@@ -76,7 +115,12 @@ pub fn render(r: &Report) -> String {
     }
     if !by_reason.is_empty() {
         let _ = writeln!(out, "stop-the-world by reason:");
-        for (reason, mut d) in by_reason {
+        // The GC reasons first, then the others by total time.
+        let mut rows: Vec<(&str, Vec<u64>)> = by_reason.into_iter().collect();
+        rows.sort_by_key(|(reason, d)| (!is_gc(reason), std::cmp::Reverse(d.iter().sum::<u64>())));
+        let gc_rows = rows.iter().filter(|(r, _)| is_gc(r)).count();
+        rows.truncate(gc_rows + top + 1);
+        for (reason, mut d) in rows {
             d.sort_unstable();
             let _ = writeln!(
                 out,
@@ -89,9 +133,9 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
-    render_stacks(r, &mut out);
-    super::goroutines::render(r.goroutines.as_ref(), &mut out);
-    super::perf::render_summary(r, &mut out);
+    render_stacks(r, top, &mut out);
+    super::goroutines::render(r.goroutines.as_ref(), top, &mut out);
+    super::perf::render_summary(r, top, &mut out);
     let a = &r.agent;
     let _ = writeln!(
         out,
@@ -127,11 +171,13 @@ pub fn caller_chain(stack: &[String], max: usize) -> String {
     chain.join(" ← ")
 }
 
-/// How many assist sites and STW callers the summary lists.
-const TOP: usize = 5;
+/// Whether a stop-the-world reason is one of the two of every GC cycle.
+fn is_gc(reason: &str) -> bool {
+    reason == "GCMarkTerm" || reason == "GCSweepTerm"
+}
 
-/// "top assist sites" and "other STW by caller".
-fn render_stacks(r: &Report, out: &mut String) {
+/// "top assist sites" and "other STW by caller", `top` of each.
+fn render_stacks(r: &Report, top: usize, out: &mut String) {
     let assist = &r.gc.assist;
     if assist.total_ns > 0 {
         let _ = writeln!(
@@ -147,7 +193,7 @@ fn render_stacks(r: &Report, out: &mut String) {
         }
         let mut rows: Vec<_> = by_chain.into_iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1));
-        for (chain, ns) in rows.into_iter().take(TOP) {
+        for (chain, ns) in rows.into_iter().take(top) {
             let _ = writeln!(
                 out,
                 "  {:>9} {:>5.1}%  {chain}",
@@ -172,7 +218,7 @@ fn render_stacks(r: &Report, out: &mut String) {
         let mut rows: Vec<_> = by_caller.into_iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
         let _ = writeln!(out, "other stop-the-world by caller:");
-        for ((reason, caller), (n, ns)) in rows.into_iter().take(TOP) {
+        for ((reason, caller), (n, ns)) in rows.into_iter().take(top) {
             let _ = writeln!(
                 out,
                 "  {reason:<24} {n:>6}  total {:>9}  {caller}",
@@ -185,6 +231,64 @@ fn render_stacks(r: &Report, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report with many reasons and many sites of every signal: the summary stays within
+    /// [`MAX_LINES`] and still ends with goprobe's own cost.
+    #[test]
+    fn a_busy_report_fits_in_the_line_budget() {
+        let stack = |i: usize| serde_json::json!([format!("main.f{i}"), "main.main"]);
+        let many = |f: &dyn Fn(usize) -> serde_json::Value| -> Vec<serde_json::Value> {
+            (0..12).map(f).collect()
+        };
+        let stw = |reason: &str| serde_json::json!({"reason": reason, "start_unix_ns": 1, "duration_ns": 1000});
+        let reasons = [
+            "ReadMemStats",
+            "GOMAXPROCS",
+            "StartTrace",
+            "StopTrace",
+            "GoroutineProfile",
+            "WriteHeapDump",
+        ];
+        let other: Vec<_> = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut s = stw(r);
+                s["stack"] = stack(i);
+                s
+            })
+            .collect();
+        let json = serde_json::json!({
+            "schema": "goprobe.report.v1",
+            "target": {"pid": 1, "exe": "/x", "go_version": "go1.27.3", "stripped": false},
+            "window": {"start_unix_ns": 0, "end_unix_ns": 10_000_000_000_i64},
+            "agent": {"attach_ms": 1, "cpu_ms": 1, "max_rss_kb": 1, "lost_events": 0},
+            "gc": {
+                "cycles": [{"cycle": 1, "trigger": "heap", "pause_ns": 2000,
+                            "stw": [stw("GCSweepTerm"), stw("GCMarkTerm")]}],
+                "other_stw": other,
+                "assist": {"total_ns": 12, "sites": many(&|i| serde_json::json!({"stack": stack(i), "ns": 1}))},
+            },
+            "goroutines": {"samples": [], "max": 1, "created": 12, "exited": 0,
+                           "creation_sites": many(&|i| serde_json::json!({"stack": stack(i), "count": 1}))},
+            "page_faults": {"minor": 12, "major": 0,
+                            "sites": many(&|i| serde_json::json!({"stack": stack(i), "minor": 1, "major": 0}))},
+            "cpu": {"hz": 97, "samples": 12,
+                    "sites": many(&|i| serde_json::json!({"stack": stack(i), "samples": 1}))},
+        });
+        let r: Report = serde_json::from_value(json).expect("report");
+        let text = render(&r);
+        assert!(text.lines().count() <= MAX_LINES, "{text}");
+        assert!(
+            text.lines()
+                .last()
+                .unwrap_or("")
+                .starts_with("goprobe itself"),
+            "{text}"
+        );
+        // With room, up to three sites per list.
+        assert!(render_with(&r, 3).lines().count() > MAX_LINES);
+    }
 
     #[test]
     fn percentiles_nearest_rank() {
