@@ -124,7 +124,9 @@ pub fn render(r: &Report) -> String {
     );
     // Axes and grid: y in pause duration, x in seconds since the window started.
     let base = PLOT_TOP + PLOT_HEIGHT;
-    for i in 0..=4 {
+    // No pause: one grid line, no duration scale to show.
+    let y_steps = if bars.is_empty() { 0 } else { 4 };
+    for i in 0..=y_steps {
         let y = base - PLOT_HEIGHT * f64::from(i) / 4.0;
         let ns = max_ns as f64 * f64::from(i) / 4.0;
         let _ = writeln!(
