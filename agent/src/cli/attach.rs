@@ -17,7 +17,7 @@ use goprobe::{
     privileges,
     probe::{AllocMode, BpfLogger, Options, Probes},
     report::{self, AgentStats, Report, TargetInfo, Window, live::LiveLine},
-    signal::{cycle, gc::GcTracker, stacks::StackNamer},
+    signal::{self, cycle, gc::GcTracker, stacks::StackNamer},
     target::Target,
 };
 
@@ -158,6 +158,15 @@ pub fn run(args: AttachArgs) -> Result<()> {
     gc.add_stacks(&tracker, &probes.assist_totals(args.pid), |c| {
         namer.names(&probes, c)
     });
+    let alloc =
+        signal::alloc::collect(&probes, &target, options.alloc, |c| namer.names(&probes, c));
+    let sites_full = probes.sites_full();
+    if sites_full > 0 {
+        warn!(
+            sites_full,
+            "per-stack counts were lost: the SITES map was full"
+        );
+    }
     let failed_stacks = probes.failed_stacks();
     if failed_stacks > 0 {
         warn!(
@@ -183,11 +192,11 @@ pub fn run(args: AttachArgs) -> Result<()> {
             cpu_ms,
             max_rss_kb,
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
-            lost_events: probes.lost_events() + tracker.unreadable,
+            lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
         },
         gc,
-        alloc: None,      // TODO(signals)
+        alloc,
         goroutines: None, // TODO(signals)
         page_faults: None,
         cpu: None,

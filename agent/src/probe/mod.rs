@@ -1,5 +1,6 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
+pub mod alloc;
 pub mod sites;
 pub mod stacks;
 
@@ -224,6 +225,7 @@ impl Probes {
             );
             self.attached += 1;
         }
+        self.attach_alloc(target, options)?;
         Ok(())
     }
 

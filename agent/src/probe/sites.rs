@@ -20,10 +20,12 @@ impl Probes {
             .filter_map(Result::ok)
             .filter(|(k, _)| k.tgid == pid && k.kind == kind)
             .map(|(k, per_cpu)| {
-                let sum = per_cpu.iter().fold(SiteCounts::default(), |s, c| SiteCounts {
-                    a: s.a + c.a,
-                    b: s.b + c.b,
-                });
+                let sum = per_cpu
+                    .iter()
+                    .fold(SiteCounts::default(), |s, c| SiteCounts {
+                        a: s.a + c.a,
+                        b: s.b + c.b,
+                    });
                 (k.stack, sum)
             })
             .collect()

@@ -7,6 +7,17 @@ use serde::{Deserialize, Serialize};
 pub struct Alloc {
     /// `sampled` or `exact` (see `goprobe attach --help`).
     pub mode: String,
+    /// How the counts were taken: `exact`, `profilealloc` (the runtime's heap-profile sampler,
+    /// weighted as pprof does) or `span-refill` (the allocator's slow paths, see
+    /// docs/report-schema.md); `null` when allocations could not be watched.
+    #[serde(default)]
+    pub sampler: Option<String>,
+    /// `runtime.MemProfileRate` (bytes) the profilealloc sampler ran with; `null` otherwise.
+    #[serde(default)]
+    pub sample_rate: Option<u64>,
+    /// Why allocations could not be watched in this target; `null` when they were.
+    #[serde(default)]
+    pub unavailable: Option<String>,
     pub bytes: u64,
     pub objects: u64,
     /// By allocating stack, most bytes first.

@@ -9,7 +9,7 @@ use std::{borrow::Cow, collections::HashMap};
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection};
 
-use super::{cycle_layout, layout::RuntimeLayout};
+use super::{alloc, cycle_layout, layout::RuntimeLayout};
 
 /// NB: the runtime struct types and fields goprobe reads, named as the Go linker names them in
 /// DWARF (src/cmd/link/internal/ld/dwarf.go: package-qualified type names).
@@ -26,7 +26,9 @@ const FIELDS: &[(&str, &str)] = &[
 
 /// Every field read from DWARF: [`FIELDS`] and those of each layout module.
 fn all_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    [FIELDS, cycle_layout::DWARF_FIELDS].into_iter().flatten()
+    [FIELDS, cycle_layout::DWARF_FIELDS, alloc::DWARF_FIELDS]
+        .into_iter()
+        .flatten()
 }
 
 /// Field offsets found in DWARF, keyed by (struct, field).
@@ -128,6 +130,7 @@ impl DwarfFields {
                 .map(|t| get("runtime.m", "preemptoff", t)),
             stw_abi: table.stw_abi,
             cycle: self.apply_cycle(table.cycle),
+            alloc: self.apply_alloc(table.alloc),
         }
     }
 

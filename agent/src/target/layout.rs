@@ -7,7 +7,10 @@
 
 use goprobe_common::stw_abi;
 
-use super::cycle_layout::{self, CycleLayout};
+use super::{
+    alloc::{self, AllocLayout},
+    cycle_layout::{self, CycleLayout},
+};
 
 /// Field offsets and calling conventions of one Go release's runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct RuntimeLayout {
     pub m_preemptoff: Option<u32>,
     /// What is read at a cycle's final stop-the-world (phases, heap, settings).
     pub cycle: CycleLayout,
+    /// What the span-refill allocation sampler reads (`mcache`, `mspan`).
+    pub alloc: AllocLayout,
 }
 
 /// The layout of Go 1.`minor`, or `None` outside the supported range.
@@ -54,6 +59,7 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
             m_curg,
             m_preemptoff: None,
             cycle: CycleLayout::default(),
+            alloc: AllocLayout::default(),
         }
     };
     let mut layout = match minor {
@@ -78,6 +84,7 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
         _ => return None,
     };
     layout.cycle = cycle_layout::for_minor(minor)?;
+    layout.alloc = alloc::for_minor(minor);
     Some(layout)
 }
 

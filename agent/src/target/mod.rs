@@ -2,6 +2,7 @@
 //! executable), where each probe goes (file offsets), and the runtime addresses and offsets the
 //! probes read.
 
+pub mod alloc;
 pub mod buildinfo;
 pub mod cycle_layout;
 pub mod disasm;
@@ -204,6 +205,8 @@ pub struct Target {
     /// `runtime.gcAssistAlloc` and `runtime.gcAssistAlloc1`, for mark assists; `None` if either
     /// cannot be probed.
     pub assist: Option<(FunctionPlan, FunctionPlan)>,
+    /// The allocation probes this target can have (`goprobe attach --alloc`).
+    pub alloc: alloc::AllocPlans,
 }
 
 impl Target {
@@ -312,12 +315,13 @@ impl Target {
                 .inspect_err(|e| tracing::warn!(pid, "no stacks from {name}: {e}"))
                 .ok()
         };
-        let vars = runtime_vars(&symbols, &elf, &go_version, &layout)
-            .map_err(|source| TargetError::Vars {
+        let vars = runtime_vars(&symbols, &elf, &go_version, &layout).map_err(|source| {
+            TargetError::Vars {
                 pid,
                 exe: exe.clone(),
                 source,
-            })?;
+            }
+        })?;
         let target = Self {
             vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,
@@ -325,6 +329,9 @@ impl Target {
             gc_start: plan(GC_START)?,
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
+            alloc: alloc::plans(pid, &plan, &|name| {
+                symbols.function(name).map(|f| f.code.len() as u64)
+            }),
             stripped: !elf.has_symtab,
             layout,
             layout_source,
