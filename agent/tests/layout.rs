@@ -21,12 +21,14 @@ fn check(go: &str) {
     // NB: workType.pauseStart exists only up to Go 1.21 (removed in 1.22 src/runtime/mgc.go);
     // every other field goprobe reads exists in every supported release: 7 for the pauses, 10
     // per cycle (workType tSweepTerm…tEnd, heap0…heap2; gcControllerState gcPercent,
-    // memoryLimit, lastHeapGoal).
+    // memoryLimit, lastHeapGoal); 5 for the span-refill allocation sampler (mcache alloc,
+    // tinyAllocs; mspan allocCount, allocCountBeforeCache, elemsize).
     let expected = if table.work_pause_start.is_some() {
         8
     } else {
         7
-    } + 10;
+    } + 10
+        + 5;
     assert_eq!(
         fields.len(),
         expected,
@@ -36,6 +38,10 @@ fn check(go: &str) {
         fields.apply(table),
         table,
         "Go {go}: the table disagrees with DWARF {fields:?}"
+    );
+    assert!(
+        table.alloc.complete().is_some(),
+        "Go {go}: a tested release has every allocation offset in its table"
     );
     assert!(
         table.cycle.gcc_last_heap_goal.is_some(),

@@ -12,6 +12,10 @@ use crate::{cargo, exec, root, setup, thirdparty};
 pub fn run() -> Result<()> {
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
+    // `GOPROBE_BENCH_ONLY=alloc`: only the allocation-probe case (xtask/src/bench_alloc.rs).
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("alloc") {
+        return crate::bench_alloc::run(&dir);
+    }
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
     let unstripped = dir.join("go-unstripped");
     let t = root().join("target");
@@ -43,7 +47,8 @@ pub fn run() -> Result<()> {
             .env("GOPROBE_BENCH_GO", setup::go_bin(newest))
             .env("GOPROBE_BENCH_OUT", dir.join("results.md")),
     )?;
-    process_symbolizer(&dir)
+    process_symbolizer(&dir)?;
+    crate::bench_alloc::run(&dir)
 }
 
 /// The agent's `Symbolizer` (memo over the gopclntab) on a live hugo: what every signal pays.

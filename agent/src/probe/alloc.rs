@@ -44,6 +44,7 @@ pub fn choose(target: &Target, mode: AllocMode) -> Result<AllocConfig, AllocUnav
     let mut cfg = AllocConfig {
         mallocgc_start: start,
         mallocgc_end: end,
+        entry_on_jbe: u32::from(p.entry_on_jbe),
         ..AllocConfig::default()
     };
     if mode == AllocMode::Exact {

@@ -102,7 +102,11 @@ fn is_allocator(frame: &str) -> bool {
 /// `stack` (leaf first) without the allocator's frames: the leaf becomes the function that
 /// called the allocator, as in Go's heap profile (src/runtime/mprof.go `mProf_Malloc` skips
 /// mallocgc and its callees), whichever probe took the stack (mallocgc, a size-specialized
-/// entry, profilealloc, refill, allocLarge).
+/// entry, profilealloc, refill, allocLarge): everything up to the innermost allocator frame,
+/// and the allocator frames right after it (mallocgcSmallNoscan → mallocgc → newobject), are
+/// dropped. Only the innermost allocation counts: when the runtime allocates inside an
+/// allocation (mallocgc → gcStart → … → malg → mallocgc), the leaf is the runtime function
+/// (`runtime.malg`), not the user code further out.
 ///
 /// NB: `runtime.newobject` (malloc.go, `new(T)`) is trimmed too: Go 1.27 compiles `new(T)` of
 /// T ≤ 80 B into a direct call of a size-specialized mallocgc (cmd/compile ssagen
@@ -110,17 +114,14 @@ fn is_allocator(frame: &str) -> bool {
 /// across releases and sizes. Other runtime callers (`makeslice`, `growslice`, `rawstring`…)
 /// stay: they say how the allocation was made.
 pub fn trim_allocator(stack: Vec<String>) -> Vec<String> {
-    let leading_runtime = stack
+    let Some(first) = stack.iter().position(|f| is_allocator(f)) else {
+        return stack;
+    };
+    let run = stack[first..]
         .iter()
-        .take_while(|f| f.starts_with("runtime."))
+        .take_while(|f| is_allocator(f))
         .count();
-    match stack[..leading_runtime]
-        .iter()
-        .rposition(|f| is_allocator(f))
-    {
-        Some(i) => stack[i + 1..].to_vec(),
-        None => stack,
-    }
+    stack[first + run..].to_vec()
 }
 
 #[cfg(test)]
@@ -147,8 +148,18 @@ mod tests {
         assert_eq!(trim_allocator(direct), v(&["main.f"]));
         let slice = v(&["runtime.mallocgc", "runtime.makeslice", "main.f"]);
         assert_eq!(trim_allocator(slice), v(&["runtime.makeslice", "main.f"]));
-        // A runtime frame further out is not trimmed through.
-        let other = v(&["main.f", "runtime.mallocgc"]);
+        // The runtime allocating inside an allocation: the innermost allocation's caller.
+        let nested = v(&[
+            "runtime.mallocgc",
+            "runtime.malg",
+            "runtime.newproc1",
+            "runtime.gcStart",
+            "runtime.mallocgc",
+            "runtime.newobject",
+            "main.allocA",
+        ]);
+        assert_eq!(trim_allocator(nested)[0], "runtime.malg");
+        let other = v(&["main.f", "main.g"]);
         assert_eq!(trim_allocator(other.clone()), other);
         assert_eq!(trim_allocator(Vec::new()), Vec::<String>::new());
     }
@@ -166,8 +177,8 @@ mod tests {
         // Huge objects are always sampled: weight 1.
         let out = unbias(&[(s(2), 100 * rate, 3)], rate);
         assert_eq!(out[0].1.b, 3);
-        // Small objects: weight ≈ rate/size.
+        // Small objects: weight ≈ rate/size + 1/2.
         let out = unbias(&[(s(3), 64, 1)], rate);
-        assert!((out[0].1.b as f64 - rate as f64 / 64.0).abs() < 1.0);
+        assert_eq!(out[0].1.b, rate / 64 + 1);
     }
 }

@@ -124,15 +124,19 @@ pub struct AllocPlans {
     pub profilealloc: Option<FunctionPlan>,
     pub refill: Option<FunctionPlan>,
     pub alloc_large: Option<FunctionPlan>,
+    /// Whether the entry sites are the stack check's `jbe` (Go 1.19's prologue, see
+    /// [`super::disasm::probe_sites`]) rather than `push rbp`.
+    pub entry_on_jbe: bool,
 }
 
 /// Plans the allocation probes with `plan` (the target's probe planner) and `len` (a
 /// runtime function's code length), logging each function that cannot be probed.
-pub fn plans(
+pub fn plans<'d>(
     pid: u32,
     plan: &dyn Fn(&'static str) -> Result<FunctionPlan, TargetError>,
-    len: &dyn Fn(&str) -> Option<u64>,
+    code: &dyn Fn(&str) -> Option<&'d [u8]>,
 ) -> AllocPlans {
+    let len = |name: &str| code(name).map(|c| c.len() as u64);
     let optional = |name: &'static str| {
         plan(name)
             .inspect_err(|e| tracing::debug!(pid, "no allocation probe in {name}: {e}"))
@@ -149,7 +153,14 @@ pub fn plans(
         .filter(|name| len(name).is_some())
         .filter_map(|name| optional(name))
         .collect();
+    // NB: `jbe rel8` (0x76) or `jbe rel32` (0x0f 0x86) at the entry site.
+    let entry_on_jbe = mallocgc
+        .as_ref()
+        .zip(code(MALLOCGC))
+        .and_then(|(p, c)| c.get(usize::try_from(p.sites.entry).ok()?..))
+        .is_some_and(|c| c.first() == Some(&0x76) || c.starts_with(&[0x0f, 0x86]));
     AllocPlans {
+        entry_on_jbe,
         mallocgc,
         mallocgc_range,
         direct,

@@ -329,9 +329,7 @@ impl Target {
             gc_start: plan(GC_START)?,
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
-            alloc: alloc::plans(pid, &plan, &|name| {
-                symbols.function(name).map(|f| f.code.len() as u64)
-            }),
+            alloc: alloc::plans(pid, &plan, &|name| symbols.function(name).map(|f| f.code)),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

@@ -337,7 +337,9 @@ pub struct AllocConfig {
     pub off_span_alloc_count: u32,
     pub off_span_alloc_count_before_cache: u32,
     pub off_span_elemsize: u32,
-    pub _pad1: u32,
+    /// 1 when the entry sites are the `jbe` of the stack-bound check (Go 1.19): a hit with the
+    /// branch taken goes to morestack and the function runs again, so it is not counted.
+    pub entry_on_jbe: u32,
 }
 const _: () = assert!(size_of::<AllocConfig>() == 56);
 

@@ -75,6 +75,32 @@ fn return_address(ctx: &ProbeContext) -> u64 {
     }
 }
 
+/// Whether the hit is at a `jbe` to morestack that is about to be taken: the function will
+/// grow its stack and start again, hitting the probe once more.
+///
+/// NB: Go 1.19's prologue has no `push rbp`, so its entry sites are the stack check's `jbe`
+/// (agent/src/target/disasm.rs); the `cmp rsp,[r14+0x10]` before it set CF or ZF when the
+/// branch is taken (src/cmd/internal/obj/x86/obj6.go `stacksplit`, go1.19.8).
+#[inline(always)]
+fn morestack_pending(ctx: &ProbeContext, cfg: &AllocConfig) -> bool {
+    if cfg.entry_on_jbe == 0 {
+        return false;
+    }
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        const CF: u64 = 1;
+        const ZF: u64 = 1 << 6;
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
+        let flags = unsafe { (*ctx.regs).eflags };
+        return flags & (CF | ZF) != 0;
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        false
+    }
+}
+
 /// `runtime.mallocgc(size uintptr, typ *_type, needzero bool)` entry (exact mode).
 #[uprobe]
 pub fn alloc_mallocgc_entry(ctx: ProbeContext) -> u32 {
@@ -90,8 +116,14 @@ fn try_mallocgc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if size == 0 {
         return Ok(());
     }
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
     let stack = caller(ctx, return_address(ctx));
-    add_site(tgid(), site_kind::ALLOC, stack, size, 1);
+    add_site(tgid, site_kind::ALLOC, stack, size, 1);
     Ok(())
 }
 
@@ -114,7 +146,7 @@ fn try_direct_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let ret = return_address(ctx);
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if ret >= cfg.mallocgc_start && ret < cfg.mallocgc_end {
+    if (ret >= cfg.mallocgc_start && ret < cfg.mallocgc_end) || morestack_pending(ctx, cfg) {
         return Ok(());
     }
     let size = int_reg(ctx, 0)?;
@@ -139,8 +171,14 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     // on Go ≤ 1.23 (mallocgc), the size-class size on 1.24+ (`elemsize` in mallocgcSmall*).
     // It runs on the allocating goroutine, called straight from the allocator.
     let size = int_reg(ctx, 2)?;
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
     let key = AllocSampleKey {
-        tgid: tgid(),
+        tgid,
         _pad0: 0,
         stack: caller(ctx, return_address(ctx)),
         size,
@@ -169,6 +207,9 @@ fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
     // NB: RAX = c, BL = spc (src/runtime/mcache.go `refill`, Go 1.19–1.27). refill is called
     // (from `nextFree`) when the cached span of class spc is full, and adds
     // `s.allocCount - s.allocCountBeforeCache` to heapStats.smallAllocCount[spc.sizeclass()]
@@ -217,8 +258,14 @@ fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     // NB: RBX = size (src/runtime/mcache.go `allocLarge`, Go 1.19–1.27), which adds
     // `npages*pageSize` to heapStats.largeAlloc and 1 to largeAllocCount.
     let size = int_reg(ctx, 1)?;
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
     let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
     let stack = caller(ctx, return_address(ctx));
-    add_site(tgid(), site_kind::ALLOC, stack, bytes, 1);
+    add_site(tgid, site_kind::ALLOC, stack, bytes, 1);
     Ok(())
 }

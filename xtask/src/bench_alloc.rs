@@ -1,0 +1,153 @@
+//! `cargo xtask bench`, allocation case: what `goprobe attach --alloc` costs an allocation-bound
+//! Go program. The `signals -mode alloc-flood` workload (tests/testprogs/signals/alloc.go, one P)
+//! allocates 16-byte objects as fast as it can for 2 s and reports its own allocations/s, with
+//! no goprobe, then under each sampler; the median of a few runs each goes to
+//! target/bench/results.md (`GOPROBE_BENCH_ONLY=alloc cargo xtask bench` runs only this case).
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{cargo, exec, root, setup};
+
+const RUNS: usize = 3;
+
+/// (label, goprobe `--alloc` value or none, SIGNALS_MEMPROFILERATE).
+const CASES: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("no goprobe", None, None),
+    (
+        "sampled, span-refill (MemProfileRate 0)",
+        Some("sampled"),
+        None,
+    ),
+    ("no goprobe, MemProfileRate 512 KiB", None, Some("524288")),
+    (
+        "sampled, profilealloc (MemProfileRate 512 KiB)",
+        Some("sampled"),
+        Some("524288"),
+    ),
+    ("exact", Some("exact"), None),
+];
+
+pub fn run(dir: &Path) -> Result<()> {
+    exec(cargo().args(["build", "--release", "--locked", "-p", "goprobe"]))?;
+    let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
+    let program = dir.join("signals");
+    setup::go_build(
+        newest,
+        false,
+        &["-o", &program.display().to_string(), "./signals"],
+    )?;
+    let goprobe = root().join("target/release/goprobe");
+    let mut rows = String::new();
+    let mut base = None;
+    for &(label, alloc, rate) in CASES {
+        let mut rates = (0..RUNS)
+            .map(|_| once(&program, &goprobe, alloc, rate))
+            .collect::<Result<Vec<f64>>>()?;
+        rates.sort_by(f64::total_cmp);
+        let median = rates[RUNS / 2];
+        let base = *base.get_or_insert(median);
+        rows.push_str(&format!(
+            "| {label} | {:.2} M/s | {:.1}× slower | {} |\n",
+            median / 1e6,
+            base / median,
+            rates
+                .iter()
+                .map(|r| format!("{:.2}", r / 1e6))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let section = format!(
+        "\n## `goprobe attach --alloc` on an allocation-bound program (Go {newest})\n\n\
+         `signals -mode alloc-flood`, GOMAXPROCS=1: 16-byte objects in a loop for 2 s; the \
+         program's own allocations/s (runtime.MemStats.Mallocs), median of {RUNS} runs.\n\n\
+         | case | allocations/s | vs no goprobe | runs (M/s) |\n|---|---|---|---|\n{rows}"
+    );
+    let results = dir.join("results.md");
+    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
+    text.push_str(&section);
+    std::fs::write(&results, &text)?;
+    print!("{section}");
+    Ok(())
+}
+
+/// Kills the child when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One run: the program's allocations/s, under goprobe `--alloc alloc` when given.
+fn once(program: &PathBuf, goprobe: &Path, alloc: Option<&str>, rate: Option<&str>) -> Result<f64> {
+    let mut cmd = Command::new(program);
+    cmd.args(["-mode", "alloc-flood"])
+        .env("GOMAXPROCS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some(rate) = rate {
+        cmd.env("SIGNALS_MEMPROFILERATE", rate);
+    }
+    let mut target = Killed(cmd.spawn().context("starting signals")?);
+    let mut out = BufReader::new(target.0.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        bail!("signals said {line:?}, not ready");
+    }
+    let probe = match alloc {
+        Some(mode) => {
+            let mut p = Killed(
+                Command::new(goprobe)
+                    .args([
+                        "attach",
+                        &target.0.id().to_string(),
+                        "--json",
+                        "--alloc",
+                        mode,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .context("starting goprobe")?,
+            );
+            let mut err = BufReader::new(p.0.stderr.take().context("stderr")?);
+            loop {
+                let mut l = String::new();
+                if err.read_line(&mut l)? == 0 {
+                    bail!("goprobe exited before attaching");
+                }
+                if l.contains("attached to pid") {
+                    break;
+                }
+            }
+            // Keep draining goprobe's stderr so it never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            Some(p)
+        }
+        None => None,
+    };
+    writeln!(target.0.stdin.as_mut().context("stdin")?, "start")?;
+    line.clear();
+    out.read_line(&mut line)?;
+    if let Some(mut p) = probe {
+        p.0.wait()?;
+    }
+    json_number(&line, "allocs_per_sec").with_context(|| format!("signals JSON {line:?}"))
+}
+
+/// The number `key` of a flat JSON object (xtask has no JSON parser; signals prints one line).
+fn json_number(json: &str, key: &str) -> Option<f64> {
+    let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
