@@ -20,9 +20,9 @@ use serde_json::Value;
 
 const RELEASES: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
 
-/// The runtime's heap-profile rate the profilealloc runs use (bytes): a quarter of the 512 KiB
+/// The runtime's heap-profile rate the profilealloc runs use (bytes): an eighth of the 512 KiB
 /// default, for enough samples in a short window.
-const PROFILE_RATE: &str = "131072";
+const PROFILE_RATE: &str = "65536";
 
 struct Run {
     truth: Value,

@@ -32,3 +32,83 @@ pub struct AllocSite {
     pub bytes: u64,
     pub objects: u64,
 }
+
+/// How many allocation sites the human summary lists.
+const TOP: usize = 5;
+
+/// `bytes` with a binary unit: `12.3MiB`.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[unit])
+    }
+}
+
+/// The summary's allocation lines: totals, the sampler, and the top sites by bytes.
+pub fn render_summary(a: &Alloc, out: &mut String) {
+    use std::fmt::Write as _;
+    if let Some(why) = &a.unavailable {
+        let _ = writeln!(out, "allocations: unavailable ({why})");
+        return;
+    }
+    let how = match (a.sampler.as_deref(), a.sample_rate) {
+        (Some(s), Some(rate)) => format!("{s}, rate {}", human_bytes(rate)),
+        (Some(s), None) => s.to_owned(),
+        (None, _) => "none".to_owned(),
+    };
+    let estimated = if a.mode == "exact" { "" } else { "~" };
+    let _ = writeln!(
+        out,
+        "allocations ({} mode, {how}): {estimated}{} in {estimated}{} objects; top sites:",
+        a.mode,
+        human_bytes(a.bytes),
+        a.objects
+    );
+    for site in a.sites.iter().take(TOP) {
+        let _ = writeln!(
+            out,
+            "  {:>9} {:>5.1}% {:>10} objects  {}",
+            human_bytes(site.bytes),
+            site.bytes as f64 * 100.0 / a.bytes.max(1) as f64,
+            site.objects,
+            super::summary::caller_chain(&site.stack, 3)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_top_sites() {
+        let a = Alloc {
+            mode: "sampled".into(),
+            sampler: Some("profilealloc".into()),
+            sample_rate: Some(512 * 1024),
+            unavailable: None,
+            bytes: 4096,
+            objects: 2,
+            sites: vec![AllocSite {
+                stack: vec!["main.f".into(), "main.main".into()],
+                bytes: 4096,
+                objects: 2,
+            }],
+        };
+        let mut out = String::new();
+        render_summary(&a, &mut out);
+        assert!(out.contains("profilealloc, rate 512.0KiB"), "{out}");
+        assert!(
+            out.contains("4.0KiB 100.0%          2 objects  main.f ← main.main"),
+            "{out}"
+        );
+    }
+}

@@ -90,6 +90,9 @@ pub fn render(r: &Report) -> String {
         }
     }
     render_stacks(r, &mut out);
+    if let Some(alloc) = &r.alloc {
+        super::alloc::render_summary(alloc, &mut out);
+    }
     let a = &r.agent;
     let _ = writeln!(
         out,
