@@ -183,11 +183,11 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         stack: caller(ctx, return_address(ctx)),
         size,
     };
-    match ALLOC_SAMPLES.get_ptr_mut(&key) {
+    match ALLOC_SAMPLES.get_ptr_mut(key) {
         // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
         Some(v) => unsafe { *v += 1 },
         None => {
-            if ALLOC_SAMPLES.insert(&key, &1, 0).is_err() {
+            if ALLOC_SAMPLES.insert(key, 1, 0).is_err() {
                 bump(counter::SITES_FULL);
             }
         }

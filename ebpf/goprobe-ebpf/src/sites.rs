@@ -16,7 +16,7 @@ static SITES: PerCpuHashMap<SiteKey, SiteCounts> = PerCpuHashMap::with_max_entri
 #[inline(always)]
 pub fn add_site(tgid: u32, kind: u32, stack: CallerStack, a: u64, b: u64) {
     let key = SiteKey { tgid, kind, stack };
-    match SITES.get_ptr_mut(&key) {
+    match SITES.get_ptr_mut(key) {
         Some(v) => {
             // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
             unsafe {
@@ -25,7 +25,7 @@ pub fn add_site(tgid: u32, kind: u32, stack: CallerStack, a: u64, b: u64) {
             }
         }
         None => {
-            if SITES.insert(&key, &SiteCounts { a, b }, 0).is_err() {
+            if SITES.insert(key, SiteCounts { a, b }, 0).is_err() {
                 bump(counter::SITES_FULL);
             }
         }
