@@ -1,6 +1,6 @@
 //! Allocations by stack (`goprobe attach --alloc`), checked against what the Go runtime itself
-//! counted over the same window (`runtime.ReadMemStats` in the `signals` program, modes `alloc`
-//! and `alloc-flood`, tests/testprogs/signals/alloc.go), for every tested release:
+//! counted over the same window (`runtime.ReadMemStats` in the `signals` program, modes `alloc`,
+//! `alloc-flood` and `alloc-stacks`, tests/testprogs/signals/alloc.go), for every tested release:
 //! - sampled, span-refill sampler (the runtime's sampler off, as in any program without
 //!   runtime/pprof): bytes within ±10% of TotalAlloc; the 80/20 pair of sites at 80% ± 5%;
 //! - sampled, profilealloc sampler (the program turns MemProfileRate on): the same checks;
@@ -8,7 +8,9 @@
 //!   function (the allocator's frames trimmed) on every release, Go 1.27's direct
 //!   size-specialized calls included;
 //! - overload: as many allocations as the machine can do in exact mode; whatever is not in the
-//!   report is in agent.lost_events.
+//!   report is in agent.lost_events;
+//! - more distinct stacks than the stack map holds: every allocation still counted, the
+//!   failed stacks in agent.lost_stacks.
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
@@ -231,5 +233,50 @@ fn overload() {
         site_bytes(alloc, "main.floodAlloc") > 0,
         "{:#}",
         alloc["sites"]
+    );
+}
+
+/// More distinct stacks (2^16) than the stack map holds (16384), in exact mode: allocations whose
+/// stack could not be taken are still counted, under an empty stack, and the failures are
+/// counted in agent.lost_stacks and printed.
+#[test]
+fn stack_map_overflow() {
+    let go = "1.27.3";
+    let w = support::watch(
+        "signals",
+        go,
+        &["-mode", "alloc-stacks"],
+        &[],
+        &["--alloc", "exact"],
+        Duration::from_secs(300),
+    );
+    let alloc = &w.report["alloc"];
+    let mallocs = u(&w.truth["mallocs"]);
+    let objects = u(&alloc["objects"]);
+    let lost_stacks = u(&w.report["agent"]["lost_stacks"]);
+    let unattributed: u64 = alloc["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stack"].as_array().is_some_and(Vec::is_empty))
+        .map(|s| u(&s["objects"]))
+        .sum();
+    eprintln!(
+        "Go {go}: {objects} objects vs Mallocs {mallocs}; {lost_stacks} stacks lost, \
+         {unattributed} objects without a stack"
+    );
+    assert!(
+        (objects as f64 / mallocs as f64 - 1.0).abs() <= 0.01,
+        "{objects} objects vs Mallocs {mallocs}"
+    );
+    assert!(lost_stacks > 0, "2^16 stacks fit a 16384-stack map?");
+    assert!(
+        unattributed > 0 && unattributed <= lost_stacks,
+        "{unattributed} objects without a stack, {lost_stacks} stacks lost"
+    );
+    assert!(
+        w.goprobe_stderr.contains("could not be captured"),
+        "lost stacks not printed: {}",
+        w.goprobe_stderr
     );
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`, allocation case: what `goprobe attach --alloc` costs an allocation-bound
 //! Go program. The `signals -mode alloc-flood` workload (tests/testprogs/signals/alloc.go, one P)
 //! allocates 16-byte objects as fast as it can for 2 s and reports its own allocations/s, with
-//! no goprobe, then under each sampler; the median of a few runs each goes to
+//! no goprobe and under each sampler, the cases taken in turn; the median of each goes to
 //! target/bench/results.md (`GOPROBE_BENCH_ONLY=alloc cargo xtask bench` runs only this case).
 
 use std::{
@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{cargo, exec, root, setup};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// (label, goprobe `--alloc` value or none, SIGNALS_MEMPROFILERATE).
 const CASES: &[(&str, Option<&str>, Option<&str>)] = &[
@@ -43,12 +43,16 @@ pub fn run(dir: &Path) -> Result<()> {
         &["-o", &program.display().to_string(), "./signals"],
     )?;
     let goprobe = root().join("target/release/goprobe");
+    // Round-robin over the cases, so that a load change on the machine hits them alike.
+    let mut by_case = vec![Vec::new(); CASES.len()];
+    for _ in 0..RUNS {
+        for (i, &(_, alloc, rate)) in CASES.iter().enumerate() {
+            by_case[i].push(once(&program, &goprobe, alloc, rate)?);
+        }
+    }
     let mut rows = String::new();
     let mut base = None;
-    for &(label, alloc, rate) in CASES {
-        let mut rates = (0..RUNS)
-            .map(|_| once(&program, &goprobe, alloc, rate))
-            .collect::<Result<Vec<f64>>>()?;
+    for (&(label, _, _), mut rates) in CASES.iter().zip(by_case) {
         rates.sort_by(f64::total_cmp);
         let median = rates[RUNS / 2];
         let base = *base.get_or_insert(median);

@@ -26,6 +26,7 @@ func init() {
 	}
 	register("alloc", allocMix)
 	register("alloc-flood", allocFlood)
+	register("alloc-stacks", allocStacks)
 }
 
 // node is a 48-byte object with pointers; tiny is 8 pointer-free bytes (the tiny allocator).
@@ -136,5 +137,53 @@ func allocFlood() (any, error) {
 		"seconds":        elapsed.Seconds(),
 		"allocs_per_sec": float64(mallocs) / elapsed.Seconds(),
 		"site":           "main.floodAlloc",
+	}, nil
+}
+
+// Two functions make 2^depth distinct call paths: more stacks than goprobe's stack map holds.
+
+var stacksSink [64]*[32]byte
+
+//go:noinline
+func pathA(i, depth int) {
+	if depth == 0 {
+		stacksSink[i&63] = new([32]byte)
+		return
+	}
+	if (i>>depth)&1 == 0 {
+		pathA(i, depth-1)
+	} else {
+		pathB(i, depth-1)
+	}
+}
+
+//go:noinline
+func pathB(i, depth int) {
+	if depth == 0 {
+		stacksSink[i&63] = new([32]byte)
+		return
+	}
+	if (i>>depth)&1 == 0 {
+		pathA(i, depth-1)
+	} else {
+		pathB(i, depth-1)
+	}
+}
+
+// allocStacks: one 32-byte object from each of 2^16 distinct stacks, 4 rounds.
+func allocStacks() (any, error) {
+	const depth = 16
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for round := 0; round < 4; round++ {
+		for i := 0; i < 1<<depth; i++ {
+			pathA(i<<1, depth)
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	return map[string]any{
+		"mallocs":     m1.Mallocs - m0.Mallocs,
+		"total_alloc": m1.TotalAlloc - m0.TotalAlloc,
+		"stacks":      1 << depth,
 	}, nil
 }
