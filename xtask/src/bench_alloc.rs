@@ -1,12 +1,13 @@
 //! `cargo xtask bench`, allocation case: what `goprobe attach --alloc` costs an allocation-bound
-//! Go program. The `signals -mode alloc-flood` workload (tests/testprogs/signals/alloc.go, one P)
-//! allocates 16-byte objects as fast as it can for 2 s and reports its own allocations/s, with
-//! no goprobe and under each sampler, the cases taken in turn; the median of each goes to
-//! target/bench/results.md (`GOPROBE_BENCH_ONLY=alloc cargo xtask bench` runs only this case).
+//! Go program. Two `signals` workloads (tests/testprogs/signals/alloc.go, one P): `alloc-flood`
+//! (16-byte objects as fast as it can for 2 s) and `alloc` (the tests' mix of sizes), each
+//! reporting its own rate, with no goprobe and under each sampler, the cases taken in turn; the
+//! medians go to target/bench/results.md (`GOPROBE_BENCH_ONLY=alloc cargo xtask bench` runs
+//! only this case).
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
 };
 
@@ -33,6 +34,30 @@ const CASES: &[(&str, Option<&str>, Option<&str>)] = &[
     ("exact", Some("exact"), None),
 ];
 
+/// A workload: its `-mode`, what it does, and its rate from its JSON line.
+struct Workload {
+    mode: &'static str,
+    what: &'static str,
+    unit: &'static str,
+    rate: fn(&str) -> Option<f64>,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        mode: "alloc-flood",
+        what: "16-byte objects in a loop for 2 s (runtime.MemStats.Mallocs per second)",
+        unit: "allocations/s",
+        rate: |j| json_number(j, "allocs_per_sec"),
+    },
+    Workload {
+        mode: "alloc",
+        what: "the test mix: per iteration 512 B, 128 B, 48 B (pointers), 8 B (tiny), every \
+               64th 40000 B; 300,000 iterations",
+        unit: "iterations/s",
+        rate: |j| Some(json_number(j, "iterations")? / json_number(j, "seconds")?),
+    },
+];
+
 pub fn run(dir: &Path) -> Result<()> {
     exec(cargo().args(["build", "--release", "--locked", "-p", "goprobe"]))?;
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -43,11 +68,29 @@ pub fn run(dir: &Path) -> Result<()> {
         &["-o", &program.display().to_string(), "./signals"],
     )?;
     let goprobe = root().join("target/release/goprobe");
+    let mut section = format!(
+        "\n## `goprobe attach --alloc` on allocation-bound programs (Go {newest})\n\n\
+         GOMAXPROCS=1; each program measures its own rate; median of {RUNS} runs, the cases \
+         taken in turn.\n"
+    );
+    for w in WORKLOADS {
+        section.push_str(&table(&program, &goprobe, w)?);
+    }
+    let results = dir.join("results.md");
+    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
+    text.push_str(&section);
+    std::fs::write(&results, &text)?;
+    print!("{section}");
+    Ok(())
+}
+
+/// One workload's table: every case, median and runs.
+fn table(program: &Path, goprobe: &Path, w: &Workload) -> Result<String> {
     // Round-robin over the cases, so that a load change on the machine hits them alike.
     let mut by_case = vec![Vec::new(); CASES.len()];
     for _ in 0..RUNS {
         for (i, &(_, alloc, rate)) in CASES.iter().enumerate() {
-            by_case[i].push(once(&program, &goprobe, alloc, rate)?);
+            by_case[i].push(once(program, goprobe, w, alloc, rate)?);
         }
     }
     let mut rows = String::new();
@@ -57,28 +100,21 @@ pub fn run(dir: &Path) -> Result<()> {
         let median = rates[RUNS / 2];
         let base = *base.get_or_insert(median);
         rows.push_str(&format!(
-            "| {label} | {:.2} M/s | {:.1}× slower | {} |\n",
+            "| {label} | {:.3} M | {:.2}× | {} |\n",
             median / 1e6,
             base / median,
             rates
                 .iter()
-                .map(|r| format!("{:.2}", r / 1e6))
+                .map(|r| format!("{:.3}", r / 1e6))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
-    let section = format!(
-        "\n## `goprobe attach --alloc` on an allocation-bound program (Go {newest})\n\n\
-         `signals -mode alloc-flood`, GOMAXPROCS=1: 16-byte objects in a loop for 2 s; the \
-         program's own allocations/s (runtime.MemStats.Mallocs), median of {RUNS} runs.\n\n\
-         | case | allocations/s | vs no goprobe | runs (M/s) |\n|---|---|---|---|\n{rows}"
-    );
-    let results = dir.join("results.md");
-    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
-    text.push_str(&section);
-    std::fs::write(&results, &text)?;
-    print!("{section}");
-    Ok(())
+    Ok(format!(
+        "\n`signals -mode {}`: {}.\n\n| case | {} | slowdown vs no goprobe | runs (M) |\n\
+         |---|---|---|---|\n{rows}",
+        w.mode, w.what, w.unit
+    ))
 }
 
 /// Kills the child when dropped.
@@ -91,10 +127,16 @@ impl Drop for Killed {
     }
 }
 
-/// One run: the program's allocations/s, under goprobe `--alloc alloc` when given.
-fn once(program: &PathBuf, goprobe: &Path, alloc: Option<&str>, rate: Option<&str>) -> Result<f64> {
+/// One run: the workload's rate, under goprobe `--alloc alloc` when given.
+fn once(
+    program: &Path,
+    goprobe: &Path,
+    w: &Workload,
+    alloc: Option<&str>,
+    rate: Option<&str>,
+) -> Result<f64> {
     let mut cmd = Command::new(program);
-    cmd.args(["-mode", "alloc-flood"])
+    cmd.args(["-mode", w.mode])
         .env("GOMAXPROCS", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
@@ -146,7 +188,7 @@ fn once(program: &PathBuf, goprobe: &Path, alloc: Option<&str>, rate: Option<&st
     if let Some(mut p) = probe {
         p.0.wait()?;
     }
-    json_number(&line, "allocs_per_sec").with_context(|| format!("signals JSON {line:?}"))
+    (w.rate)(&line).with_context(|| format!("signals JSON {line:?}"))
 }
 
 /// The number `key` of a flat JSON object (xtask has no JSON parser; signals prints one line).
