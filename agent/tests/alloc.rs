@@ -1,9 +1,13 @@
 //! Allocations by stack (`goprobe attach --alloc`), checked against what the Go runtime itself
 //! counted over the same window (`runtime.ReadMemStats` in the `signals` program, modes `alloc`,
-//! `alloc-flood` and `alloc-stacks`, tests/testprogs/signals/alloc.go), for every tested release:
-//! - sampled, span-refill sampler (the runtime's sampler off, as in any program without
-//!   runtime/pprof): bytes within ±10% of TotalAlloc; the 80/20 pair of sites at 80% ± 5%;
-//! - sampled, profilealloc sampler (the program turns MemProfileRate on): the same checks;
+//! `alloc-detach`, `alloc-flood` and `alloc-stacks`, tests/testprogs/signals/alloc.go), for every
+//! tested release:
+//! - sampled, on a program with the runtime's sampler off (MemProfileRate 0, as in any program
+//!   without runtime/pprof): goprobe turns it on (512 KiB) for the window; bytes within ±10% of
+//!   TotalAlloc, the 80/20 pair of sites at 80% ± 5%, and MemProfileRate back at 0 once goprobe
+//!   has detached;
+//! - spans (the read-only span-refill sampler): the same checks, the rate never touched;
+//! - sampled, with the program's own MemProfileRate on: the same checks, at the program's rate;
 //! - exact: objects within ±1% of Mallocs, the 80/20 pair exact, every site's leaf its Go
 //!   function (the allocator's frames trimmed) on every release, Go 1.27's direct
 //!   size-specialized calls included;
@@ -22,9 +26,13 @@ use serde_json::Value;
 
 const RELEASES: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
 
-/// The runtime's heap-profile rate the profilealloc runs use (bytes): an eighth of the 512 KiB
+/// The runtime's heap-profile rate the program sets itself (bytes): an eighth of the 512 KiB
 /// default, for enough samples in a short window.
 const PROFILE_RATE: &str = "65536";
+
+/// Iterations of the mix when goprobe sets the rate (512 KiB): four times the default, about
+/// 1.6 GB, for ~1500 samples of the 80/20 pair (its share's standard error ~1%).
+const ITERATIONS_AT_512K: &str = "1200000";
 
 struct Run {
     truth: Value,
@@ -100,10 +108,72 @@ fn check_sites(go: &str, r: &Run) {
     }
 }
 
-fn check_sampled(go: &str, program: &str, env: &[(&str, &str)], sampler: &str) {
-    let r = run(program, go, env, "sampled");
-    assert_eq!(r.alloc["mode"], "sampled");
+/// `mode` (sampled or spans) with `sampler`: bytes within ±10% of TotalAlloc, and the sites.
+fn check_sampled(go: &str, program: &str, env: &[(&str, &str)], mode: &str, sampler: &str) {
+    let r = run(program, go, env, mode);
+    assert_eq!(r.alloc["mode"], mode);
     assert_eq!(r.alloc["sampler"], sampler, "Go {go}");
+    assert_eq!(r.alloc["sample_rate_set_by_goprobe"], false, "Go {go}");
+    // The program's own rate, untouched: 0 unless it set one.
+    let own: u64 = env
+        .iter()
+        .find(|(k, _)| *k == "SIGNALS_MEMPROFILERATE")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    assert_eq!(u(&r.truth["mem_profile_rate"]), own, "Go {go}");
+    check_estimate(go, program, sampler, &r);
+}
+
+/// Sampled mode on a program whose MemProfileRate is 0: goprobe sets 512 KiB for the window and
+/// restores 0 when it detaches (stopped with SIGINT before the program reads the rate again).
+fn check_runtime_sampler(go: &str, program: &str) {
+    let mut prog = support::start_testprog(
+        program,
+        go,
+        &["-mode", "alloc-detach"],
+        &[("SIGNALS_ALLOC_N", ITERATIONS_AT_512K)],
+    );
+    let probe = support::attach(prog.pid(), &["--json", "--alloc", "sampled"]);
+    prog.send("start");
+    let line = prog.wait_stdout("total_alloc", Duration::from_secs(300));
+    let truth: Value = serde_json::from_str(&line).unwrap();
+    // SAFETY: plain kill(2) of our own child.
+    assert_eq!(
+        unsafe { libc::kill(probe.pid() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let (gp_status, gp_out, gp_err) = probe.finish(Duration::from_secs(60));
+    assert!(gp_status.success(), "Go {go}: {gp_err}");
+    // goprobe has exited: the program reads its rate now.
+    prog.send("detached");
+    let (status, out, err) = prog.finish(Duration::from_secs(30));
+    assert!(status.success(), "Go {go}: {err}");
+    let after: Value = serde_json::from_str(out.trim()).unwrap();
+    let report: Value = serde_json::from_str(&gp_out).unwrap();
+    let version = report["target"]["go_version"].as_str().unwrap_or_default();
+    assert!(support::is_release(version, go), "{version} is not Go {go}");
+    assert_eq!(report["agent"]["lost_events"], 0, "{gp_err}");
+    let alloc = report["alloc"].clone();
+    assert_eq!(alloc["unavailable"], Value::Null, "Go {go}: {gp_err}");
+    assert_eq!(alloc["mode"], "sampled");
+    assert_eq!(alloc["sampler"], "profilealloc", "Go {go}: {gp_err}");
+    assert_eq!(alloc["sample_rate"], 524288, "Go {go}");
+    assert_eq!(alloc["sample_rate_set_by_goprobe"], true, "Go {go}");
+    // The program does not link runtime.MemProfile: its rate was 0 before goprobe came, 512 KiB
+    // while goprobe was attached, and 0 again after it left.
+    assert_eq!(u(&truth["mem_profile_rate_at_ready"]), 0, "Go {go}");
+    assert_eq!(u(&truth["mem_profile_rate"]), 524288, "Go {go}");
+    assert_eq!(
+        u(&after["mem_profile_rate_after_detach"]),
+        0,
+        "Go {go}: not restored; {gp_err}"
+    );
+    assert!(gp_err.contains("restored to 0"), "Go {go}: {gp_err}");
+    let r = Run { truth, alloc };
+    check_estimate(go, program, "profilealloc (set by goprobe)", &r);
+}
+
+/// Bytes within ±10% of TotalAlloc, and the sites.
+fn check_estimate(go: &str, program: &str, sampler: &str, r: &Run) {
     let truth = u(&r.truth["total_alloc"]);
     let bytes = u(&r.alloc["bytes"]);
     let ratio = bytes as f64 / truth as f64;
@@ -116,7 +186,7 @@ fn check_sampled(go: &str, program: &str, env: &[(&str, &str)], sampler: &str) {
         (ratio - 1.0).abs() <= 0.10,
         "Go {go} {sampler}: {bytes} bytes vs TotalAlloc {truth}"
     );
-    check_sites(go, &r);
+    check_sites(go, r);
 }
 
 fn check_exact(go: &str, program: &str) {
@@ -150,11 +220,13 @@ fn check_exact(go: &str, program: &str) {
 }
 
 fn check_all(go: &str) {
-    check_sampled(go, "signals", &[], "span-refill");
+    check_runtime_sampler(go, "signals");
+    check_sampled(go, "signals", &[], "spans", "span-refill");
     check_sampled(
         go,
         "signals",
         &[("SIGNALS_MEMPROFILERATE", PROFILE_RATE)],
+        "sampled",
         "profilealloc",
     );
     check_exact(go, "signals");
@@ -185,11 +257,13 @@ fn go1_27() {
     check_all(RELEASES[4]);
 }
 
-/// Stripped binaries: no DWARF, so the span-refill sampler reads the per-release table.
+/// Stripped binaries: MemProfileRate located by its recipes (no .symtab) before goprobe writes
+/// it; no DWARF, so the span-refill sampler reads the per-release table.
 #[test]
 fn stripped() {
     for go in ["1.21.13", "1.27.3"] {
-        check_sampled(go, "signals-sw", &[], "span-refill");
+        check_runtime_sampler(go, "signals-sw");
+        check_sampled(go, "signals-sw", &[], "spans", "span-refill");
         check_exact(go, "signals-sw");
     }
 }

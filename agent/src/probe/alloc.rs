@@ -11,7 +11,7 @@ use goprobe_common::{AllocConfig, AllocSampleKey, CallerStack, alloc_sampler};
 use tracing::{debug, info, warn};
 
 use super::{AllocMode, Options, ProbeError, Probes};
-use crate::target::{FunctionPlan, Target};
+use crate::target::{FunctionPlan, Target, memprofile};
 
 /// Why allocations cannot be watched in a target with the asked mode.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,14 +31,21 @@ pub enum AllocUnavailable {
     NoLayout { minor: u32 },
 }
 
-/// Picks the sampler for `target` in `mode` (not `Off`) and fills its settings.
+/// Picks the sampler for `target` in `mode` (not `Off`) and fills its settings;
+/// `rate_set_by_goprobe` says goprobe has just written [`memprofile::DEFAULT_RATE`] into the
+/// target's `runtime.MemProfileRate` (see [`Probes::attach_alloc`]).
 ///
 /// NB: sampled mode rides the runtime's sampler when `runtime.MemProfileRate` > 0. The linker
 /// sets `runtime.disableMemoryProfiling` in binaries that do not link runtime.MemProfile (no
 /// runtime/pprof import), and schedinit then sets MemProfileRate to 0 (src/runtime/proc.go
-/// `schedinit`, mprof.go; Go 1.19–1.27): profilealloc is never called. Then the slow paths
-/// are sampled instead (see ebpf alloc.rs); the target's memory is never written.
-pub fn choose(target: &Target, mode: AllocMode) -> Result<AllocConfig, AllocUnavailable> {
+/// `schedinit`, mprof.go; Go 1.19–1.27): profilealloc is never called. goprobe then turns it
+/// on for the window ([`memprofile`]); when it may not, and always in `Spans` mode, the slow
+/// paths are sampled instead (see ebpf alloc.rs), and the target's memory is never written.
+pub fn choose(
+    target: &Target,
+    mode: AllocMode,
+    rate_set_by_goprobe: bool,
+) -> Result<AllocConfig, AllocUnavailable> {
     let p = &target.alloc;
     let (start, end) = p.mallocgc_range;
     let mut cfg = AllocConfig {
@@ -52,7 +59,11 @@ pub fn choose(target: &Target, mode: AllocMode) -> Result<AllocConfig, AllocUnav
         cfg.sampler = alloc_sampler::EXACT;
         return Ok(cfg);
     }
-    let rate = mem_profile_rate(target);
+    let rate = match mode {
+        AllocMode::Spans => None,
+        _ if rate_set_by_goprobe => Some(memprofile::DEFAULT_RATE),
+        _ => mem_profile_rate(target),
+    };
     let refill = || -> Result<AllocConfig, AllocUnavailable> {
         if p.refill.is_none() || p.alloc_large.is_none() {
             return Err(AllocUnavailable::NoSlowPaths);
@@ -112,7 +123,11 @@ impl Probes {
             return Ok(());
         }
         let pid = target.process.pid;
-        let cfg = match choose(target, options.alloc) {
+        let rate_set = options.alloc == AllocMode::Sampled
+            && target.alloc.profilealloc.is_some()
+            && mem_profile_rate(target) == Some(0)
+            && self.enable_runtime_sampler(target);
+        let cfg = match choose(target, options.alloc, rate_set) {
             Ok(cfg) => cfg,
             Err(e) => {
                 warn!(pid, "allocations unavailable: {e}");
@@ -189,6 +204,30 @@ impl Probes {
             "allocation probes attached"
         );
         Ok(())
+    }
+
+    /// Turns the runtime's heap-profile sampler of `target` on for as long as these probes live
+    /// ([`memprofile::RateOverride`]); false, with a warning, when goprobe may not.
+    fn enable_runtime_sampler(&mut self, target: &Target) -> bool {
+        match memprofile::RateOverride::enable(target) {
+            Ok(o) => {
+                self.rate_overrides.push(o);
+                true
+            }
+            Err(e) => {
+                warn!(
+                    pid = target.process.pid,
+                    "not turning the runtime's heap-profile sampler on ({e}); sampling the \
+                     allocator's span refills instead (slower, see --alloc spans)"
+                );
+                false
+            }
+        }
+    }
+
+    /// Whether goprobe set `runtime.MemProfileRate` of `pid` for this window.
+    pub fn alloc_rate_set_by_goprobe(&self, pid: u32) -> bool {
+        self.rate_overrides.iter().any(|o| o.pid() == pid)
     }
 
     /// The allocation settings registered for `pid`, when its probes are attached.

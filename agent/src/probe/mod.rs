@@ -14,7 +14,7 @@ use aya::{
 use goprobe_common::{StwEvent, TargetConfig, counter, stw_abi};
 use tracing::{debug, info_span};
 
-use crate::target::{FunctionPlan, Target};
+use crate::target::{FunctionPlan, Target, memprofile::RateOverride};
 
 /// The BPF object built by agent/build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/goprobe"));
@@ -58,9 +58,13 @@ pub enum ProbeError {
 pub enum AllocMode {
     /// Not at all.
     Off,
-    /// A sample of allocations, weighted into estimates of all bytes and objects.
+    /// A sample of allocations, weighted into estimates of all bytes and objects: the runtime's
+    /// own heap-profile sampler, turned on for the window when the program has it off
+    /// ([`crate::target::memprofile`]), else the span-refill sampler.
     #[default]
     Sampled,
+    /// The span-refill sampler, which never writes to the target (costlier than `Sampled`).
+    Spans,
     /// Every allocation, counted in the kernel per stack.
     Exact,
 }
@@ -93,6 +97,9 @@ pub struct Probes {
     ebpf: Ebpf,
     events: RingBuf<MapData>,
     attached: usize,
+    /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
+    /// (fields drop in order): the probes are gone by then.
+    rate_overrides: Vec<RateOverride>,
 }
 
 impl Probes {
@@ -113,6 +120,7 @@ impl Probes {
             ebpf,
             events,
             attached: 0,
+            rate_overrides: Vec::new(),
         })
     }
 

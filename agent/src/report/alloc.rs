@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Allocations in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Alloc {
-    /// `sampled` or `exact` (see `goprobe attach --help`).
+    /// `sampled`, `spans` or `exact` (see `goprobe attach --help`).
     pub mode: String,
     /// How the counts were taken: `exact`, `profilealloc` (the runtime's heap-profile sampler,
     /// weighted as pprof does) or `span-refill` (the allocator's slow paths, see
@@ -15,6 +15,10 @@ pub struct Alloc {
     /// `runtime.MemProfileRate` (bytes) the profilealloc sampler ran with; `null` otherwise.
     #[serde(default)]
     pub sample_rate: Option<u64>,
+    /// Whether goprobe wrote `sample_rate` into the target's `runtime.MemProfileRate` for the
+    /// window (it was 0) and restored 0 on detach.
+    #[serde(default)]
+    pub sample_rate_set_by_goprobe: bool,
     /// Why allocations could not be watched in this target; `null` when they were.
     #[serde(default)]
     pub unavailable: Option<String>,
@@ -72,6 +76,14 @@ pub fn render_summary(a: &Alloc, out: &mut String) {
         human_bytes(a.bytes),
         a.objects
     );
+    if a.sample_rate_set_by_goprobe {
+        let _ = writeln!(
+            out,
+            "  (runtime.MemProfileRate was 0: goprobe set it to {} for the window and restored 0 \
+             on detach)",
+            a.sample_rate.map_or_else(|| "?".to_owned(), human_bytes)
+        );
+    }
     for site in a.sites.iter().take(TOP) {
         let _ = writeln!(
             out,
@@ -94,6 +106,7 @@ mod tests {
             mode: "sampled".into(),
             sampler: Some("profilealloc".into()),
             sample_rate: Some(512 * 1024),
+            sample_rate_set_by_goprobe: true,
             unavailable: None,
             bytes: 4096,
             objects: 2,
@@ -106,6 +119,10 @@ mod tests {
         let mut out = String::new();
         render_summary(&a, &mut out);
         assert!(out.contains("profilealloc, rate 512.0KiB"), "{out}");
+        assert!(
+            out.contains("goprobe set it to 512.0KiB for the window and restored 0"),
+            "{out}"
+        );
         assert!(
             out.contains("4.0KiB 100.0%          2 objects  main.f ← main.main"),
             "{out}"

@@ -24,6 +24,7 @@ pub fn collect(
     let mode_name = match mode {
         AllocMode::Off => return None,
         AllocMode::Sampled => "sampled",
+        AllocMode::Spans => "spans",
         AllocMode::Exact => "exact",
     };
     let pid = target.process.pid;
@@ -32,7 +33,7 @@ pub fn collect(
         ..Alloc::default()
     };
     let Some(cfg) = probes.alloc_config(pid) else {
-        alloc.unavailable = Some(match choose(target, mode) {
+        alloc.unavailable = Some(match choose(target, mode, false) {
             Err(e) => e.to_string(),
             Ok(_) => "allocation probes were not attached".to_owned(),
         });
@@ -46,6 +47,7 @@ pub fn collect(
     alloc.sampler = Some(sampler_name(cfg.sampler).to_owned());
     alloc.sample_rate =
         (cfg.sampler == alloc_sampler::PROFILEALLOC).then_some(cfg.mem_profile_rate);
+    alloc.sample_rate_set_by_goprobe = probes.alloc_rate_set_by_goprobe(pid);
     alloc.sites = name_sites(&raw, |s| trim_allocator(names(s)))
         .into_iter()
         .map(|s| AllocSite {

@@ -9,6 +9,7 @@ pub mod disasm;
 pub mod dwarf;
 pub mod elf;
 pub mod layout;
+pub mod memprofile;
 pub mod proc;
 pub mod symbols;
 pub mod vars;

@@ -5,16 +5,26 @@
 // program does not link runtime/pprof, so the runtime turned its heap-profile sampler off
 // (runtime.disableMemoryProfiling); setting the rate turns it back on, as a program that
 // imports runtime/pprof has it (512 KiB by default).
+//
+// Mode alloc-detach checks that goprobe leaves MemProfileRate as it found it: it runs the alloc
+// mix and prints its JSON at once, then waits for a second line on stdin (the test sends it once
+// goprobe has exited, i.e. detached) and prints runtime.MemProfileRate as it is then.
 
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
 	"sync"
 	"time"
 )
+
+// rateAtReady is runtime.MemProfileRate before "ready", so before goprobe attached.
+var rateAtReady int
 
 func init() {
 	if v := os.Getenv("SIGNALS_MEMPROFILERATE"); v != "" {
@@ -24,7 +34,9 @@ func init() {
 		}
 		runtime.MemProfileRate = r
 	}
+	rateAtReady = runtime.MemProfileRate
 	register("alloc", allocMix)
+	register("alloc-detach", allocDetach)
 	register("alloc-flood", allocFlood)
 	register("alloc-stacks", allocStacks)
 }
@@ -92,15 +104,32 @@ func allocMix() (any, error) {
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&m1)
 	return map[string]any{
-		"total_alloc":      m1.TotalAlloc - m0.TotalAlloc,
-		"mallocs":          m1.Mallocs - m0.Mallocs,
-		"num_gc":           m1.NumGC - m0.NumGC,
-		"site_a":           "main.allocA",
-		"site_b":           "main.allocB",
-		"iterations":       n,
-		"seconds":          elapsed.Seconds(),
-		"mem_profile_rate": runtime.MemProfileRate,
+		"total_alloc":               m1.TotalAlloc - m0.TotalAlloc,
+		"mallocs":                   m1.Mallocs - m0.Mallocs,
+		"num_gc":                    m1.NumGC - m0.NumGC,
+		"site_a":                    "main.allocA",
+		"site_b":                    "main.allocB",
+		"iterations":                n,
+		"seconds":                   elapsed.Seconds(),
+		"mem_profile_rate":          runtime.MemProfileRate,
+		"mem_profile_rate_at_ready": rateAtReady,
 	}, nil
+}
+
+// allocDetach: allocMix, its JSON printed at once; then, after a line on stdin (sent once
+// goprobe has detached), runtime.MemProfileRate as it is now.
+func allocDetach() (any, error) {
+	out, err := allocMix()
+	if err != nil {
+		return nil, err
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		return nil, err
+	}
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return nil, fmt.Errorf("waiting for the line after detach: %w", err)
+	}
+	return map[string]any{"mem_profile_rate_after_detach": runtime.MemProfileRate}, nil
 }
 
 var floodSink [64]*[2]uint64
