@@ -87,6 +87,7 @@ fn check_sites(go: &str, r: &Run) {
     let b = site_bytes(&r.alloc, r.truth["site_b"].as_str().unwrap());
     assert!(a + b > 0, "Go {go}: neither site: {:#}", r.alloc);
     let share = a as f64 / (a + b) as f64;
+    eprintln!("Go {go}: allocA/(allocA+allocB) = {:.1}%", share * 100.0);
     assert!(
         (share - 0.8).abs() <= 0.05,
         "Go {go}: allocA has {:.1}% of the pair's bytes, not 80% ± 5",

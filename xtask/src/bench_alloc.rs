@@ -20,14 +20,17 @@ const RUNS: usize = 5;
 /// (label, goprobe `--alloc` value or none, SIGNALS_MEMPROFILERATE).
 const CASES: &[(&str, Option<&str>, Option<&str>)] = &[
     ("no goprobe", None, None),
+    // goprobe's GC probes alone: the test mix runs a GC cycle every few milliseconds.
+    ("goprobe --alloc off (MemProfileRate 0)", Some("off"), None),
     (
-        "sampled, span-refill (MemProfileRate 0)",
+        "sampled: the runtime's sampler, turned on by goprobe (MemProfileRate 0 → 512 KiB)",
         Some("sampled"),
         None,
     ),
+    ("spans: span-refill (MemProfileRate 0)", Some("spans"), None),
     ("no goprobe, MemProfileRate 512 KiB", None, Some("524288")),
     (
-        "sampled, profilealloc (MemProfileRate 512 KiB)",
+        "sampled, profilealloc (the program's MemProfileRate 512 KiB)",
         Some("sampled"),
         Some("524288"),
     ),

@@ -84,7 +84,11 @@ impl RateOverride {
             Ok(DEFAULT_RATE) => {}
             // The program stored its own rate in between: it is the program's now; nothing to
             // restore (`rate` restores only DEFAULT_RATE).
-            Ok(value) => return Err(RateError::NotTaken { value: value as i64 }),
+            Ok(value) => {
+                return Err(RateError::NotTaken {
+                    value: value as i64,
+                });
+            }
             Err(e) => return Err(RateError::Memory(e)),
         }
         tracing::info!(

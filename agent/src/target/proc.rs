@@ -186,7 +186,7 @@ impl Memory {
 
     /// Writes the 8-byte word at `addr` (8-aligned: one store, no torn value for a reader).
     pub fn write_u64(&self, addr: u64, value: u64) -> Result<(), TargetError> {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return Err(self.error(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{addr:#x} is not 8-byte aligned"),
