@@ -41,11 +41,11 @@ pub struct AttachArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
-    /// Allocation profiling: `sampled` (cheap, ~1%: the runtime's own heap-profile sampler,
+    /// Allocation profiling: `sampled` (no measurable cost: the runtime's own heap-profile sampler,
     /// weighted into estimates of all bytes and objects; if the program has it off,
     /// runtime.MemProfileRate 0 as without runtime/pprof, goprobe sets it to 512 KiB for the
     /// window and restores 0 on detach), `spans` (read-only: never writes to the process;
-    /// samples the allocator's span refills instead, 1.4–2.5× slower allocation-bound code),
+    /// samples the allocator's span refills instead, 1.2–2.5× slower allocation-bound code),
     /// `exact` (every allocation counted per stack in the kernel; 30–90× slower
     /// allocation-bound code, see `cargo xtask bench`), or `off`.
     #[arg(long, value_enum, default_value_t = AllocArg::Sampled, value_name = "MODE")]
