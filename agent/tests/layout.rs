@@ -21,13 +21,16 @@ fn check(go: &str) {
     // NB: workType.pauseStart exists only up to Go 1.21 (removed in 1.22 src/runtime/mgc.go);
     // every other field goprobe reads exists in every supported release: 7 for the pauses, 10
     // per cycle (workType tSweepTerm…tEnd, heap0…heap2; gcControllerState gcPercent,
-    // memoryLimit, lastHeapGoal), 3 for the goroutine count (schedt ngsys, gFree; p gFree).
+    // memoryLimit, lastHeapGoal), 3 for the goroutine count (schedt ngsys, gFree; p gFree); 5
+    // for the span-refill allocation sampler (mcache alloc, tinyAllocs; mspan allocCount,
+    // allocCountBeforeCache, elemsize).
     let expected = if table.work_pause_start.is_some() {
         8
     } else {
         7
     } + 10
-        + 3;
+        + 3
+        + 5;
     assert_eq!(
         fields.len(),
         expected,
@@ -41,6 +44,10 @@ fn check(go: &str) {
     assert!(
         table.sched.verified,
         "Go {go}: a tested release has verified goroutine-count offsets"
+    );
+    assert!(
+        table.alloc.complete().is_some(),
+        "Go {go}: a tested release has every allocation offset in its table"
     );
     assert!(
         table.cycle.gcc_last_heap_goal.is_some(),

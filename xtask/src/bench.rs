@@ -17,6 +17,10 @@ pub fn run() -> Result<()> {
     if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("perf") {
         return perf_signals(&dir);
     }
+    // `GOPROBE_BENCH_ONLY=alloc`: only the allocation-probe case (xtask/src/bench_alloc.rs).
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("alloc") {
+        return crate::bench_alloc::run(&dir);
+    }
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
     let unstripped = dir.join("go-unstripped");
     let t = root().join("target");
@@ -50,7 +54,8 @@ pub fn run() -> Result<()> {
     )?;
     process_symbolizer(&dir)?;
     crate::bench_goroutines::run(&dir)?;
-    perf_signals(&dir)
+    perf_signals(&dir)?;
+    crate::bench_alloc::run(&dir)
 }
 
 /// The agent's `Symbolizer` (memo over the gopclntab) on a live hugo: what every signal pays.

@@ -4,6 +4,7 @@
 //! the eBPF crate, the Go toolchains the tests build their programs with.
 
 mod bench;
+mod bench_alloc;
 mod bench_goroutines;
 mod demo;
 mod setup;

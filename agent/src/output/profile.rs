@@ -125,8 +125,7 @@ pub fn build(
     }
 }
 
-/// The profiles of every stack-attributed signal `options` turned on (allocations are added by
-/// the caller: their values are weighted in `signal::alloc`).
+/// The profiles of every stack-attributed signal `options` turned on.
 pub fn collect(
     probes: &Probes,
     pid: u32,
@@ -142,6 +141,16 @@ pub fn collect(
         .map(|(c, ns)| (*c, vec![*ns as i64]))
         .collect();
     out.push(build(Spec::assist(), &assist_raw, probes, namer, window));
+    if let Some(raw) = crate::signal::alloc::raw_sites(probes, pid) {
+        // Values in the spec's order: objects, bytes.
+        let raw: Vec<_> = raw
+            .into_iter()
+            .map(|(c, v)| (c, vec![v.b as i64, v.a as i64]))
+            .collect();
+        let mut p = build(Spec::alloc(), &raw, probes, namer, window);
+        p.trim_leaf(crate::signal::alloc::allocator_frames);
+        out.push(p);
+    }
     let sites = |kind, values: &dyn Fn(SiteCounts) -> Vec<i64>| -> Vec<(CallerStack, Vec<i64>)> {
         probes
             .sites(pid, kind)

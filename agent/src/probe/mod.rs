@@ -1,5 +1,6 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
+pub mod alloc;
 pub mod goroutines;
 pub mod perf;
 pub mod sites;
@@ -15,7 +16,7 @@ use aya::{
 use goprobe_common::{StwEvent, TargetConfig, counter, stw_abi};
 use tracing::{debug, info_span};
 
-use crate::target::{FunctionPlan, Target};
+use crate::target::{FunctionPlan, Target, memprofile::RateOverride};
 
 /// The BPF object built by agent/build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/goprobe"));
@@ -74,9 +75,13 @@ pub enum ProbeError {
 pub enum AllocMode {
     /// Not at all.
     Off,
-    /// A sample of allocations, weighted into estimates of all bytes and objects.
+    /// A sample of allocations, weighted into estimates of all bytes and objects: the runtime's
+    /// own heap-profile sampler, turned on for the window when the program has it off
+    /// ([`crate::target::memprofile`]), else the span-refill sampler.
     #[default]
     Sampled,
+    /// The span-refill sampler, which never writes to the target (costlier than `Sampled`).
+    Spans,
     /// Every allocation, counted in the kernel per stack.
     Exact,
 }
@@ -109,6 +114,9 @@ pub struct Probes {
     ebpf: Ebpf,
     events: RingBuf<MapData>,
     attached: usize,
+    /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
+    /// (fields drop in order): the probes are gone by then.
+    rate_overrides: Vec<RateOverride>,
 }
 
 impl Probes {
@@ -129,6 +137,7 @@ impl Probes {
             ebpf,
             events,
             attached: 0,
+            rate_overrides: Vec::new(),
         })
     }
 
@@ -243,6 +252,7 @@ impl Probes {
         }
         self.attach_goroutines(target, options)?;
         self.attach_perf(target, options)?;
+        self.attach_alloc(target, options)?;
         Ok(())
     }
 

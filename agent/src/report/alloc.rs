@@ -5,8 +5,23 @@ use serde::{Deserialize, Serialize};
 /// Allocations in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Alloc {
-    /// `sampled` or `exact` (see `goprobe attach --help`).
+    /// `sampled`, `spans` or `exact` (see `goprobe attach --help`).
     pub mode: String,
+    /// How the counts were taken: `exact`, `profilealloc` (the runtime's heap-profile sampler,
+    /// weighted as pprof does) or `span-refill` (the allocator's slow paths, see
+    /// docs/report-schema.md); `null` when allocations could not be watched.
+    #[serde(default)]
+    pub sampler: Option<String>,
+    /// `runtime.MemProfileRate` (bytes) the profilealloc sampler ran with; `null` otherwise.
+    #[serde(default)]
+    pub sample_rate: Option<u64>,
+    /// Whether goprobe wrote `sample_rate` into the target's `runtime.MemProfileRate` for the
+    /// window (it was 0) and restored 0 on detach.
+    #[serde(default)]
+    pub sample_rate_set_by_goprobe: bool,
+    /// Why allocations could not be watched in this target; `null` when they were.
+    #[serde(default)]
+    pub unavailable: Option<String>,
     pub bytes: u64,
     pub objects: u64,
     /// By allocating stack, most bytes first.
@@ -20,4 +35,94 @@ pub struct AllocSite {
     pub stack: Vec<String>,
     pub bytes: u64,
     pub objects: u64,
+}
+
+/// `bytes` with a binary unit: `12.3MiB`.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < units.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[unit])
+    }
+}
+
+/// The summary's allocation lines: totals, the sampler, and the top sites by bytes.
+pub fn render_summary(a: &Alloc, top: usize, out: &mut String) {
+    use std::fmt::Write as _;
+    if let Some(why) = &a.unavailable {
+        let _ = writeln!(out, "allocations: unavailable ({why})");
+        return;
+    }
+    let how = match (a.sampler.as_deref(), a.sample_rate) {
+        (Some(s), Some(rate)) => format!("{s}, rate {}", human_bytes(rate)),
+        (Some(s), None) => s.to_owned(),
+        (None, _) => "none".to_owned(),
+    };
+    let estimated = if a.mode == "exact" { "" } else { "~" };
+    let _ = writeln!(
+        out,
+        "allocations ({} mode, {how}): {estimated}{} in {estimated}{} objects; top sites:",
+        a.mode,
+        human_bytes(a.bytes),
+        a.objects
+    );
+    if a.sample_rate_set_by_goprobe {
+        let _ = writeln!(
+            out,
+            "  (runtime.MemProfileRate was 0: goprobe set it to {} for the window and restored 0 \
+             on detach)",
+            a.sample_rate.map_or_else(|| "?".to_owned(), human_bytes)
+        );
+    }
+    for site in a.sites.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "  {:>9} {:>5.1}% {:>10} objects  {}",
+            human_bytes(site.bytes),
+            site.bytes as f64 * 100.0 / a.bytes.max(1) as f64,
+            site.objects,
+            super::summary::caller_chain(&site.stack, 3)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_top_sites() {
+        let a = Alloc {
+            mode: "sampled".into(),
+            sampler: Some("profilealloc".into()),
+            sample_rate: Some(512 * 1024),
+            sample_rate_set_by_goprobe: true,
+            unavailable: None,
+            bytes: 4096,
+            objects: 2,
+            sites: vec![AllocSite {
+                stack: vec!["main.f".into(), "main.main".into()],
+                bytes: 4096,
+                objects: 2,
+            }],
+        };
+        let mut out = String::new();
+        render_summary(&a, 5, &mut out);
+        assert!(out.contains("profilealloc, rate 512.0KiB"), "{out}");
+        assert!(
+            out.contains("goprobe set it to 512.0KiB for the window and restored 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("4.0KiB 100.0%          2 objects  main.f ← main.main"),
+            "{out}"
+        );
+    }
 }

@@ -134,6 +134,9 @@ fn render_with(r: &Report, top: usize) -> String {
         }
     }
     render_stacks(r, top, &mut out);
+    if let Some(alloc) = &r.alloc {
+        super::alloc::render_summary(alloc, top, &mut out);
+    }
     super::goroutines::render(r.goroutines.as_ref(), top, &mut out);
     super::perf::render_summary(r, top, &mut out);
     let a = &r.agent;

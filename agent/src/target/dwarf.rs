@@ -9,7 +9,7 @@ use std::{borrow::Cow, collections::HashMap};
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection};
 
-use super::{cycle_layout, layout::RuntimeLayout, sched_layout};
+use super::{alloc, cycle_layout, layout::RuntimeLayout, sched_layout};
 
 /// NB: the runtime struct types and fields goprobe reads, named as the Go linker names them in
 /// DWARF (src/cmd/link/internal/ld/dwarf.go: package-qualified type names).
@@ -30,6 +30,7 @@ fn all_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
         FIELDS,
         cycle_layout::DWARF_FIELDS,
         sched_layout::DWARF_FIELDS,
+        alloc::DWARF_FIELDS,
     ]
     .into_iter()
     .flatten()
@@ -135,6 +136,7 @@ impl DwarfFields {
             stw_abi: table.stw_abi,
             cycle: self.apply_cycle(table.cycle),
             sched: self.apply_sched(table.sched),
+            alloc: self.apply_alloc(table.alloc),
         }
     }
 

@@ -8,6 +8,7 @@
 use goprobe_common::stw_abi;
 
 use super::{
+    alloc::{self, AllocLayout},
     cycle_layout::{self, CycleLayout},
     sched_layout::{self, SchedLayout},
 };
@@ -38,6 +39,8 @@ pub struct RuntimeLayout {
     pub cycle: CycleLayout,
     /// What the goroutine count is computed from (`gcount()`'s inputs).
     pub sched: SchedLayout,
+    /// What the span-refill allocation sampler reads (`mcache`, `mspan`).
+    pub alloc: AllocLayout,
 }
 
 /// The layout of Go 1.`minor`, or `None` outside the supported range.
@@ -60,6 +63,7 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
             m_preemptoff: None,
             cycle: CycleLayout::default(),
             sched: SchedLayout::default(),
+            alloc: AllocLayout::default(),
         }
     };
     let mut layout = match minor {
@@ -85,6 +89,7 @@ pub fn for_minor(minor: u32) -> Option<RuntimeLayout> {
     };
     layout.cycle = cycle_layout::for_minor(minor)?;
     layout.sched = sched_layout::for_minor(minor)?;
+    layout.alloc = alloc::for_minor(minor);
     Some(layout)
 }
 

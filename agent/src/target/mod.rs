@@ -2,6 +2,7 @@
 //! executable), where each probe goes (file offsets), and the runtime addresses and offsets the
 //! probes read.
 
+pub mod alloc;
 pub mod buildinfo;
 pub mod cycle_layout;
 pub mod disasm;
@@ -10,6 +11,7 @@ pub mod elf;
 pub mod frameless;
 pub mod goroutines;
 pub mod layout;
+pub mod memprofile;
 pub mod proc;
 pub mod sched_layout;
 pub mod symbols;
@@ -213,6 +215,8 @@ pub struct Target {
     /// Run-time pc ranges where `[SP]` is the return address (frameless leaves, function
     /// entries), for the perf-event signals' stacks ([`frameless::ranges`]).
     pub frameless: Vec<frameless::Range>,
+    /// The allocation probes this target can have (`goprobe attach --alloc`).
+    pub alloc: alloc::AllocPlans,
 }
 
 impl Target {
@@ -337,6 +341,7 @@ impl Target {
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             goroutines: goroutines::plans(&|name| plan(name).ok()),
             frameless: frameless::ranges(symbols.table(), bias),
+            alloc: alloc::plans(pid, &plan, &|name| symbols.function(name).map(|f| f.code)),
             stripped: !elf.has_symtab,
             layout,
             layout_source,

@@ -1,5 +1,6 @@
 //! What `/proc/<pid>` says about a process: does it exist, is it a kernel thread, its executable,
-//! where that executable is mapped, and reads of its memory.
+//! where that executable is mapped, and reads of its memory (and the one write goprobe makes, see
+//! [`super::memprofile`]).
 //!
 //! The executable is read through `/proc/<pid>/exe`, a magic link that resolves inside the
 //! process's own mount namespace, so processes in containers work without path translation.
@@ -135,6 +136,74 @@ impl Process {
         self.read_memory(addr, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
+
+    /// Opens `/proc/<pid>/mem` for reading and writing words; see [`Memory`].
+    pub fn open_memory(&self) -> Result<Memory, TargetError> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{}/mem", self.pid))
+            .map_err(|source| self.mem_error(source))?;
+        Ok(Memory {
+            pid: self.pid,
+            file,
+        })
+    }
+
+    fn mem_error(&self, source: io::Error) -> TargetError {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            TargetError::PermissionDenied { pid: self.pid }
+        } else {
+            TargetError::Proc {
+                pid: self.pid,
+                what: "mem",
+                source,
+            }
+        }
+    }
+}
+
+/// An open `/proc/<pid>/mem`, for 8-byte words.
+///
+/// NB: the file stays bound to the address space it was opened on (fs/proc/base.c
+/// `__mem_open` takes the mm): once the process exits, reads and writes fail instead of
+/// reaching a new process that got the same pid.
+#[derive(Debug)]
+pub struct Memory {
+    pid: u32,
+    file: fs::File,
+}
+
+impl Memory {
+    /// Reads the little-endian 8-byte word at `addr`.
+    pub fn read_u64(&self, addr: u64) -> Result<u64, TargetError> {
+        let mut b = [0u8; 8];
+        self.file
+            .read_exact_at(&mut b, addr)
+            .map_err(|source| self.error(source))?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes the 8-byte word at `addr` (8-aligned: one store, no torn value for a reader).
+    pub fn write_u64(&self, addr: u64, value: u64) -> Result<(), TargetError> {
+        if !addr.is_multiple_of(8) {
+            return Err(self.error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr:#x} is not 8-byte aligned"),
+            )));
+        }
+        self.file
+            .write_all_at(&value.to_le_bytes(), addr)
+            .map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: io::Error) -> TargetError {
+        TargetError::Proc {
+            pid: self.pid,
+            what: "mem",
+            source,
+        }
+    }
 }
 
 /// Parses `comm` and `flags` out of /proc/<pid>/stat.
@@ -162,6 +231,20 @@ mod tests {
         assert_eq!(parse_stat(s), Some(("a b) c".to_owned(), 4194560)));
         let k = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0";
         assert_ne!(parse_stat(k).unwrap().1 & PF_KTHREAD, 0);
+    }
+
+    #[test]
+    fn writes_and_reads_back_a_word() {
+        let word = Box::new(std::sync::atomic::AtomicU64::new(7));
+        let addr = word.as_ptr() as u64;
+        let mem = Process::open(std::process::id())
+            .unwrap()
+            .open_memory()
+            .unwrap();
+        assert_eq!(mem.read_u64(addr).unwrap(), 7);
+        mem.write_u64(addr, 524288).unwrap();
+        assert_eq!(word.load(std::sync::atomic::Ordering::SeqCst), 524288);
+        assert!(mem.write_u64(addr + 4, 0).is_err());
     }
 
     #[test]

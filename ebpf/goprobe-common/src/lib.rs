@@ -347,6 +347,58 @@ pub struct PerfTarget {
     pub zero: u64,
 }
 const _: () = assert!(size_of::<PerfTarget>() == 16);
+/// Which allocation sampler an [`AllocConfig`] selects (`goprobe attach --alloc`).
+pub mod alloc_sampler {
+    /// Exact mode: every `runtime.mallocgc` (and size-specialized entry) call counted.
+    pub const EXACT: u32 = 1;
+    /// Sampled, riding the runtime's own sampler: `runtime.profilealloc` calls.
+    pub const PROFILEALLOC: u32 = 2;
+    /// Sampled in the kernel on the allocator's slow paths: span refills and large objects.
+    pub const SPAN_REFILL: u32 = 3;
+}
+
+/// Allocation probing settings of one process (`ALLOC_TARGETS`, keyed by tgid): where the
+/// runtime keeps what the span-refill sampler reads, and `runtime.mallocgc`'s code range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocConfig {
+    /// One of [`alloc_sampler`].
+    pub sampler: u32,
+    pub _pad0: u32,
+    /// `runtime.MemProfileRate` read at attach (profilealloc sampler), else 0.
+    pub mem_profile_rate: u64,
+    /// Run-time `[start, end)` of `runtime.mallocgc`: calls of size-specialized entry points
+    /// returning there were already counted at mallocgc's entry.
+    pub mallocgc_start: u64,
+    pub mallocgc_end: u64,
+    /// `runtime.mcache.alloc` ([numSpanClasses]*mspan) and `tinyAllocs` (uintptr).
+    pub off_mcache_alloc: u32,
+    pub off_mcache_tiny_allocs: u32,
+    /// `runtime.mspan.allocCount`, `allocCountBeforeCache` (uint16) and `elemsize` (uintptr).
+    pub off_span_alloc_count: u32,
+    pub off_span_alloc_count_before_cache: u32,
+    pub off_span_elemsize: u32,
+    /// 1 when the entry sites are the `jbe` of the stack-bound check (Go 1.19): a hit with the
+    /// branch taken goes to morestack and the function runs again, so it is not counted.
+    pub entry_on_jbe: u32,
+}
+const _: () = assert!(size_of::<AllocConfig>() == 56);
+
+/// Max number of distinct (process, stack, size) triples of `runtime.profilealloc` samples.
+pub const MAX_ALLOC_SAMPLES: u32 = 16384;
+
+/// Key of the profilealloc sample counts (`ALLOC_SAMPLES`, per CPU): user space weights each
+/// sample by its size (pprof's unbiasing needs floating point, which BPF has not).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllocSampleKey {
+    pub tgid: u32,
+    pub _pad0: u32,
+    pub stack: CallerStack,
+    /// The sampled object's size as the runtime passed it to profilealloc.
+    pub size: u64,
+}
+const _: () = assert!(size_of::<AllocSampleKey>() == 32);
 
 /// Indexes of the `COUNTERS` per-CPU array.
 pub mod counter {
@@ -379,4 +431,6 @@ mod pod {
     unsafe impl aya::Pod for super::GoroutineCounts {}
     unsafe impl aya::Pod for super::FramelessRange {}
     unsafe impl aya::Pod for super::PerfTarget {}
+    unsafe impl aya::Pod for super::AllocConfig {}
+    unsafe impl aya::Pod for super::AllocSampleKey {}
 }

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod alloc;
 mod cycle;
 mod gc;
 mod goabi;

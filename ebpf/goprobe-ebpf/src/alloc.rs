@@ -1,0 +1,271 @@
+//! Allocations by stack (`goprobe attach --alloc`), counted in the kernel into `SITES`
+//! (`site_kind::ALLOC`, a = bytes, b = objects); nothing is sent per allocation.
+//!
+//! Three ways, chosen per process by user space (`AllocConfig::sampler`):
+//! - exact: every `runtime.mallocgc` call, plus the size-specialized entry points the compiler
+//!   calls directly on Go 1.27 (`mallocgcSmallScanNoHeaderSC1..` …);
+//! - profilealloc: the runtime's own heap-profile sampler, one call per ~MemProfileRate bytes;
+//!   counted per (stack, size) in `ALLOC_SAMPLES` and unbiased in user space;
+//! - span-refill: the allocator's slow paths, `(*mcache).refill` (a span of one size class is
+//!   used up: its objects are weighed onto the refilling stack) and `(*mcache).allocLarge`.
+//!
+//! Every probe is an entry probe on the allocating goroutine's stack (see stacks.rs `capture`).
+
+use aya_ebpf::{
+    macros::{map, uprobe},
+    maps::{HashMap, PerCpuHashMap},
+    programs::{ProbeContext, tracing::StackIdContext as _},
+};
+use goprobe_common::{
+    AllocConfig, AllocSampleKey, BPF_F_USER_STACK, CallerStack, MAX_ALLOC_SAMPLES, MAX_TARGETS,
+    counter, site_kind,
+};
+
+use crate::{
+    gc::bump,
+    goabi::{ReadError, int_reg, read_user},
+    sites::add_site,
+    stacks::{STACKS, tgid},
+};
+
+/// Allocation settings per process.
+#[map]
+static ALLOC_TARGETS: HashMap<u32, AllocConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// `runtime.profilealloc` samples per (process, stack, size), per CPU.
+#[map]
+static ALLOC_SAMPLES: PerCpuHashMap<AllocSampleKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_ALLOC_SAMPLES, 0);
+
+/// NB: `tinySpanClass` = makeSpanClass(tinySizeClass=2, noscan) = 2<<1|1 (src/runtime/malloc.go
+/// `tinySpanClass`, mheap.go `makeSpanClass`; Go 1.19–1.27).
+const TINY_SPAN_CLASS: u64 = 5;
+/// NB: `numSpanClasses` = 68 size classes × 2 (src/runtime/mheap.go, sizeclasses.go; Go
+/// 1.19–1.27): bounds the `c.alloc[spc]` index for the verifier.
+const NUM_SPAN_CLASSES: u64 = 136;
+/// NB: the heap's page size, `_PageShift` = 13 (src/runtime/malloc.go, internal/runtime/gc
+/// since 1.25); large objects are accounted in whole pages (mcache.go `allocLarge`).
+const PAGE_SIZE: u64 = 8192;
+
+/// The return address at an entry site ([RSP], see stacks.rs `capture`) and the user stack.
+#[inline(always)]
+fn caller(ctx: &ProbeContext, ret: u64) -> CallerStack {
+    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
+        Ok(id) => CallerStack { id, ret },
+        Err(_) => {
+            bump(counter::STACK_FAILED);
+            CallerStack { id: -1, ret }
+        }
+    }
+}
+
+/// [RSP] at the probe: the return address into the caller at an entry site.
+#[inline(always)]
+fn return_address(ctx: &ProbeContext) -> u64 {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
+        let rsp = unsafe { (*ctx.regs).rsp };
+        return read_user::<u64>(rsp).unwrap_or(0);
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        0
+    }
+}
+
+/// Whether the hit is at a `jbe` to morestack that is about to be taken: the function will
+/// grow its stack and start again, hitting the probe once more.
+///
+/// NB: Go 1.19's prologue has no `push rbp`, so its entry sites are the stack check's `jbe`
+/// (agent/src/target/disasm.rs); the `cmp rsp,[r14+0x10]` before it set CF or ZF when the
+/// branch is taken (src/cmd/internal/obj/x86/obj6.go `stacksplit`, go1.19.8).
+#[inline(always)]
+fn morestack_pending(ctx: &ProbeContext, cfg: &AllocConfig) -> bool {
+    if cfg.entry_on_jbe == 0 {
+        return false;
+    }
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        const CF: u64 = 1;
+        const ZF: u64 = 1 << 6;
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
+        let flags = unsafe { (*ctx.regs).eflags };
+        return flags & (CF | ZF) != 0;
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        false
+    }
+}
+
+/// `runtime.mallocgc(size uintptr, typ *_type, needzero bool)` entry (exact mode).
+#[uprobe]
+pub fn alloc_mallocgc_entry(ctx: ProbeContext) -> u32 {
+    match try_mallocgc_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_mallocgc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    // NB: RAX = size (Go ABIInternal; src/runtime/malloc.go `mallocgc`, signature pinned by
+    // go.dev/issue/67401, Go 1.19–1.27). Size 0 returns &zerobase and counts in no MemStats.
+    let size = int_reg(ctx, 0)?;
+    if size == 0 {
+        return Ok(());
+    }
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
+    let stack = caller(ctx, return_address(ctx));
+    add_site(tgid, site_kind::ALLOC, stack, size, 1);
+    Ok(())
+}
+
+/// Entry of a size-specialized `runtime.mallocgc*SC*` function (exact mode, Go 1.27; 1.26 with
+/// GOEXPERIMENT=sizespecializedmalloc).
+#[uprobe]
+pub fn alloc_direct_entry(ctx: ProbeContext) -> u32 {
+    match try_direct_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_direct_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    // NB: `(size uintptr, typ *_type, needzero bool) unsafe.Pointer` (src/runtime/
+    // malloc_generated.go, Go 1.27.3): RAX = size. The compiler calls them directly for `new(T)`
+    // with T ≤ 80 bytes (cmd/compile ssagen `specializedMallocSym`), and mallocgc itself calls
+    // them for small sizes (malloc.go `mallocNoScanTable`, `mallocScanTable`): those calls
+    // return into mallocgc and were counted at its entry.
+    let tgid = tgid();
+    let ret = return_address(ctx);
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if (ret >= cfg.mallocgc_start && ret < cfg.mallocgc_end) || morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
+    let size = int_reg(ctx, 0)?;
+    if size == 0 {
+        return Ok(());
+    }
+    add_site(tgid, site_kind::ALLOC, caller(ctx, ret), size, 1);
+    Ok(())
+}
+
+/// `runtime.profilealloc(mp *m, x unsafe.Pointer, size uintptr)` entry (sampled mode with the
+/// runtime's sampler on).
+#[uprobe]
+pub fn alloc_profilealloc_entry(ctx: ProbeContext) -> u32 {
+    match try_profilealloc_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    // NB: RCX = size (src/runtime/malloc.go `profilealloc`, Go 1.19–1.27): the requested size
+    // on Go ≤ 1.23 (mallocgc), the size-class size on 1.24+ (`elemsize` in mallocgcSmall*).
+    // It runs on the allocating goroutine, called straight from the allocator.
+    let size = int_reg(ctx, 2)?;
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
+    let key = AllocSampleKey {
+        tgid,
+        _pad0: 0,
+        stack: caller(ctx, return_address(ctx)),
+        size,
+    };
+    match ALLOC_SAMPLES.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
+        Some(v) => unsafe { *v += 1 },
+        None => {
+            if ALLOC_SAMPLES.insert(key, 1, 0).is_err() {
+                bump(counter::SITES_FULL);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `runtime.(*mcache).refill(c *mcache, spc spanClass)` entry (sampled mode, span-refill).
+#[uprobe]
+pub fn alloc_refill_entry(ctx: ProbeContext) -> u32 {
+    match try_refill_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
+    // NB: RAX = c, BL = spc (src/runtime/mcache.go `refill`, Go 1.19–1.27). refill is called
+    // (from `nextFree`) when the cached span of class spc is full, and adds
+    // `s.allocCount - s.allocCountBeforeCache` to heapStats.smallAllocCount[spc.sizeclass()]
+    // (and, for the tiny class, c.tinyAllocs to tinyAllocCount): the counts MemStats.Mallocs
+    // and TotalAlloc (× the class size, which is s.elemsize) are made of (mstats.go
+    // readmemstats_m). The cached span `&emptymspan` has both counts 0.
+    let c = int_reg(ctx, 0)?;
+    let spc = int_reg(ctx, 1)? & 0xff;
+    if spc >= NUM_SPAN_CLASSES {
+        return Err(ReadError);
+    }
+    let s: u64 = read_user(c + cfg.off_mcache_alloc as u64 + spc * 8)?;
+    if s == 0 {
+        return Ok(());
+    }
+    let count: u16 = read_user(s + cfg.off_span_alloc_count as u64)?;
+    let before: u16 = read_user(s + cfg.off_span_alloc_count_before_cache as u64)?;
+    let used = u64::from(count.saturating_sub(before));
+    let mut objects = used;
+    if spc == TINY_SPAN_CLASS {
+        // NB: tiny objects (noscan, < 16 B) share 16-byte blocks: a block counts as one
+        // smallAllocCount object, each tiny object that fit into an existing block as one
+        // tinyAllocs; Mallocs counts both (mstats.go readmemstats_m), so does this.
+        let tiny: u64 = read_user(c + cfg.off_mcache_tiny_allocs as u64)?;
+        objects += tiny;
+    }
+    if objects == 0 {
+        return Ok(());
+    }
+    let elemsize: u64 = read_user(s + cfg.off_span_elemsize as u64)?;
+    let stack = caller(ctx, return_address(ctx));
+    add_site(tgid, site_kind::ALLOC, stack, used * elemsize, objects);
+    Ok(())
+}
+
+/// `runtime.(*mcache).allocLarge(c *mcache, size uintptr, noscan bool)` entry (sampled mode,
+/// span-refill): one large object, weighed in whole pages as the runtime accounts it.
+#[uprobe]
+pub fn alloc_large_entry(ctx: ProbeContext) -> u32 {
+    match try_large_entry(&ctx) {
+        Ok(()) | Err(ReadError) => 0,
+    }
+}
+
+fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    // NB: RBX = size (src/runtime/mcache.go `allocLarge`, Go 1.19–1.27), which adds
+    // `npages*pageSize` to heapStats.largeAlloc and 1 to largeAllocCount.
+    let size = int_reg(ctx, 1)?;
+    let tgid = tgid();
+    // SAFETY: copied out immediately.
+    let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
+    if morestack_pending(ctx, cfg) {
+        return Ok(());
+    }
+    let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let stack = caller(ctx, return_address(ctx));
+    add_site(tgid, site_kind::ALLOC, stack, bytes, 1);
+    Ok(())
+}
