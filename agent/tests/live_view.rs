@@ -105,7 +105,10 @@ fn renders_updates_and_q_ends_it_with_outputs_written() {
     });
     // The signals' blocks follow the GC part.
     tmux.wait_for("signal blocks", Duration::from_secs(10), |s| {
-        s.contains("Page faults") && s.contains("On-CPU samples") && s.contains("Goroutines")
+        s.contains("Allocations")
+            && s.contains("Page faults")
+            && s.contains("On-CPU samples")
+            && s.contains("Goroutines")
     });
     let t0 = elapsed(&first).expect("elapsed seconds in the header");
     tmux.wait_for("a redraw", Duration::from_secs(10), |s| {

@@ -72,9 +72,9 @@ fn raw_total(raw: &str) -> i64 {
         .sum()
 }
 
-/// `pb`'s first sample type total (`go tool pprof -raw`) equals `want`, and so does the folded
-/// file's; `-top` and `-traces` name `hot`.
-fn check_profile(dir: &Path, name: &str, kind: &str, want: i64, hot: &str) {
+/// `pb`'s first sample type total (`go tool pprof -raw`) equals `want`, the folded file (the
+/// default sample type) sums to `folded_want`; `-top` and `-traces` name `hot`.
+fn check_profile(dir: &Path, name: &str, kind: &str, want: i64, folded_want: i64, hot: &str) {
     let pb = dir.join(format!("{name}.pb.gz"));
     let top = pprof(&pb, "-top");
     assert!(top.contains(hot), "{name}: no {hot} in -top:\n{top}");
@@ -91,10 +91,7 @@ fn check_profile(dir: &Path, name: &str, kind: &str, want: i64, hot: &str) {
         .lines()
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
         .sum();
-    // The folded file shows the default sample type (the first, except for CPU: nanoseconds).
-    if name != "cpu" {
-        assert_eq!(sum, want, "{name}: folded total vs report.json");
-    }
+    assert_eq!(sum, folded_want, "{name}: folded total vs report.json");
 }
 
 #[test]
@@ -119,6 +116,7 @@ fn pprof_reads_every_profile_and_agrees_with_the_report() {
         "assist",
         "assist/nanoseconds[dflt]",
         want,
+        want,
         "main.allocHeavy",
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -126,10 +124,25 @@ fn pprof_reads_every_profile_and_agrees_with_the_report() {
     let dir = tempdir("pprof-signals");
     let report = record(&dir, "signals", &["-mode", "cpu", "-cpu-budget", "2s"]);
     let samples = report["cpu"]["samples"].as_i64().expect("cpu samples");
-    check_profile(&dir, "cpu", "samples/count", samples, "main.busyA");
+    let period = 1_000_000_000 / report["cpu"]["hz"].as_i64().expect("hz");
+    check_profile(
+        &dir,
+        "cpu",
+        "samples/count",
+        samples,
+        samples * period,
+        "main.busyA",
+    );
     let pf = &report["page_faults"];
     let faults = pf["minor"].as_i64().unwrap_or(0) + pf["major"].as_i64().unwrap_or(0);
-    check_profile(&dir, "pagefaults", "faults/count", faults, "main.main");
+    check_profile(
+        &dir,
+        "pagefaults",
+        "faults/count",
+        faults,
+        faults,
+        "main.main",
+    );
     let created: i64 = report["goroutines"]["creation_sites"]
         .as_array()
         .expect("creation sites")
@@ -142,6 +155,25 @@ fn pprof_reads_every_profile_and_agrees_with_the_report() {
         created,
         "goroutines: pprof total vs report.json"
     );
+    let _ = std::fs::remove_dir_all(dir);
+
+    // Allocations: objects first in pprof (as Go's heap profile), bytes in the flamegraph.
+    let dir = tempdir("pprof-alloc");
+    let report = record(&dir, "signals", &["-mode", "alloc"]);
+    let (objects, bytes) = (
+        report["alloc"]["objects"].as_i64().expect("alloc objects"),
+        report["alloc"]["bytes"].as_i64().expect("alloc bytes"),
+    );
+    assert!(bytes > 0, "no allocation recorded");
+    check_profile(
+        &dir,
+        "alloc",
+        "alloc_objects/count",
+        objects,
+        bytes,
+        "main.allocA",
+    );
+    assert!(dir.join("alloc-objects.svg").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -15,11 +15,13 @@ const TOP: usize = 4;
 #[derive(Default)]
 pub struct LiveSignals {
     last: Option<(Instant, u64, u64)>,
+    /// Time and allocated bytes at the previous redraw.
+    last_alloc: Option<(Instant, u64)>,
 }
 
 impl LiveSignals {
-    /// The page-fault and CPU blocks of process `pid` (what `options` turned on); stacks named
-    /// by `name`.
+    /// The allocation, page-fault and CPU blocks of process `pid` (what `options` turned on);
+    /// stacks named by `name`.
     pub fn sections(
         &mut self,
         probes: &Probes,
@@ -29,6 +31,25 @@ impl LiveSignals {
     ) -> Vec<Section> {
         let mut out = Vec::new();
         let now = Instant::now();
+        if let Some(raw) = crate::signal::alloc::raw_sites(probes, pid) {
+            let bytes: u64 = raw.iter().map(|(_, c)| c.a).sum();
+            let rate = match self.last_alloc {
+                Some((t, b0)) if now > t => format!(
+                    "{:.1} MiB/s",
+                    bytes.saturating_sub(b0) as f64 / (now - t).as_secs_f64() / 1048576.0
+                ),
+                _ => "rate at the next redraw".to_owned(),
+            };
+            self.last_alloc = Some((now, bytes));
+            let mut named = |c: &CallerStack| crate::signal::alloc::trim_allocator(name(c));
+            out.push(Section {
+                title: format!(
+                    "Allocations {rate} · {:.1} MiB while attached · top sites by bytes",
+                    bytes as f64 / 1048576.0
+                ),
+                lines: top_lines(&raw, |c| c.a, &mut named),
+            });
+        }
         let faults = if options.page_faults {
             probes.sites(pid, site_kind::PAGE_FAULT)
         } else {

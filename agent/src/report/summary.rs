@@ -272,6 +272,8 @@ mod tests {
                 "other_stw": other,
                 "assist": {"total_ns": 12, "sites": many(&|i| serde_json::json!({"stack": stack(i), "ns": 1}))},
             },
+            "alloc": {"mode": "sampled", "bytes": 12, "objects": 12,
+                      "sites": many(&|i| serde_json::json!({"stack": stack(i), "bytes": 1, "objects": 1}))},
             "goroutines": {"samples": [], "max": 1, "created": 12, "exited": 0,
                            "creation_sites": many(&|i| serde_json::json!({"stack": stack(i), "count": 1}))},
             "page_faults": {"minor": 12, "major": 0,
