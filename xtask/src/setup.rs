@@ -33,8 +33,9 @@ pub fn viewers() -> Result<()> {
     let missing: Vec<&str> = ["chromium", "tmux"]
         .into_iter()
         .filter(|bin| {
-            !Command::new(bin)
-                .arg("--version")
+            // NB: `tmux` has no --version (it is -V); ask the shell whether it is on PATH.
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
