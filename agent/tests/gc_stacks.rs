@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::names;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,15 +20,6 @@ fn run(go: &str, args: &[&str]) -> (Value, Value) {
     let w = support::watch_gcstress("gcstress", go, args, &[], Duration::from_secs(120));
     let (truth, report) = (w.truth, w.report);
     (truth, report)
-}
-
-fn names(stack: &Value) -> Vec<&str> {
-    stack
-        .as_array()
-        .unwrap_or_else(|| panic!("not a stack: {stack}"))
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect()
 }
 
 /// Whether `stack` has `inner` as a frame and, further from the leaf, `outer`.

@@ -44,14 +44,8 @@ fn profile() -> Profile {
         address,
         frames: frames.clone(),
     };
-    let spec = Spec::alloc();
     Profile {
-        name: spec.name,
-        title: spec.title,
-        sample_types: spec.sample_types,
-        default_type: spec.default_type,
-        extra_views: spec.extra_views,
-        period: spec.period,
+        spec: Spec::alloc(),
         samples: vec![
             Sample {
                 locations: vec![loc(0x401010, &leaf), loc(0x402020, &caller)],

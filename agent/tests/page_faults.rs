@@ -10,20 +10,13 @@
 
 mod support;
 
+use support::names;
+
 use std::time::Duration;
 
 use serde_json::Value;
 
 const RELEASES: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
-
-fn names(stack: &Value) -> Vec<&str> {
-    stack
-        .as_array()
-        .unwrap_or_else(|| panic!("not a stack: {stack}"))
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect()
-}
 
 /// Whether `got` is within `pct` percent of `want`.
 fn close(got: u64, want: u64, pct: f64) -> bool {

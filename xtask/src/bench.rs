@@ -110,12 +110,7 @@ fn process_symbolizer(dir: &std::path::Path) -> Result<()> {
          | process | cold | fill | warm | frames per round |\n|---|---|---|---|---|\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let results = dir.join("results.md");
-    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
-    text.push_str(&section);
-    std::fs::write(&results, &text)?;
-    print!("{section}");
-    Ok(())
+    append_results(dir, &section)
 }
 
 /// What page-fault and CPU sampling cost the target: the `signals` program's `faultbench` (1 MiB
@@ -170,12 +165,7 @@ fn perf_signals(dir: &std::path::Path) -> Result<()> {
          | program | goprobe watches | ops/s without | ops/s with | change |\n\
          |---|---|---|---|---|\n{rows}"
     );
-    let results = dir.join("results.md");
-    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
-    text.push_str(&section);
-    std::fs::write(&results, &text)?;
-    print!("{section}");
-    Ok(())
+    append_results(dir, &section)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -234,4 +224,32 @@ fn bench_once(signals: &std::path::Path, mode: &str, goprobe_args: Option<&[&str
         .and_then(|(_, rest)| rest.split([',', '}']).next())
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no ops_per_s in {json}"))
+}
+
+/// Appends `section` to DIR/results.md and prints it.
+pub fn append_results(dir: &std::path::Path, section: &str) -> Result<()> {
+    let results = dir.join("results.md");
+    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
+    text.push_str(section);
+    std::fs::write(&results, &text)?;
+    print!("{section}");
+    Ok(())
+}
+
+/// Waits for goprobe's "attached to pid" line on `err`, then keeps draining it in the
+/// background so goprobe never blocks on a full pipe.
+pub fn wait_attached(mut err: std::io::BufReader<std::process::ChildStderr>) -> Result<()> {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line)? == 0 {
+            anyhow::bail!("goprobe exited before attaching");
+        }
+        if line.contains("attached to pid") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    Ok(())
 }

@@ -79,12 +79,7 @@ pub fn run(dir: &Path) -> Result<()> {
     for w in WORKLOADS {
         section.push_str(&table(&program, &goprobe, w)?);
     }
-    let results = dir.join("results.md");
-    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
-    text.push_str(&section);
-    std::fs::write(&results, &text)?;
-    print!("{section}");
-    Ok(())
+    crate::bench::append_results(dir, &section)
 }
 
 /// One workload's table: every case, median and runs.
@@ -169,18 +164,7 @@ fn once(
                     .spawn()
                     .context("starting goprobe")?,
             );
-            let mut err = BufReader::new(p.0.stderr.take().context("stderr")?);
-            loop {
-                let mut l = String::new();
-                if err.read_line(&mut l)? == 0 {
-                    bail!("goprobe exited before attaching");
-                }
-                if l.contains("attached to pid") {
-                    break;
-                }
-            }
-            // Keep draining goprobe's stderr so it never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            crate::bench::wait_attached(BufReader::new(p.0.stderr.take().context("stderr")?))?;
             Some(p)
         }
         None => None,

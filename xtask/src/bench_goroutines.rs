@@ -66,12 +66,7 @@ pub fn run(dir: &Path) -> Result<()> {
          | run | goroutines/s | ns/goroutine | goprobe: cpu ms, created |\n|---|---|---|---|\n{rows}",
         off.join(" ")
     );
-    let results = dir.join("results.md");
-    let mut text = std::fs::read_to_string(&results).unwrap_or_default();
-    text.push_str(&section);
-    std::fs::write(&results, &text)?;
-    print!("{section}");
-    Ok(())
+    crate::bench::append_results(dir, &section)
 }
 
 /// One churn run, under `goprobe attach <pid> --json <args>` when `args` is given: the
@@ -122,19 +117,7 @@ fn attach(goprobe: &Path, pid: u32, args: &[&str]) -> Result<Child> {
         .stderr(Stdio::piped())
         .spawn()
         .context("starting goprobe")?;
-    let mut err = BufReader::new(child.stderr.take().context("stderr")?);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line)? == 0 {
-            bail!("goprobe exited before attaching");
-        }
-        if line.contains("attached to pid") {
-            break;
-        }
-    }
-    // Keep draining its stderr so it never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    crate::bench::wait_attached(BufReader::new(child.stderr.take().context("stderr")?))?;
     Ok(child)
 }
 

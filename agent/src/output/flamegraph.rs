@@ -65,8 +65,8 @@ fn colour(name: &str, c: Category) -> Color {
 /// The flamegraphs of a profile: its default sample type (no suffix) and any extra views
 /// (`-objects` for allocations), as (file name suffix, sample type index).
 pub fn views(p: &Profile) -> Vec<(&'static str, usize)> {
-    let mut v = vec![("", p.default_type)];
-    v.extend(p.extra_views.iter().copied());
+    let mut v = vec![("", p.spec.default_type)];
+    v.extend(p.spec.extra_views.iter().copied());
     v
 }
 
@@ -86,15 +86,20 @@ pub fn render(p: &Profile, index: usize, target: &TargetInfo) -> std::io::Result
         palette.insert(*name, colour(name, category(name, *kind)));
     }
     let unit = p
+        .spec
         .sample_types
         .get(index)
         .map_or("samples", |t| t.unit.as_str());
-    let kind = p.sample_types.get(index).map_or("", |t| t.kind.as_str());
+    let kind = p
+        .spec
+        .sample_types
+        .get(index)
+        .map_or("", |t| t.kind.as_str());
     let exe = target.exe.rsplit('/').next().unwrap_or(&target.exe);
     let mut opts = Options::default();
     opts.title = format!(
         "{} ({kind}) — {exe} pid {} ({})",
-        p.title, target.pid, target.go_version
+        p.spec.title, target.pid, target.go_version
     );
     opts.subtitle = Some(format!(
         "{} · {} s · red: Go runtime · blue: standard library · green: program code · \

@@ -87,7 +87,7 @@ pub fn render(r: &Report, profiles: &[Profile], files: &[String]) -> String {
         );
         for p in profiles {
             for (suffix, index) in flamegraph::views(p) {
-                let Some(t) = p.sample_types.get(index) else {
+                let Some(t) = p.spec.sample_types.get(index) else {
                     continue;
                 };
                 let link = |file: String, text: &str| {
@@ -100,16 +100,16 @@ pub fn render(r: &Report, profiles: &[Profile], files: &[String]) -> String {
                 let _ = writeln!(
                     h,
                     "<tr><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(p.title),
+                    escape(p.spec.title),
                     escape(&t.kind),
                     human_total(p.total(index), &t.unit),
-                    link(format!("{}{suffix}.svg", p.name), "SVG"),
+                    link(format!("{}{suffix}.svg", p.spec.name), "SVG"),
                     if suffix.is_empty() {
-                        link(format!("{}.pb.gz", p.name), "pb.gz")
+                        link(format!("{}.pb.gz", p.spec.name), "pb.gz")
                     } else {
                         "(same)".to_owned()
                     },
-                    link(format!("{}{suffix}.folded", p.name), "folded"),
+                    link(format!("{}{suffix}.folded", p.spec.name), "folded"),
                 );
             }
         }

@@ -146,18 +146,8 @@ pub struct MappingInfo {
 /// One stack-attributed signal of one process over the window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
-    /// File stem: `alloc`, `assist`, `pagefaults`, `cpu`, `goroutines`.
-    pub name: &'static str,
-    /// What the values are, for titles: "allocations", "mark assist time", …
-    pub title: &'static str,
-    pub sample_types: Vec<ValueType>,
-    /// The sample type flamegraphs and folded files show (index into `sample_types`).
-    pub default_type: usize,
-    /// More flamegraphs and folded files: (file name suffix, sample type index), e.g.
-    /// `("-objects", 0)` for allocations.
-    pub extra_views: Vec<(&'static str, usize)>,
-    /// pprof `period_type` and `period` (CPU: nanoseconds between samples).
-    pub period: Option<(ValueType, i64)>,
+    /// What the signal and its values are.
+    pub spec: profile::Spec,
     pub samples: Vec<Sample>,
     pub mappings: Vec<MappingInfo>,
     pub start_unix_ns: i64,
@@ -239,7 +229,7 @@ pub fn write_all(
             for (suffix, index) in flamegraph::views(p) {
                 put(
                     &mut written,
-                    format!("{}{suffix}.folded", p.name),
+                    format!("{}{suffix}.folded", p.spec.name),
                     folded::render(p, index).as_bytes(),
                 )?;
             }
@@ -248,17 +238,17 @@ pub fn write_all(
             for (suffix, index) in flamegraph::views(p) {
                 let svg = flamegraph::render(p, index, &report.target).map_err(|source| {
                     OutputError::Flamegraph {
-                        name: p.name.to_owned(),
+                        name: p.spec.name.to_owned(),
                         source,
                     }
                 })?;
-                put(&mut written, format!("{}{suffix}.svg", p.name), &svg)?;
+                put(&mut written, format!("{}{suffix}.svg", p.spec.name), &svg)?;
             }
         }
         if want(Format::Pprof) {
             put(
                 &mut written,
-                format!("{}.pb.gz", p.name),
+                format!("{}.pb.gz", p.spec.name),
                 &pprof::encode_gz(p),
             )?;
         }

@@ -21,7 +21,7 @@ pub fn encode(p: &Profile) -> Vec<u8> {
             m.uint(2, unit);
         });
     };
-    for t in &p.sample_types {
+    for t in &p.spec.sample_types {
         value_type(&mut out, &mut strings, 1, t);
     }
     let mut functions: HashMap<(String, String), u64> = HashMap::new();
@@ -99,15 +99,16 @@ pub fn encode(p: &Profile) -> Vec<u8> {
     }
     out.buf.extend_from_slice(&location_msgs.buf);
     out.buf.extend_from_slice(&function_msgs.buf);
-    if let Some((t, period)) = &p.period {
+    if let Some((t, period)) = &p.spec.period {
         value_type(&mut out, &mut strings, 11, t);
         out.uint(12, *period as u64);
     }
     out.uint(9, p.start_unix_ns as u64);
     out.uint(10, p.duration_ns as u64);
     let default_type = p
+        .spec
         .sample_types
-        .get(p.default_type)
+        .get(p.spec.default_type)
         .map_or(0, |t| strings.id(&t.kind));
     out.uint(14, default_type);
     // The string table last: every id above is known by now.

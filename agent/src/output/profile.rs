@@ -11,13 +11,19 @@ use crate::{
 };
 
 /// How one signal is described in its profile.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
+    /// File stem: `alloc`, `assist`, `pagefaults`, `cpu`, `goroutines`.
     pub name: &'static str,
+    /// What the values are, for titles: "allocations", "mark assist time", …
     pub title: &'static str,
     pub sample_types: Vec<ValueType>,
+    /// The sample type flamegraphs and folded files show (index into `sample_types`).
     pub default_type: usize,
+    /// More flamegraphs and folded files: (file name suffix, sample type index), e.g.
+    /// `("-objects", 0)` for allocations.
     pub extra_views: Vec<(&'static str, usize)>,
+    /// pprof `period_type` and `period` (CPU: nanoseconds between samples).
     pub period: Option<(ValueType, i64)>,
 }
 
@@ -112,12 +118,7 @@ pub fn build(
         .collect();
     let mappings = namer.mappings(samples.iter().flat_map(|s| &s.locations));
     Profile {
-        name: spec.name,
-        title: spec.title,
-        sample_types: spec.sample_types,
-        default_type: spec.default_type,
-        extra_views: spec.extra_views,
-        period: spec.period,
+        spec,
         samples,
         mappings,
         start_unix_ns: window.start_unix_ns,

@@ -1,14 +1,9 @@
 //! The allocation probes (ebpf/goprobe-ebpf/src/alloc.rs): which sampler a target gets, attaching
 //! it, and reading back what it counted.
 
-use std::num::NonZeroU32;
-
-use aya::{
-    maps::{HashMap, PerCpuHashMap},
-    programs::{UProbe, uprobe::UProbeScope},
-};
+use aya::maps::{HashMap, PerCpuHashMap};
 use goprobe_common::{AllocConfig, AllocSampleKey, CallerStack, alloc_sampler};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{AllocMode, Options, ProbeError, Probes};
 use crate::target::{FunctionPlan, Target, memprofile};
@@ -172,31 +167,11 @@ impl Probes {
                 sites.extend(p.alloc_large.iter().map(|m| ("alloc_large_entry", m)));
             }
         }
-        let exe = target.process.exe_link();
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
-        for (program, plan) in sites {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram { program })?
-                .try_into()
-                .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            if prog.fd().is_err() {
-                prog.load()
-                    .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            }
-            let offset = plan.sites.entry;
-            prog.attach(plan.file_offset + offset, &exe, scope)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    symbol: plan.symbol,
-                    offset,
-                    pid,
-                    source,
-                })?;
-            debug!(program, symbol = plan.symbol, offset, "attached");
-            self.attached += 1;
-        }
+        let sites: Vec<_> = sites
+            .into_iter()
+            .map(|(program, plan)| (program, plan, plan.sites.entry))
+            .collect();
+        self.attach_uprobes(target, &sites)?;
         info!(
             pid,
             sampler = sampler_name(cfg.sampler),

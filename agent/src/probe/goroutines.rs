@@ -2,15 +2,12 @@
 //! created/exited counts they keep. Creation sites are in the shared `SITES` map
 //! ([`goprobe_common::site_kind::GOROUTINE_CREATE`]).
 
-use std::num::NonZeroU32;
-
 use aya::{
     maps::{PerCpuHashMap, PerCpuValues},
-    programs::{UProbe, uprobe::UProbeScope},
     util::nr_cpus,
 };
 use goprobe_common::GoroutineCounts;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::{Options, ProbeError, Probes};
 use crate::target::{FunctionPlan, Target};
@@ -55,32 +52,11 @@ impl Probes {
         let mut sites: Vec<(&'static str, &FunctionPlan)> =
             vec![("goroutine_exit_entry", &plans.exit)];
         sites.extend(plans.create.iter().map(|p| ("goroutine_create_entry", p)));
-        let exe = target.process.exe_link();
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
-        for (program, plan) in sites {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram { program })?
-                .try_into()
-                .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            if prog.fd().is_err() {
-                prog.load()
-                    .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            }
-            let offset = plan.sites.entry;
-            let file_offset = plan.file_offset + offset;
-            prog.attach(file_offset, &exe, scope)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    symbol: plan.symbol,
-                    offset,
-                    pid,
-                    source,
-                })?;
-            debug!(program, symbol = plan.symbol, offset, "attached");
-            self.attached += 1;
-        }
+        let sites: Vec<_> = sites
+            .into_iter()
+            .map(|(program, plan)| (program, plan, plan.sites.entry))
+            .collect();
+        self.attach_uprobes(target, &sites)?;
         Ok(())
     }
 

@@ -191,8 +191,6 @@ impl Probes {
                 source,
             })?;
 
-        let exe = target.process.exe_link();
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
         // Order matters for a clean start: exits before entries, so that no entry state is left
         // waiting for an exit probe that is not there yet.
         let mut sites: Vec<(&'static str, &FunctionPlan, u64)> = target
@@ -220,8 +218,24 @@ impl Probes {
             target.gc_start.sites.entry,
         ));
         sites.extend(stacks::sites(target));
+        self.attach_uprobes(target, &sites)?;
+        self.attach_goroutines(target, options)?;
+        self.attach_perf(target, options)?;
+        self.attach_alloc(target, options)?;
+        Ok(())
+    }
 
-        for (program, plan, offset) in sites {
+    /// Attaches each (program, function, site offset) of `sites` to `target`'s executable,
+    /// loading a program the first time it is used.
+    pub(crate) fn attach_uprobes(
+        &mut self,
+        target: &Target,
+        sites: &[(&'static str, &FunctionPlan, u64)],
+    ) -> Result<(), ProbeError> {
+        let pid = target.process.pid;
+        let exe = target.process.exe_link();
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+        for &(program, plan, offset) in sites {
             let prog: &mut UProbe = self
                 .ebpf
                 .program_mut(program)
@@ -250,9 +264,6 @@ impl Probes {
             );
             self.attached += 1;
         }
-        self.attach_goroutines(target, options)?;
-        self.attach_perf(target, options)?;
-        self.attach_alloc(target, options)?;
         Ok(())
     }
 

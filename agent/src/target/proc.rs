@@ -111,17 +111,8 @@ impl Process {
 
     /// Reads `buf.len()` bytes at `addr` of the process's memory.
     pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), TargetError> {
-        let mem = fs::File::open(format!("/proc/{}/mem", self.pid)).map_err(|source| {
-            if source.kind() == io::ErrorKind::PermissionDenied {
-                TargetError::PermissionDenied { pid: self.pid }
-            } else {
-                TargetError::Proc {
-                    pid: self.pid,
-                    what: "mem",
-                    source,
-                }
-            }
-        })?;
+        let mem = fs::File::open(format!("/proc/{}/mem", self.pid))
+            .map_err(|source| self.mem_error(source))?;
         mem.read_exact_at(buf, addr)
             .map_err(|source| TargetError::Proc {
                 pid: self.pid,

@@ -150,6 +150,19 @@ fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, what:
     }
 }
 
+/// The frame names of a report stack (a JSON array of strings), leaf first.
+pub fn names(stack: &serde_json::Value) -> Vec<&str> {
+    stack
+        .as_array()
+        .unwrap_or_else(|| panic!("not a stack: {stack}"))
+        .iter()
+        .map(|f| {
+            f.as_str()
+                .unwrap_or_else(|| panic!("not a frame name: {f}"))
+        })
+        .collect()
+}
+
 /// Runs goprobe to completion (for error cases).
 pub fn goprobe_output(args: &[&str]) -> Output {
     goprobe().args(args).output().expect("run goprobe")

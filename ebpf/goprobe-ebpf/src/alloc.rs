@@ -14,18 +14,17 @@
 use aya_ebpf::{
     macros::{map, uprobe},
     maps::{HashMap, PerCpuHashMap},
-    programs::{ProbeContext, tracing::StackIdContext as _},
+    programs::ProbeContext,
 };
 use goprobe_common::{
-    AllocConfig, AllocSampleKey, BPF_F_USER_STACK, CallerStack, MAX_ALLOC_SAMPLES, MAX_TARGETS,
-    counter, site_kind,
+    AllocConfig, AllocSampleKey, MAX_ALLOC_SAMPLES, MAX_TARGETS, counter, site_kind,
 };
 
 use crate::{
     gc::bump,
     goabi::{ReadError, int_reg, read_user},
     sites::add_site,
-    stacks::{STACKS, tgid},
+    stacks::{capture, return_address, stack_with, tgid},
 };
 
 /// Allocation settings per process.
@@ -46,34 +45,6 @@ const NUM_SPAN_CLASSES: u64 = 136;
 /// NB: the heap's page size, `_PageShift` = 13 (src/runtime/malloc.go, internal/runtime/gc
 /// since 1.25); large objects are accounted in whole pages (mcache.go `allocLarge`).
 const PAGE_SIZE: u64 = 8192;
-
-/// The return address at an entry site ([RSP], see stacks.rs `capture`) and the user stack.
-#[inline(always)]
-fn caller(ctx: &ProbeContext, ret: u64) -> CallerStack {
-    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
-        Ok(id) => CallerStack { id, ret },
-        Err(_) => {
-            bump(counter::STACK_FAILED);
-            CallerStack { id: -1, ret }
-        }
-    }
-}
-
-/// [RSP] at the probe: the return address into the caller at an entry site.
-#[inline(always)]
-fn return_address(ctx: &ProbeContext) -> u64 {
-    #[cfg(bpf_target_arch = "x86_64")]
-    {
-        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
-        let rsp = unsafe { (*ctx.regs).rsp };
-        return read_user::<u64>(rsp).unwrap_or(0);
-    }
-    #[allow(unreachable_code)]
-    {
-        let _ = ctx;
-        0
-    }
-}
 
 /// Whether the hit is at a `jbe` to morestack that is about to be taken: the function will
 /// grow its stack and start again, hitting the probe once more.
@@ -122,7 +93,7 @@ fn try_mallocgc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if morestack_pending(ctx, cfg) {
         return Ok(());
     }
-    let stack = caller(ctx, return_address(ctx));
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, size, 1);
     Ok(())
 }
@@ -153,7 +124,7 @@ fn try_direct_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if size == 0 {
         return Ok(());
     }
-    add_site(tgid, site_kind::ALLOC, caller(ctx, ret), size, 1);
+    add_site(tgid, site_kind::ALLOC, stack_with(ctx, ret), size, 1);
     Ok(())
 }
 
@@ -180,7 +151,7 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let key = AllocSampleKey {
         tgid,
         _pad0: 0,
-        stack: caller(ctx, return_address(ctx)),
+        stack: capture(ctx),
         size,
     };
     match ALLOC_SAMPLES.get_ptr_mut(key) {
@@ -240,7 +211,7 @@ fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let elemsize: u64 = read_user(s + cfg.off_span_elemsize as u64)?;
-    let stack = caller(ctx, return_address(ctx));
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, used * elemsize, objects);
     Ok(())
 }
@@ -265,7 +236,7 @@ fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    let stack = caller(ctx, return_address(ctx));
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, bytes, 1);
     Ok(())
 }

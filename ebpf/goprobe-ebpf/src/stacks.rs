@@ -89,13 +89,19 @@ fn stack_pointer(ctx: &ProbeContext) -> Result<u64, ReadError> {
     }
 }
 
-/// The user stack at a function's entry probe.
+/// [RSP] at an entry site: the return address into the caller, 0 when unreadable.
+///
+/// NB: at an entry site (before the callee's `push rbp` completes) [RSP] is the return
+/// address into the caller (Go ABIInternal, amd64: CALL pushes it; the prologue's
+/// `sub rsp`/`push rbp` come after the stack check the site follows).
 #[inline(always)]
-pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
-    // NB: at an entry site (before the callee's `push rbp` completes) [RSP] is the return
-    // address into the caller (Go ABIInternal, amd64: CALL pushes it; the prologue's
-    // `sub rsp`/`push rbp` come after the stack check the site follows).
-    let ret = stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0);
+pub(crate) fn return_address(ctx: &ProbeContext) -> u64 {
+    stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0)
+}
+
+/// The user stack, with `ret` as the immediate caller's return address (see [`CallerStack`]).
+#[inline(always)]
+pub(crate) fn stack_with(ctx: &ProbeContext, ret: u64) -> CallerStack {
     match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
         Ok(id) => CallerStack { id, ret },
         Err(_) => {
@@ -103,6 +109,12 @@ pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
             CallerStack { id: -1, ret }
         }
     }
+}
+
+/// The user stack at a function's entry probe.
+#[inline(always)]
+pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
+    stack_with(ctx, return_address(ctx))
 }
 
 #[inline(always)]
