@@ -177,16 +177,15 @@ pub fn run(args: AttachArgs) -> Result<()> {
             sections: &mut sections,
             goroutines: &mut goroutine_sampler,
             clock: &clock,
+            pid: args.pid,
+            assist_on: target.assist.is_some(),
         },
         args.duration,
     ));
     live.clear();
     let end = end?;
-    probes.drain(|ev| {
-        if let Some(c) = tracker.on_event(&ev) {
-            live.cycle(c);
-        }
-    });
+    let assist_on = target.assist.is_some();
+    drain_cycles(&mut probes, &mut tracker, &mut live, args.pid, assist_on);
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     if let Some(s) = goroutine_sampler.as_mut() {
         s.sample(&clock); // the last reading; fails quietly if the target is gone
@@ -288,6 +287,9 @@ struct Watch<'a> {
     sections: &'a mut dyn FnMut(&Probes) -> Vec<screen::Section>,
     goroutines: &'a mut Option<GoroutineSampler>,
     clock: &'a Clock,
+    /// The target, and whether its mark assist probes are attached.
+    pid: u32,
+    assist_on: bool,
 }
 
 async fn watch(
@@ -303,6 +305,8 @@ async fn watch(
         sections,
         goroutines,
         clock,
+        pid,
+        assist_on,
     } = w;
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
     let events = unsafe { register(probes.events_fd()) }?;
@@ -328,12 +332,7 @@ async fn watch(
     let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
     goroutine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut Live| {
-        probes.drain(|ev| {
-            if let Some(c) = tracker.on_event(&ev) {
-                debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
-                live.cycle(c);
-            }
-        });
+        drain_cycles(probes, tracker, live, pid, assist_on);
     };
     let end = loop {
         tokio::select! {
@@ -381,6 +380,27 @@ async fn watch(
         }
     };
     Ok(end)
+}
+
+/// Drains the STW events into `tracker` and shows each completed cycle, with its mark assist
+/// time when the assist probes of process `pid` are attached.
+fn drain_cycles(
+    probes: &mut Probes,
+    tracker: &mut GcTracker,
+    live: &mut Live,
+    pid: u32,
+    assist_on: bool,
+) {
+    let mut done = Vec::new();
+    probes.drain(|ev| {
+        if let Some(c) = tracker.on_event(&ev) {
+            debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
+            done.push(c.clone());
+        }
+    });
+    for c in &done {
+        live.cycle(c, assist_on.then(|| probes.assist_ns(pid, c.cycle)));
+    }
 }
 
 /// Registers `fd` with the reactor.

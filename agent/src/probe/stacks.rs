@@ -92,6 +92,20 @@ impl Probes {
         out
     }
 
+    /// Mark assist nanoseconds of process `pid` in GC cycle `cycle` so far, summed over CPUs (0
+    /// when no goroutine assisted).
+    pub fn assist_ns(&self, pid: u32, cycle: u32) -> u64 {
+        let Some(map) = self.ebpf.map("ASSIST_BY_CYCLE") else {
+            return 0;
+        };
+        let Ok(m) = PerCpuHashMap::<_, CycleKey, u64>::try_from(map) else {
+            return 0;
+        };
+        m.get(&CycleKey { tgid: pid, cycle }, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
     /// Stacks the kernel side could not capture (stack map full or hash collision).
     pub fn failed_stacks(&self) -> u64 {
         self.counter(counter::STACK_FAILED)

@@ -15,8 +15,9 @@ fn mib(bytes: u64) -> String {
 }
 
 /// The line printed for one completed cycle: number, trigger, pause, phases (as gctrace orders
-/// them: sweep termination + mark + mark termination), heap start→end and goal.
-pub fn cycle_line(c: &Cycle) -> String {
+/// them: sweep termination + mark + mark termination), mark assist time (when the assist probes
+/// are attached), heap start→end and goal.
+pub fn cycle_line(c: &Cycle, assist_ns: Option<u64>) -> String {
     let d = &c.details;
     let mut line = format!(
         "gc {} {}  pause {}",
@@ -31,6 +32,9 @@ pub fn cycle_line(c: &Cycle) -> String {
             human_ns(p.mark),
             human_ns(p.mark_termination)
         );
+    }
+    if let Some(ns) = assist_ns {
+        line += &format!("  assist {}", human_ns(ns));
     }
     if let (Some(h0), Some(h1)) = (d.heap_start_bytes, d.heap_end_bytes) {
         line += &format!("  heap {}→{}", mib(h0), mib(h1));
@@ -83,10 +87,10 @@ impl LiveLine {
 
     /// Prints the line of a completed cycle: above the status line on a terminal (which the next
     /// [`Self::update`] redraws), as a plain line otherwise.
-    pub fn cycle(&mut self, c: &Cycle) {
+    pub fn cycle(&mut self, c: &Cycle, assist_ns: Option<u64>) {
         let mut err = std::io::stderr().lock();
         let clear = if self.drawn { "\r\x1b[2K" } else { "" };
-        let _ = writeln!(err, "{clear}{}", cycle_line(c));
+        let _ = writeln!(err, "{clear}{}", cycle_line(c, assist_ns));
         let _ = err.flush();
         self.drawn = false;
     }
@@ -127,11 +131,11 @@ impl Live {
         matches!(self, Live::Screen(_))
     }
 
-    /// A completed cycle.
-    pub fn cycle(&mut self, c: &Cycle) {
+    /// A completed cycle and its mark assist time (`None` without assist probes).
+    pub fn cycle(&mut self, c: &Cycle, assist_ns: Option<u64>) {
         match self {
-            Live::Screen(s) => s.cycle(c),
-            Live::Lines(l) => l.cycle(c),
+            Live::Screen(s) => s.cycle(c, assist_ns),
+            Live::Lines(l) => l.cycle(c, assist_ns),
         }
     }
 
@@ -185,13 +189,13 @@ mod tests {
             },
         };
         assert_eq!(
-            cycle_line(&c),
-            "gc 12 forced  pause 198.1µs  phases 131.4µs+3.40ms+66.7µs  heap 4.0MiB→5.0MiB goal 6.0MiB"
+            cycle_line(&c, Some(1_500_000)),
+            "gc 12 forced  pause 198.1µs  phases 131.4µs+3.40ms+66.7µs  assist 1.50ms  heap 4.0MiB→5.0MiB goal 6.0MiB"
         );
         let bare = Cycle {
             details: CycleDetails::default(),
             ..c
         };
-        assert_eq!(cycle_line(&bare), "gc 12 forced  pause 198.1µs");
+        assert_eq!(cycle_line(&bare, None), "gc 12 forced  pause 198.1µs");
     }
 }

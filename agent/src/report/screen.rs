@@ -68,11 +68,11 @@ impl Screen {
     }
 
     /// Remembers a completed cycle for the "recent cycles" list.
-    pub fn cycle(&mut self, c: &Cycle) {
+    pub fn cycle(&mut self, c: &Cycle, assist_ns: Option<u64>) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(cycle_line(c));
+        self.recent.push_back(cycle_line(c, assist_ns));
         // Show it at the next tick rather than waiting a whole period.
         self.last_draw = None;
     }
