@@ -22,7 +22,7 @@ use goprobe_common::{
 
 use crate::{
     gc::bump,
-    goabi::{ReadError, int_reg, read_user},
+    goabi::{ReadError, int_reg, read_user, stack_check_fails},
     sites::add_site,
     stacks::{capture, return_address, stack_with, tgid},
 };
@@ -46,30 +46,11 @@ const NUM_SPAN_CLASSES: u64 = 136;
 /// since 1.25); large objects are accounted in whole pages (mcache.go `allocLarge`).
 const PAGE_SIZE: u64 = 8192;
 
-/// Whether the hit is at a `jbe` to morestack that is about to be taken: the function will
-/// grow its stack and start again, hitting the probe once more.
-///
-/// NB: Go 1.19's prologue has no `push rbp`, so its entry sites are the stack check's `jbe`
-/// (agent/src/target/disasm.rs); the `cmp rsp,[r14+0x10]` before it set CF or ZF when the
-/// branch is taken (src/cmd/internal/obj/x86/obj6.go `stacksplit`, go1.19.8).
+/// Whether the hit is at a `jbe` to morestack that is about to be taken (Go 1.19 sites only, see
+/// [`stack_check_fails`]).
 #[inline(always)]
 fn morestack_pending(ctx: &ProbeContext, cfg: &AllocConfig) -> bool {
-    if cfg.entry_on_jbe == 0 {
-        return false;
-    }
-    #[cfg(bpf_target_arch = "x86_64")]
-    {
-        const CF: u64 = 1;
-        const ZF: u64 = 1 << 6;
-        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
-        let flags = unsafe { (*ctx.regs).eflags };
-        return flags & (CF | ZF) != 0;
-    }
-    #[allow(unreachable_code)]
-    {
-        let _ = ctx;
-        false
-    }
+    cfg.entry_on_jbe != 0 && stack_check_fails(ctx)
 }
 
 /// `runtime.mallocgc(size uintptr, typ *_type, needzero bool)` entry (exact mode).

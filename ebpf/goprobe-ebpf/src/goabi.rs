@@ -53,3 +53,29 @@ pub fn read_user<T>(addr: u64) -> Result<T, ReadError> {
     // SAFETY: bpf_probe_read_user checks the address; a bad one yields an error, never a fault.
     unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|_| ReadError)
 }
+
+/// Whether the stack-bound check just before the probed instruction sent (or is about to send)
+/// the function to `runtime.morestack`: then it grows its stack and starts again, hitting an
+/// entry probe placed on the check's `jbe` a second time.
+///
+/// NB: the prologue's `cmp rsp|r12, [r14+0x10|0x18]; jbe morestack` sets CF or ZF exactly when
+/// the branch is taken (src/cmd/internal/obj/x86/obj6.go `stacksplit`, Go 1.19–1.27). Go 1.19
+/// entry sites are that `jbe` (no `push rbp`, see agent/src/target/disasm.rs); later releases'
+/// sites are the `push rbp` after a `jbe` not taken, where both flags are therefore clear. Only
+/// meaningful at sites that follow a stack check.
+#[inline(always)]
+pub fn stack_check_fails(ctx: &ProbeContext) -> bool {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        const CF: u64 = 1;
+        const ZF: u64 = 1 << 6;
+        // SAFETY: `regs` points at the pt_regs the kernel passed to this program.
+        let flags = unsafe { (*ctx.regs).eflags };
+        return flags & (CF | ZF) != 0;
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = ctx;
+        false
+    }
+}

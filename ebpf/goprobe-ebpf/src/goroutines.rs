@@ -12,7 +12,7 @@ use aya_ebpf::{
 use goprobe_common::{GoroutineCounts, MAX_TARGETS, site_kind};
 
 use crate::{
-    goabi::ReadError,
+    goabi::{ReadError, stack_check_fails},
     sites::add_site,
     stacks::{capture, tgid},
 };
@@ -38,6 +38,12 @@ pub fn goroutine_create_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_create(ctx: &ProbeContext) -> Result<(), ReadError> {
+    // NB: `newproc`/`newcoro` have a stack-bound check (not NOSPLIT, src/runtime/proc.go,
+    // coro.go), so the flags say whether this call is about to go through morestack and hit
+    // the probe again (Go 1.19, where the site is the check's `jbe`).
+    if stack_check_fails(ctx) {
+        return Ok(());
+    }
     let tgid = tgid();
     add_site(tgid, site_kind::GOROUTINE_CREATE, capture(ctx), 1, 0);
     add(tgid, 1, 0)
