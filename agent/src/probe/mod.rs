@@ -151,7 +151,6 @@ impl Probes {
     /// Registers `target`'s constants and attaches every GC probe to it, and the probes of the
     /// signals `options` asks for.
     pub fn attach(&mut self, target: &Target, options: &Options) -> Result<(), ProbeError> {
-        let _ = options; // TODO(signals): allocations, goroutines, page faults, CPU
         let pid = target.process.pid;
         let _span = info_span!("attach", pid).entered();
         let l = &target.layout;

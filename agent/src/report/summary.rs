@@ -30,13 +30,12 @@ pub const MAX_LINES: usize = 25;
 /// Renders the summary: with up to 3 sites per signal, fewer while it is longer than
 /// [`MAX_LINES`], and cut with a pointer to report.json as the last resort.
 pub fn render(r: &Report) -> String {
-    for top in (1..=3).rev() {
-        let out = render_with(r, top);
-        if out.lines().count() <= MAX_LINES || top == 1 {
-            return cap(out);
-        }
-    }
-    unreachable!("the loop returns at top == 1")
+    let out = [3, 2]
+        .into_iter()
+        .map(|top| render_with(r, top))
+        .find(|out| out.lines().count() <= MAX_LINES)
+        .unwrap_or_else(|| render_with(r, 1));
+    cap(out)
 }
 
 /// `out` cut to [`MAX_LINES`], keeping its last line (goprobe's own cost).
