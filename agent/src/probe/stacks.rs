@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aya::maps::{PerCpuHashMap, StackTraceMap};
-use goprobe_common::{AssistKey, CallerStack, CycleKey, counter};
+use goprobe_common::{AssistKey, CallerStack, CycleKey, SIGNAL_STACK_BIT, counter};
 
 use super::Probes;
 use crate::target::{FunctionPlan, Target};
@@ -51,8 +51,13 @@ impl Probes {
     /// The addresses of stack `id`, leaf first, as the kernel recorded them; `None` if the map
     /// has no such stack.
     pub fn stack_addrs(&self, id: i64) -> Option<Vec<u64>> {
+        let (name, id) = if id >= 0 && id & SIGNAL_STACK_BIT != 0 {
+            ("SIGNAL_STACKS", id & !SIGNAL_STACK_BIT)
+        } else {
+            ("STACKS", id)
+        };
         let id = u32::try_from(id).ok()?;
-        let map = StackTraceMap::try_from(self.ebpf.map("STACKS")?).ok()?;
+        let map = StackTraceMap::try_from(self.ebpf.map(name)?).ok()?;
         let trace = map.get(&id, 0).ok()?;
         Some(trace.frames().iter().map(|f| f.ip).collect())
     }

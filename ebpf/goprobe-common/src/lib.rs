@@ -200,8 +200,18 @@ pub struct GoroutineKey {
 }
 const _: () = assert!(size_of::<GoroutineKey>() == 16);
 
-/// Max number of distinct user stacks kept in the `STACKS` stack-trace map.
+/// Max number of distinct user stacks kept in the `STACKS` stack-trace map (GC signals).
 pub const MAX_STACKS: u32 = 16384;
+/// Max number of distinct user stacks kept in the `SIGNAL_STACKS` stack-trace map (allocations,
+/// goroutine creation, page faults, CPU samples).
+pub const MAX_SIGNAL_STACKS: u32 = 16384;
+/// Set in [`CallerStack::id`] when the id is in `SIGNAL_STACKS` rather than `STACKS`.
+///
+/// The sampled signals get a map of their own: CPU samples land on a different leaf address
+/// almost every time, so they fill a stack map's hash buckets quickly, and `bpf_get_stackid`
+/// fails on an occupied bucket (kernel/bpf/stackmap.c, -EEXIST without BPF_F_REUSE_STACKID).
+/// GC pause and assist attribution must not lose stacks to them.
+pub const SIGNAL_STACK_BIT: i64 = 1 << 32;
 /// Max number of goroutines with a captured, not-yet-consumed caller stack, per kind.
 pub const MAX_PENDING_CALLERS: u32 = 8192;
 /// Max number of distinct (process, assist stack) pairs aggregated.
@@ -211,7 +221,8 @@ pub const MAX_ASSIST_CYCLES: u32 = 4096;
 /// `bpf_get_stackid` flag: the user-space stack (include/uapi/linux/bpf.h `BPF_F_USER_STACK`).
 pub const BPF_F_USER_STACK: u64 = 1 << 8;
 
-/// A user stack captured at a function's entry: `id` in the `STACKS` map (negative: none) and
+/// A user stack captured at a function's entry: `id` in the `STACKS` map, or in `SIGNAL_STACKS`
+/// with [`SIGNAL_STACK_BIT`] set (negative: none), and
 /// the return address read at the stack pointer.
 ///
 /// The return address is kept because a stack walked by frame pointers at a function's entry can

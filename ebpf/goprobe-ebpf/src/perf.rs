@@ -9,25 +9,24 @@
 //! function's entry — misses the immediate caller: its return address is at `[SP]`, not at
 //! `[RBP+8]`. User space passes the pc ranges where that is so (`FRAMELESS`, computed from the
 //! function table's pcsp, agent/src/target/frameless.rs); when the sampled user IP is in one, the
-//! word at the user SP is kept as [`CallerStack::ret`] and inserted as the second frame.
+//! word at the user SP is kept as `CallerStack::ret` and inserted as the second frame.
 
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
     macros::{map, perf_event},
     maps::Array,
-    programs::{PerfEventContext, tracing::StackIdContext as _},
+    programs::PerfEventContext,
 };
 use goprobe_common::{
-    BPF_F_USER_STACK, CallerStack, FRAMELESS_SEARCH_STEPS, FramelessRange, MAX_FRAMELESS,
-    PerfTarget, counter, site_kind,
+    FRAMELESS_SEARCH_STEPS, FramelessRange, MAX_FRAMELESS, PerfTarget, site_kind,
 };
 
 use crate::{
-    gc::{TARGETS, bump},
+    gc::TARGETS,
     goabi::{ReadError, read_user},
     sites::add_site,
-    stacks::{STACKS, tgid},
+    stacks::{signal_stack_with, tgid},
 };
 
 /// Frameless pc ranges of the process in `PERF_TARGET`, sorted and disjoint.
@@ -76,14 +75,7 @@ fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), R
     // NB: with BPF_F_USER_STACK the kernel walks from the task's saved user registers when the
     // sample interrupted kernel code (kernel/bpf/stackmap.c, get_perf_callchain: `regs =
     // task_pt_regs(current)` when `!user_mode(regs)`), e.g. a fault in copy_to_user.
-    let stack = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
-        Ok(id) => CallerStack { id, ret },
-        Err(_) => {
-            bump(counter::STACK_FAILED);
-            CallerStack { id: -1, ret }
-        }
-    };
-    add_site(tgid, kind, stack, a, b);
+    add_site(tgid, kind, signal_stack_with(ctx, ret), a, b);
     Ok(())
 }
 

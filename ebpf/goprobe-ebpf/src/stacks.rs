@@ -14,12 +14,12 @@ use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuHashMap, StackTrace},
-    programs::{ProbeContext, tracing::StackIdContext as _},
+    programs::{ProbeContext, tracing::StackIdContext},
 };
 use goprobe_common::{
     AssistKey, AssistPending, BPF_F_USER_STACK, CallerStack, CycleKey, GoroutineKey,
-    MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_STACKS,
-    TargetConfig, counter,
+    MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_SIGNAL_STACKS,
+    MAX_STACKS, SIGNAL_STACK_BIT, TargetConfig, counter,
 };
 
 use crate::{
@@ -27,9 +27,14 @@ use crate::{
     goabi::{ReadError, current_g, int_reg, read_user},
 };
 
-/// User stacks, by id.
+/// User stacks of the GC signals, by id.
 #[map]
-pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// User stacks of the sampled signals (allocations, goroutine creation, page faults, CPU), by
+/// id; see [`SIGNAL_STACK_BIT`].
+#[map]
+static SIGNAL_STACKS: StackTrace = StackTrace::with_max_entries(MAX_SIGNAL_STACKS, 0);
 
 /// Stack of each goroutine's last `runtime.stopTheWorld` call, consumed by its STW.
 #[map]
@@ -99,11 +104,12 @@ pub(crate) fn return_address(ctx: &ProbeContext) -> u64 {
     stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0)
 }
 
-/// The user stack, with `ret` as the immediate caller's return address (see [`CallerStack`]).
+/// The user stack in `map`, its id or'ed with `bit`, with `ret` as the immediate caller's
+/// return address (see [`CallerStack`]).
 #[inline(always)]
-pub(crate) fn stack_with(ctx: &ProbeContext, ret: u64) -> CallerStack {
-    match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
-        Ok(id) => CallerStack { id, ret },
+fn stack_in<C: StackIdContext>(ctx: &C, map: &StackTrace, bit: i64, ret: u64) -> CallerStack {
+    match ctx.get_stackid(map, BPF_F_USER_STACK) {
+        Ok(id) => CallerStack { id: id | bit, ret },
         Err(_) => {
             bump(counter::STACK_FAILED);
             CallerStack { id: -1, ret }
@@ -111,10 +117,22 @@ pub(crate) fn stack_with(ctx: &ProbeContext, ret: u64) -> CallerStack {
     }
 }
 
-/// The user stack at a function's entry probe.
+/// The user stack at a GC probe's function entry.
 #[inline(always)]
-pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
-    stack_with(ctx, return_address(ctx))
+fn capture(ctx: &ProbeContext) -> CallerStack {
+    stack_in(ctx, &STACKS, 0, return_address(ctx))
+}
+
+/// The user stack for a sampled signal, with `ret` as the immediate caller's return address.
+#[inline(always)]
+pub(crate) fn signal_stack_with<C: StackIdContext>(ctx: &C, ret: u64) -> CallerStack {
+    stack_in(ctx, &SIGNAL_STACKS, SIGNAL_STACK_BIT, ret)
+}
+
+/// The user stack for a sampled signal at a function's entry probe.
+#[inline(always)]
+pub(crate) fn signal_capture(ctx: &ProbeContext) -> CallerStack {
+    signal_stack_with(ctx, return_address(ctx))
 }
 
 #[inline(always)]
