@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod export;
 pub mod ps;
+mod session;
 mod watch;
 
 use clap::{Parser, Subcommand};
