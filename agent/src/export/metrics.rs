@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub assist_seconds: Vec<(String, f64)>,
     pub alloc_bytes: Vec<(String, f64)>,
     pub alloc_objects: Vec<(String, f64)>,
+    /// Whether the allocation series are exact counts (`--alloc exact`), not estimates.
+    pub alloc_exact: bool,
     /// (minor, major); `None` when page faults are not recorded.
     pub page_faults: Option<(u64, u64)>,
     pub lost_events: u64,
@@ -281,6 +283,38 @@ fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<Atomi
         "goprobe.alloc.objects",
         "{object}",
         "Objects allocated, by allocating function",
+        |s| &s.alloc_objects,
+    );
+
+    // NB: the conventions define these as the runtime's exact totals (/gc/heap/allocs:bytes,
+    // :objects), so they are only reported when goprobe counts every allocation.
+    let exact_total = |name: &'static str,
+                       unit: &'static str,
+                       description: &'static str,
+                       get: fn(&Snapshot) -> &[(String, f64)]| {
+        let s = snapshot.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |o| {
+                let s = lock(&s);
+                if s.alloc_exact {
+                    o.observe(get(&s).iter().map(|(_, v)| *v as u64).sum(), &[]);
+                }
+            })
+            .build();
+    };
+    exact_total(
+        "go.memory.allocated",
+        "By",
+        "Bytes allocated since goprobe attached (--alloc exact only)",
+        |s| &s.alloc_bytes,
+    );
+    exact_total(
+        "go.memory.allocations",
+        "{allocation}",
+        "Allocations since goprobe attached (--alloc exact only)",
         |s| &s.alloc_objects,
     );
 
