@@ -39,7 +39,7 @@ use opentelemetry_proto::tonic::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
     },
     common::v1::{AnyValue, KeyValue, any_value},
-    metrics::v1::{Metric, metric::Data},
+    metrics::v1::{Metric, NumberDataPoint, metric::Data, number_data_point},
 };
 use prost::Message as _;
 
@@ -118,23 +118,36 @@ impl Export {
 
 /// The values of a sum or gauge, by attribute set (integers converted to f64).
 pub fn number_points(metric: &Metric) -> BTreeMap<Attrs, f64> {
-    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-    let points = match &metric.data {
+    let points = number_data_points(metric);
+    let by: BTreeMap<_, _> = points
+        .iter()
+        .map(|p| (attrs(&p.attributes), number_value(metric, p)))
+        .collect();
+    assert_eq!(
+        by.len(),
+        points.len(),
+        "{}: repeated attribute sets",
+        metric.name
+    );
+    by
+}
+
+/// The data points of a sum or gauge.
+pub fn number_data_points(metric: &Metric) -> &[NumberDataPoint] {
+    match &metric.data {
         Some(Data::Sum(s)) => &s.data_points,
         Some(Data::Gauge(g)) => &g.data_points,
         other => panic!("{} is not a sum or gauge: {other:?}", metric.name),
-    };
-    points
-        .iter()
-        .map(|p| {
-            let v = match p.value {
-                Some(Value::AsInt(i)) => i as f64,
-                Some(Value::AsDouble(d)) => d,
-                None => panic!("{}: data point without a value", metric.name),
-            };
-            (attrs(&p.attributes), v)
-        })
-        .collect()
+    }
+}
+
+/// A data point's value as f64, whether the metric is integer or floating point.
+pub fn number_value(metric: &Metric, point: &NumberDataPoint) -> f64 {
+    match point.value {
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        Some(number_data_point::Value::AsDouble(d)) => d,
+        None => panic!("{}: data point without a value", metric.name),
+    }
 }
 
 /// The points of an explicit-bucket histogram, by attribute set.
@@ -142,7 +155,8 @@ pub fn histogram_points(metric: &Metric) -> BTreeMap<Attrs, HistogramPoint> {
     let Some(Data::Histogram(h)) = &metric.data else {
         panic!("{} is not a histogram: {:?}", metric.name, metric.data)
     };
-    h.data_points
+    let by: BTreeMap<_, _> = h
+        .data_points
         .iter()
         .map(|p| {
             let point = HistogramPoint {
@@ -154,7 +168,14 @@ pub fn histogram_points(metric: &Metric) -> BTreeMap<Attrs, HistogramPoint> {
             };
             (attrs(&p.attributes), point)
         })
-        .collect()
+        .collect();
+    assert_eq!(
+        by.len(),
+        h.data_points.len(),
+        "{}: repeated attribute sets",
+        metric.name
+    );
+    by
 }
 
 /// An attribute list as a map key; values as text.
