@@ -89,30 +89,32 @@ fn read_report(dir: &Path) -> Value {
     report
 }
 
-/// The runtime's `stwReasonStrings` text for a report reason name (docs/report-schema.md,
-/// "Reasons"): the value of the `gc.stw.reason` attribute.
-fn reason_text(reason: &str) -> &'static str {
-    match reason {
-        "GCSweepTerm" => "GC sweep termination",
-        "GCMarkTerm" => "GC mark termination",
-        "ReadMemStats" => "read mem stats",
-        other => panic!("gcstress -mode pauses does not stop the world for {other}"),
-    }
-}
-
-/// report.json's GC stop-the-worlds by (`gc.stw.reason`, `gc.trigger`): their durations in ns.
-fn report_gc_pauses(report: &Value) -> BTreeMap<(String, String), Vec<u64>> {
-    let mut by = BTreeMap::<_, Vec<u64>>::new();
+/// report.json's durations (ns) as goprobe's histograms group them: GC pauses by
+/// (`gc.stw.reason`, `gc.trigger`), other stop-the-worlds by `gc.stw.reason`, phases by
+/// `gc.phase`. The reason attribute carries report.json's reason names (docs/metrics.md).
+fn report_durations(report: &Value) -> [BTreeMap<Vec<String>, Vec<u64>>; 3] {
+    let [mut pauses, mut stw, mut phases] = [(); 3].map(|()| BTreeMap::<_, Vec<u64>>::new());
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
     for c in report["gc"]["cycles"].as_array().expect("cycles") {
-        let trigger = c["trigger"].as_str().unwrap().to_owned();
         for s in c["stw"].as_array().expect("stw") {
-            let reason = reason_text(s["reason"].as_str().unwrap()).to_owned();
-            by.entry((reason, trigger.clone()))
+            pauses
+                .entry(vec![text(&s["reason"]), text(&c["trigger"])])
                 .or_default()
                 .push(s["duration_ns"].as_u64().unwrap());
         }
+        for (phase, ns) in c["phases_ns"].as_object().into_iter().flatten() {
+            phases
+                .entry(vec![phase.clone()])
+                .or_default()
+                .push(ns.as_u64().unwrap());
+        }
     }
-    by
+    for s in report["gc"]["other_stw"].as_array().expect("other_stw") {
+        stw.entry(vec![text(&s["reason"])])
+            .or_default()
+            .push(s["duration_ns"].as_u64().unwrap());
+    }
+    [pauses, stw, phases]
 }
 
 /// Bucket counts as OTLP defines them: bucket i holds values in (bounds[i-1], bounds[i]].
@@ -128,39 +130,74 @@ fn buckets(durations_ns: &[u64]) -> Vec<u64> {
     counts
 }
 
-/// The final export's pause histogram equals report.json: per (reason, trigger) the count, the
-/// sum (within 1 ns per pause) and every bucket.
-fn assert_pauses_match(receiver: &Receiver, report: &Value) {
-    let want = report_gc_pauses(report);
-    let got: BTreeMap<(String, String), _> = receiver
-        .histograms("goprobe.gc.pause.duration")
+/// Histogram `name` in the last export holds exactly the durations `want`, by the values of
+/// the attributes `keys`: the same attribute sets, and per set the count, the sum (within 1 ns
+/// per value) and every bucket. Returns the number of values and their sum in ns.
+fn assert_histogram(
+    receiver: &Receiver,
+    name: &str,
+    keys: &[&str],
+    want: &BTreeMap<Vec<String>, Vec<u64>>,
+) -> (usize, u64) {
+    let got: BTreeMap<Vec<String>, _> = receiver
+        .metric(name)
+        .map(|m| histogram_points(&m))
+        .unwrap_or_default()
         .into_iter()
         .map(|(a, p)| {
-            let keys: Vec<&str> = a.keys().map(String::as_str).collect();
-            assert_eq!(keys, ["gc.stw.reason", "gc.trigger"], "pause attributes");
-            ((a["gc.stw.reason"].clone(), a["gc.trigger"].clone()), p)
+            assert_eq!(a.keys().collect::<Vec<_>>(), keys, "{name}: attributes");
+            (keys.iter().map(|k| a[*k].clone()).collect(), p)
         })
         .collect();
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),
-        "(reason, trigger) sets"
+        "{name}: attribute sets"
     );
     let (mut n, mut total_ns) = (0, 0);
-    for (key, durations) in &want {
+    for (key, durations) in want {
         let p = &got[key];
         let sum_ns: u64 = durations.iter().sum();
-        assert_eq!(p.count, durations.len() as u64, "{key:?}: pause count");
+        assert_eq!(p.count, durations.len() as u64, "{name} {key:?}: count");
         assert!(
             (p.sum * 1e9 - sum_ns as f64).abs() <= durations.len() as f64,
-            "{key:?}: OTLP sum {} s, report {sum_ns} ns",
+            "{name} {key:?}: OTLP sum {} s, report {sum_ns} ns",
             p.sum
         );
-        assert_eq!(p.bounds, PAUSE_BOUNDS, "{key:?}: bucket bounds");
-        assert_eq!(p.bucket_counts, buckets(durations), "{key:?}: buckets");
+        assert_eq!(p.bounds, PAUSE_BOUNDS, "{name} {key:?}: bucket bounds");
+        assert_eq!(
+            p.bucket_counts,
+            buckets(durations),
+            "{name} {key:?}: buckets"
+        );
         n += durations.len();
         total_ns += sum_ns;
     }
+    (n, total_ns)
+}
+
+/// The final export equals report.json: GC pauses, other stop-the-worlds and phases as
+/// histograms (see [`assert_histogram`]), cycles in total and by trigger.
+fn assert_gc_matches(receiver: &Receiver, report: &Value) {
+    let [pauses, stw, phases] = report_durations(report);
+    let (n, total_ns) = assert_histogram(
+        receiver,
+        "goprobe.gc.pause.duration",
+        &["gc.stw.reason", "gc.trigger"],
+        &pauses,
+    );
+    let (other, _) = assert_histogram(
+        receiver,
+        "goprobe.stw.pause.duration",
+        &["gc.stw.reason"],
+        &stw,
+    );
+    let (phased, _) = assert_histogram(
+        receiver,
+        "goprobe.gc.phase.duration",
+        &["gc.phase"],
+        &phases,
+    );
     let cycles = report["gc"]["cycles"].as_array().unwrap();
     assert_eq!(
         receiver.total("go.memory.gc.cycles"),
@@ -180,7 +217,8 @@ fn assert_pauses_match(receiver: &Receiver, report: &Value) {
         .collect();
     assert_eq!(got, by_trigger, "goprobe.gc.cycles by gc.trigger");
     eprintln!(
-        "{} cycles, {n} GC pauses ({total_ns} ns) in report.json and in the last export",
+        "{} cycles, {n} GC pauses ({total_ns} ns), {other} other pauses, {phased} phases: \
+         report.json = last export",
         cycles.len()
     );
 }
@@ -337,21 +375,15 @@ fn gc_pauses_exported(protocol: Protocol, go: &str, naming: Naming) {
     assert_resource(&receiver, pid, &exe, service, &report);
     assert_metric_types(&receiver);
     assert_cumulative(&receiver);
-    assert_pauses_match(&receiver, &report);
+    assert_gc_matches(&receiver, &report);
 
-    let rms = report["gc"]["other_stw"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["reason"] == "ReadMemStats")
-        .count();
-    assert!(rms > 0, "gcstress calls ReadMemStats");
-    let stw = receiver.histograms("goprobe.stw.pause.duration");
-    let by_reason: BTreeMap<&str, u64> = stw
-        .iter()
-        .map(|(a, p)| (a["gc.stw.reason"].as_str(), p.count))
-        .collect();
-    assert_eq!(by_reason, BTreeMap::from([("read mem stats", rms as u64)]));
+    let rms = report_durations(&report)[1]
+        .get(&vec!["ReadMemStats".to_owned()])
+        .map_or(0, Vec::len);
+    assert!(
+        rms > 0,
+        "gcstress calls ReadMemStats: there is a non-GC pause to export"
+    );
 
     let gomaxprocs = truth["gomaxprocs"].as_f64().expect("gcstress gomaxprocs");
     assert_eq!(gomaxprocs, 3.0);
@@ -423,7 +455,7 @@ fn receiver_down_and_back(protocol: Protocol) {
     assert!(last.at > back);
     // Cumulative temporality: what was recorded while nothing was listening is in the
     // exports after the restart, so the final export still equals the whole report.
-    assert_pauses_match(&receiver, &report);
+    assert_gc_matches(&receiver, &report);
     assert_cumulative(&receiver);
     let failures = receiver.total("goprobe.agent.export.failures");
     // ~5 periodic exports fell into the gap; each failed export counts once, whatever the
@@ -478,7 +510,9 @@ fn endpoint_unreachable(protocol: Protocol) {
     let (status, out, target_err) = prog.finish(Duration::from_secs(120));
     assert!(status.success(), "gcstress failed: {target_err}");
     let truth: Value = serde_json::from_str(out.trim()).unwrap();
+    let target_exited = Instant::now();
     let (gp_status, _, gp_err) = probe.finish(Duration::from_secs(60));
+    let exit_delay = target_exited.elapsed();
     assert!(gp_status.success(), "goprobe failed: {gp_err}");
     let report = read_report(&dir);
     let cycles = report["gc"]["cycles"].as_array().unwrap().len() as u64;
@@ -488,10 +522,21 @@ fn endpoint_unreachable(protocol: Protocol) {
         gp_err.contains(EXPORT_FAILED),
         "goprobe's stderr does not say the export failed ({EXPORT_FAILED:?}):\n{gp_err}"
     );
+    for line in gp_err.lines().filter(|l| l.contains("export")) {
+        eprintln!("{protocol:?}: {line}");
+    }
+    eprintln!("{protocol:?}: goprobe exited {exit_delay:?} after its target");
+    // The final export to a refused port ends after the exporter's retries (3, backoff 100 ms to
+    // 1.6 s: about 3.5 s measured); waiting much longer would leave the user's terminal hanging.
+    assert!(
+        exit_delay < Duration::from_secs(15),
+        "goprobe took {exit_delay:?} to exit after its target"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What goprobe writes to stderr when an OTLP export fails.
+/// What goprobe's warning on stderr says when an OTLP export fails (it warns at the first failure
+/// and at every 10th).
 const EXPORT_FAILED: &str = "OTLP export failed";
 
 #[test]
