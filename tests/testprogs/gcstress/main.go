@@ -152,7 +152,8 @@ func main() {
 
 	var stop atomic.Bool
 	var iterations, failures atomic.Int64
-	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid()}
+	// gomaxprocs: what go.processor.limit must export (the environment's GOMAXPROCS or the CPUs).
+	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid(), "gomaxprocs": runtime.GOMAXPROCS(0)}
 	switch *mode {
 	case "cycles":
 		runCycles(out, uint64(*cycles)/3)
