@@ -2,7 +2,7 @@
 //! the process exits; then write the report.
 
 use std::{
-    os::fd::{FromRawFd as _, OwnedFd},
+    cell::RefCell,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -10,17 +10,23 @@ use std::{
 use anyhow::{Context as _, Result};
 use clap::Args;
 use goprobe_common::site_kind;
-use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+
+use super::watch::{Watch, drain_cycles, pidfd_open, watch};
 
 use goprobe::{
     clock::Clock,
+    export::{
+        Exporter,
+        collect::{Inputs, Refresher},
+        resource::{self, ProcessInfo},
+    },
     output::{self, Format, OutputConfig, Profile, profile},
     privileges,
-    probe::{AllocMode, BpfLogger, Options, Probes},
+    probe::{AllocMode, Options, Probes},
     report::{
         self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live,
-        live_signals::LiveSignals, screen,
+        live_signals::LiveSignals,
     },
     signal::{self, cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
@@ -75,6 +81,8 @@ pub struct AttachArgs {
     /// Do not sample the goroutine count or record goroutine creation sites.
     #[arg(long)]
     pub no_goroutines: bool,
+    #[command(flatten)]
+    pub export: super::export::ExportArgs,
 }
 
 /// `--alloc` values.
@@ -103,27 +111,19 @@ impl AttachArgs {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid duration"))
 }
 
-/// Why the watch ended.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    Duration,
-    Signal,
-    /// `q` in the live view.
-    Quit,
-    TargetExited,
-}
-
 /// Runs `goprobe attach`.
 pub fn run(args: AttachArgs) -> Result<()> {
     let started = Instant::now();
     privileges::check()?;
+    let export_config = args.export.config().map_err(anyhow::Error::msg)?;
+    let mut exporter = Exporter::new(export_config)?;
     let target = Target::analyze(args.pid)?;
     let clock = Clock::new();
     let mut probes = Probes::load()?;
@@ -133,7 +133,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
     let options = args.options();
     probes.attach(&target, &options)?;
     // Opens the binary now: stacks are named at the end, when the target may be gone.
-    let mut namer = StackNamer::new(args.pid, target.gc_start.addr);
+    let namer = RefCell::new(StackNamer::new(args.pid, target.gc_start.addr));
     let attach_ms = started.elapsed().as_millis() as u64;
     let window_start = clock.now_unix();
     eprintln!(
@@ -143,10 +143,27 @@ pub fn run(args: AttachArgs) -> Result<()> {
         target.go_version,
         probes.attached()
     );
+    let metrics = exporter
+        .enabled()
+        .then(|| {
+            exporter.target(resource::of_process(&ProcessInfo {
+                pid: args.pid,
+                exe: &target.exe,
+                go_version: &target.go_version.raw,
+                service_name: args.export.service_name.as_deref(),
+            }))
+        })
+        .transpose()?;
+    if let Some(addr) = exporter.prometheus_addr() {
+        eprintln!("goprobe: serving Prometheus metrics on http://{addr}/metrics");
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if let Some(server) = exporter.take_server() {
+        rt.spawn(server);
+    }
     let mut tracker = GcTracker::new(target.layout.stw_abi).with_go_minor(target.go_version.minor);
     let exe_name = target.exe.file_name().map_or_else(
         || target.exe.display().to_string(),
@@ -158,7 +175,23 @@ pub fn run(args: AttachArgs) -> Result<()> {
     ));
     let mut live_signals = LiveSignals::default();
     let mut sections = |probes: &Probes| {
-        live_signals.sections(probes, args.pid, &options, |c| namer.names(probes, c))
+        live_signals.sections(probes, args.pid, &options, |c| {
+            namer.borrow_mut().names(probes, c)
+        })
+    };
+    let mut refresher = Refresher::default();
+    let mut refresh = |probes: &Probes, tracker: &GcTracker, goroutines: Option<u64>, all: bool| {
+        if let Some(m) = &metrics {
+            let inputs = Inputs {
+                probes,
+                target: &target,
+                options: &options,
+                goroutines,
+                lost_events: probes.lost_events() + tracker.unreadable + probes.sites_full(),
+                names: &mut |c| namer.borrow_mut().names(probes, c),
+            };
+            refresher.refresh(m, inputs, all);
+        }
     };
     let mut goroutine_sampler = options
         .goroutines
@@ -175,6 +208,8 @@ pub fn run(args: AttachArgs) -> Result<()> {
             tracker: &mut tracker,
             live: &mut live,
             sections: &mut sections,
+            metrics: metrics.as_ref(),
+            refresh: &mut refresh,
             goroutines: &mut goroutine_sampler,
             clock: &clock,
             pid: args.pid,
@@ -185,11 +220,24 @@ pub fn run(args: AttachArgs) -> Result<()> {
     live.clear();
     let end = end?;
     let assist_on = target.assist.is_some();
-    drain_cycles(&mut probes, &mut tracker, &mut live, args.pid, assist_on);
+    drain_cycles(
+        &mut probes,
+        &mut tracker,
+        &mut live,
+        args.pid,
+        assist_on,
+        metrics.as_ref(),
+    );
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     if let Some(s) = goroutine_sampler.as_mut() {
         s.sample(&clock); // the last reading; fails quietly if the target is gone
     }
+    let last_count = goroutine_sampler
+        .as_ref()
+        .and_then(|s| s.samples().last())
+        .map(|s| s.count);
+    refresh(&probes, &tracker, last_count, true);
+    let mut namer = namer.into_inner();
     let window_end = clock.now_unix();
 
     let mut unavailable = cycle::unavailable(
@@ -276,150 +324,17 @@ pub fn run(args: AttachArgs) -> Result<()> {
         Vec::new()
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
+    if let Some(m) = metrics {
+        m.shutdown(); // the final OTLP export, which may wait on a slow collector
+        let failures = exporter.failures();
+        if failures > 0 {
+            warn!(
+                failures,
+                "some OTLP exports failed (see the warnings above)"
+            );
+        }
+    }
     write_outputs(&args, &report, &profiles)
-}
-
-/// What the watch loop updates.
-struct Watch<'a> {
-    tracker: &'a mut GcTracker,
-    live: &'a mut Live,
-    /// The signals' blocks of the live view.
-    sections: &'a mut dyn FnMut(&Probes) -> Vec<screen::Section>,
-    goroutines: &'a mut Option<GoroutineSampler>,
-    clock: &'a Clock,
-    /// The target, and whether its mark assist probes are attached.
-    pid: u32,
-    assist_on: bool,
-}
-
-async fn watch(
-    probes: &mut Probes,
-    pidfd: OwnedFd,
-    logger: Option<BpfLogger>,
-    w: Watch<'_>,
-    duration: Option<Duration>,
-) -> Result<End> {
-    let Watch {
-        tracker,
-        live,
-        sections,
-        goroutines,
-        clock,
-        pid,
-        assist_on,
-    } = w;
-    // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
-    let events = unsafe { register(probes.events_fd()) }?;
-    // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
-    let exited = unsafe { register(pidfd) }?;
-    let mut logs = logger.map(|l| unsafe { register(l) }).transpose()?;
-    // SAFETY: stdin stays open for the whole run.
-    let keys = if live.reads_keys() {
-        Some(unsafe { register(std::io::stdin()) }?)
-    } else {
-        None
-    };
-    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // NB: the kernel side submits events without waking this loop (a wake-up costs the
-    // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
-    // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
-    let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
-    // The goroutine count is read from the target's memory at ≥ 10 Hz (signal/goroutines.rs).
-    let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
-    goroutine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut Live| {
-        drain_cycles(probes, tracker, live, pid, assist_on);
-    };
-    let end = loop {
-        tokio::select! {
-            guard = events.readable() => {
-                let mut guard = guard?;
-                drain(probes, tracker, live);
-                guard.clear_ready();
-            }
-            _ = drain_tick.tick() => drain(probes, tracker, live),
-            guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
-                let mut guard = guard?;
-                guard.get_inner_mut().flush();
-                guard.clear_ready();
-            }
-            guard = async { keys.as_ref().expect("guarded").readable().await }, if keys.is_some() => {
-                let mut guard = guard?;
-                let typed = screen::read_keys();
-                guard.clear_ready();
-                if screen::wants_quit(&typed) {
-                    break End::Quit;
-                }
-            }
-            _ = exited.readable() => break End::TargetExited,
-            _ = int.recv() => break End::Signal,
-            _ = term.recv() => break End::Signal,
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                break End::Duration;
-            }
-            _ = tick.tick() => {
-                live.tick(tracker, started.elapsed().as_secs_f64(), || {
-                    let mut all = sections(probes);
-                    if let Some(s) = goroutines.as_ref() {
-                        all.extend(report::goroutines::live_section(s.samples()));
-                    }
-                    all
-                });
-            }
-            _ = goroutine_tick.tick(), if goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
-                if let Some(s) = goroutines.as_mut()
-                    && !s.sample(clock)
-                {
-                    debug!(samples = s.samples().len(), "goroutine sampling ended");
-                }
-            }
-        }
-    };
-    Ok(end)
-}
-
-/// Drains the STW events into `tracker` and shows each completed cycle, with its mark assist
-/// time when the assist probes of process `pid` are attached.
-fn drain_cycles(
-    probes: &mut Probes,
-    tracker: &mut GcTracker,
-    live: &mut Live,
-    pid: u32,
-    assist_on: bool,
-) {
-    let mut done = Vec::new();
-    probes.drain(|ev| {
-        if let Some(c) = tracker.on_event(&ev) {
-            debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
-            done.push(c.clone());
-        }
-    });
-    for c in &done {
-        live.cycle(c, assist_on.then(|| probes.assist_ns(pid, c.cycle)));
-    }
-}
-
-/// Registers `fd` with the reactor.
-///
-/// # Safety
-/// The fd must stay open and the same for the lifetime of the returned `AsyncFd`.
-unsafe fn register<T: std::os::fd::AsRawFd>(fd: T) -> std::io::Result<AsyncFd<T>> {
-    // SAFETY: upheld by the caller.
-    Ok(unsafe { AsyncFd::register(fd) }?)
-}
-
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned fd is owned by us from here on.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// (CPU ms, max RSS KiB) of this process so far.

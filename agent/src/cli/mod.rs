@@ -2,7 +2,9 @@
 //! library never depends on clap.
 
 pub mod attach;
+pub mod export;
 pub mod ps;
+mod watch;
 
 use clap::{Parser, Subcommand};
 

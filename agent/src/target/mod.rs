@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod buildinfo;
+pub mod cgroup;
 pub mod cycle_layout;
 pub mod disasm;
 pub mod dwarf;
