@@ -64,8 +64,8 @@ fn run(program: &str, go: &str, env: &[(&str, &str)], alloc: &str) -> Run {
         "Go {go}: {}",
         w.goprobe_stderr
     );
-    // A stack bpf_get_stackid could not take (its STACKS hash bucket held another stack) keeps
-    // its weight under an empty stack: a handful at most.
+    // A stack that could not be captured keeps its weight under an empty stack: a handful at
+    // most (the map holds 32768 distinct stacks; these programs have far fewer).
     let lost_stacks = u(&w.report["agent"]["lost_stacks"]);
     assert!(lost_stacks <= 5, "Go {go}: {lost_stacks} stacks lost");
     Run {
