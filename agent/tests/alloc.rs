@@ -319,7 +319,7 @@ fn overload() {
     );
 }
 
-/// More distinct stacks (2^16) than the stack map holds (16384), in exact mode: allocations whose
+/// More distinct stacks (2^16) than the stack map holds (32768), in exact mode: allocations whose
 /// stack could not be taken are still counted, under an empty stack, and the failures are
 /// counted in agent.lost_stacks and printed.
 #[test]
@@ -352,7 +352,7 @@ fn stack_map_overflow() {
         (objects as f64 / mallocs as f64 - 1.0).abs() <= 0.01,
         "{objects} objects vs Mallocs {mallocs}"
     );
-    assert!(lost_stacks > 0, "2^16 stacks fit a 16384-stack map?");
+    assert!(lost_stacks > 0, "2^16 stacks fit a 32768-stack map?");
     assert!(
         unattributed > 0 && unattributed <= lost_stacks,
         "{unattributed} objects without a stack, {lost_stacks} stacks lost"

@@ -300,8 +300,10 @@ pub mod site_kind {
     pub const CPU: u32 = 4;
 }
 
-/// Max number of distinct (process, kind, stack) triples counted in the `SITES` map.
-pub const MAX_SITES: u32 = 32768;
+/// Max number of distinct (process, kind, stack) triples counted in the `SITES` map: room for
+/// every stack the `STACKS` map holds, under two signals, and each signal's no-stack entry, so
+/// that a full stack map still leaves the weight of uncaptured stacks somewhere to go.
+pub const MAX_SITES: u32 = 2 * MAX_STACKS + 64;
 
 /// Key of the per-stack counters every stack-attributed signal shares (`SITES`, per CPU).
 #[repr(C)]
