@@ -131,14 +131,6 @@ pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
 #[inline(always)]
 fn frames_id<C: EbpfContext>(ctx: &C) -> Option<i64> {
     let buf = STACK_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: per-CPU buffer, used by this program alone while it runs (see STACK_SCRATCH).
-    let frames = unsafe { &mut *buf };
-    // Zeroed first (the walk leaves the tail as the previous stack left it), then hashed whole:
-    // straight-line code without a branch on the stack's length keeps the verifier's work (and
-    // so attach time) linear.
-    for i in 0..MAX_STACK_DEPTH {
-        frames.ips[i] = 0;
-    }
     // SAFETY: the helper writes at most `size` bytes into the per-CPU buffer.
     let len = unsafe {
         bpf_get_stack(
@@ -151,13 +143,24 @@ fn frames_id<C: EbpfContext>(ctx: &C) -> Option<i64> {
     if len <= 0 {
         return None;
     }
+    // SAFETY: per-CPU buffer, used by this program alone while it runs (see STACK_SCRATCH).
+    let frames = unsafe { &*buf };
+    // NB: the helper zeroes the buffer past the frames it wrote (kernel/bpf/stackmap.c
+    // `__bpf_get_stack`: `memset(buf + copy_len, 0, size - copy_len)`, Linux 4.18+), so hashing
+    // all of it is hashing the stack. Straight-line code, no branch on the stack's length: the
+    // verifier's work (and so attach time) stays linear.
     let mut h: u64 = 0x243f_6a88_85a3_08d3;
     for i in 0..MAX_STACK_DEPTH {
         h = (h ^ frames.ips[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         h ^= h >> 29;
     }
     let id = h & i64::MAX as u64;
-    // An existing entry (-EEXIST) is the same stack; a full map fails the capture.
+    // Seen before: a lockless lookup, no copy.
+    if STACKS.get_ptr(id).is_some() {
+        return Some(id as i64);
+    }
+    // An existing entry (-EEXIST: another CPU stored it meanwhile) is the same stack; a full
+    // map fails the capture.
     match STACKS.insert(id, frames, BPF_NOEXIST as u64) {
         Ok(()) => Some(id as i64),
         Err(-17) => Some(id as i64), // -EEXIST
