@@ -28,6 +28,13 @@ fn main() -> anyhow::Result<()> {
         root_dir: root_dir.as_str(),
         ..Default::default()
     };
+    // aya-build watches the eBPF crate's own directory; the kernel/user types it compiles in
+    // live beside it, and a changed constant there (a map size) must rebuild the object too.
+    let common = root_dir
+        .parent()
+        .map(|p| p.join("goprobe-common"))
+        .ok_or_else(|| anyhow!("no parent for {root_dir}"))?;
+    println!("cargo:rerun-if-changed={common}");
     // NB: the eBPF crate needs nightly (-Z build-std=core); `cargo xtask setup` installs rust-src
     // and bpf-linker. Never a dated nightly: the installed `nightly` is the one we build with.
     aya_build::build_ebpf([package], Toolchain::Nightly)

@@ -64,8 +64,8 @@ fn run(program: &str, go: &str, env: &[(&str, &str)], alloc: &str) -> Run {
         "Go {go}: {}",
         w.goprobe_stderr
     );
-    // A stack bpf_get_stackid could not take (its STACKS hash bucket held another stack) keeps
-    // its weight under an empty stack: a handful at most.
+    // A stack that could not be captured keeps its weight under an empty stack: a handful at
+    // most (the map holds 32768 distinct stacks; these programs have far fewer).
     let lost_stacks = u(&w.report["agent"]["lost_stacks"]);
     assert!(lost_stacks <= 5, "Go {go}: {lost_stacks} stacks lost");
     Run {
@@ -319,7 +319,7 @@ fn overload() {
     );
 }
 
-/// More distinct stacks (2^16) than the stack map holds (16384), in exact mode: allocations whose
+/// More distinct stacks (2^16) than the stack map holds (32768), in exact mode: allocations whose
 /// stack could not be taken are still counted, under an empty stack, and the failures are
 /// counted in agent.lost_stacks and printed.
 #[test]
@@ -352,7 +352,7 @@ fn stack_map_overflow() {
         (objects as f64 / mallocs as f64 - 1.0).abs() <= 0.01,
         "{objects} objects vs Mallocs {mallocs}"
     );
-    assert!(lost_stacks > 0, "2^16 stacks fit a 16384-stack map?");
+    assert!(lost_stacks > 0, "2^16 stacks fit a 32768-stack map?");
     assert!(
         unattributed > 0 && unattributed <= lost_stacks,
         "{unattributed} objects without a stack, {lost_stacks} stacks lost"

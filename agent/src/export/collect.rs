@@ -9,7 +9,7 @@ use super::{
     topn::{TopN, charged_function},
 };
 use crate::{
-    probe::{Options, Probes},
+    probe::{AllocMode, Options, Probes},
     signal::alloc::{raw_sites, trim_allocator},
     target::{Target, cgroup},
 };
@@ -77,6 +77,7 @@ impl Refresher {
                 s.assist_seconds = series(&self.assist);
                 s.alloc_bytes = series(&self.alloc_bytes);
                 s.alloc_objects = series(&self.alloc_objects);
+                s.alloc_exact = i.options.alloc == AllocMode::Exact;
             }
             s.lost_events = i.lost_events;
             s.lost_stacks = lost_stacks;

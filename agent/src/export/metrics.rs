@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub assist_seconds: Vec<(String, f64)>,
     pub alloc_bytes: Vec<(String, f64)>,
     pub alloc_objects: Vec<(String, f64)>,
+    /// Whether the allocation series are exact counts (`--alloc exact`), not estimates.
+    pub alloc_exact: bool,
     /// (minor, major); `None` when page faults are not recorded.
     pub page_faults: Option<(u64, u64)>,
     pub lost_events: u64,
@@ -153,187 +155,221 @@ pub(super) fn register(
     instruments
 }
 
+/// Registers one observable instrument: `$builder` with its unit and description, and a callback
+/// that runs `$body` with the snapshot locked as `$s` and the observer as `$o`.
+macro_rules! observed {
+    ($builder:expr, $unit:expr, $description:expr, $snapshot:expr, |$s:ident, $o:ident| $body:expr) => {{
+        let snapshot = $snapshot.clone();
+        $builder
+            .with_unit($unit)
+            .with_description($description)
+            .with_callback(move |$o| {
+                let $s = lock(&snapshot);
+                $body;
+            })
+            .build();
+    }};
+}
+
+/// An instrument's name, unit, description and what it reads from the snapshot.
+type Def<F> = (&'static str, &'static str, &'static str, F);
+type Int = fn(&Snapshot) -> Option<i64>;
+type Float = fn(&Snapshot) -> Option<f64>;
+
 /// The observable instruments, each reading the snapshot at collection time.
 fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<AtomicU64>) {
-    let gauge = |name: &'static str,
-                 unit: &'static str,
-                 description: &'static str,
-                 get: fn(&Snapshot) -> Option<i64>| {
-        let s = snapshot.clone();
-        meter
-            .i64_observable_up_down_counter(name)
-            .with_unit(unit)
-            .with_description(description)
-            .with_callback(move |o| {
-                if let Some(v) = get(&lock(&s)) {
+    // Go runtime values, as the conventions type them (up-down counters).
+    let up_down: [Def<Int>; 5] = [
+        (
+            "go.goroutine.count",
+            "{goroutine}",
+            "Live goroutines, as runtime.NumGoroutine counts them",
+            |s| int(s.goroutines),
+        ),
+        (
+            "go.processor.limit",
+            "{thread}",
+            "GOMAXPROCS in effect",
+            |s| int(s.gomaxprocs),
+        ),
+        (
+            "go.config.gogc",
+            "%",
+            "GOGC at the last completed GC cycle",
+            |s| s.gogc,
+        ),
+        (
+            "go.memory.gc.goal",
+            "By",
+            "Heap goal of the last completed GC cycle",
+            |s| int(s.heap_goal),
+        ),
+        (
+            "go.memory.limit",
+            "By",
+            "GOMEMLIMIT at the last completed GC cycle",
+            |s| s.memory_limit,
+        ),
+    ];
+    for (name, unit, description, get) in up_down {
+        observed!(
+            meter.i64_observable_up_down_counter(name),
+            unit,
+            description,
+            snapshot,
+            |s, o| {
+                if let Some(v) = get(&s) {
                     o.observe(v, &[]);
                 }
-            })
-            .build();
-    };
-    gauge(
-        "go.goroutine.count",
-        "{goroutine}",
-        "Live goroutines, as runtime.NumGoroutine counts them",
-        |s| int(s.goroutines),
-    );
-    gauge(
-        "go.processor.limit",
-        "{thread}",
-        "GOMAXPROCS in effect",
-        |s| int(s.gomaxprocs),
-    );
-    gauge(
-        "go.config.gogc",
-        "%",
-        "GOGC at the last completed GC cycle",
-        |s| s.gogc,
-    );
-    gauge(
-        "go.memory.gc.goal",
-        "By",
-        "Heap goal of the last completed GC cycle",
-        |s| int(s.heap_goal),
-    );
-    gauge(
-        "go.memory.limit",
-        "By",
-        "GOMEMLIMIT at the last completed GC cycle",
-        |s| s.memory_limit,
-    );
-
-    let f_gauge = |name: &'static str,
-                   unit: &'static str,
-                   description: &'static str,
-                   get: fn(&Snapshot) -> Option<f64>| {
-        let s = snapshot.clone();
-        meter
-            .f64_observable_gauge(name)
-            .with_unit(unit)
-            .with_description(description)
-            .with_callback(move |o| {
-                if let Some(v) = get(&lock(&s)) {
+            }
+        );
+    }
+    let gauges: [Def<Float>; 5] = [
+        (
+            "goprobe.gc.heap.marked",
+            "By",
+            "Heap marked live by the last completed GC cycle",
+            |s| s.heap_marked.map(|v| v as f64),
+        ),
+        (
+            "goprobe.gc.heap.trigger",
+            "By",
+            "Heap size when the last completed GC cycle started",
+            |s| s.heap_trigger.map(|v| v as f64),
+        ),
+        (
+            "goprobe.cpu.limit",
+            "{cpu}",
+            "CPU quota of the process' cgroup, in CPUs",
+            |s| s.cpu_limit,
+        ),
+        (
+            "goprobe.agent.memory.rss",
+            "By",
+            "goprobe's resident memory",
+            |s| Some(s.agent_rss_bytes as f64),
+        ),
+        (
+            "goprobe.agent.targets",
+            "{process}",
+            "Processes goprobe is attached to",
+            |s| Some(s.targets as f64),
+        ),
+    ];
+    for (name, unit, description, get) in gauges {
+        observed!(
+            meter.f64_observable_gauge(name),
+            unit,
+            description,
+            snapshot,
+            |s, o| {
+                if let Some(v) = get(&s) {
                     o.observe(v, &[]);
                 }
-            })
-            .build();
-    };
-    f_gauge(
-        "goprobe.gc.heap.marked",
-        "By",
-        "Heap marked live by the last completed GC cycle",
-        |s| s.heap_marked.map(|v| v as f64),
-    );
-    f_gauge(
-        "goprobe.gc.heap.trigger",
-        "By",
-        "Heap size when the last completed GC cycle started",
-        |s| s.heap_trigger.map(|v| v as f64),
-    );
-    f_gauge(
-        "goprobe.cpu.limit",
-        "{cpu}",
-        "CPU quota of the process' cgroup, in CPUs",
-        |s| s.cpu_limit,
-    );
-    f_gauge(
-        "goprobe.agent.memory.rss",
-        "By",
-        "goprobe's resident memory",
-        |s| Some(s.agent_rss_bytes as f64),
-    );
-    f_gauge(
-        "goprobe.agent.targets",
-        "{process}",
-        "Processes goprobe is attached to",
-        |s| Some(s.targets as f64),
-    );
-
-    let by_function = |name: &'static str,
-                       unit: &'static str,
-                       description: &'static str,
-                       get: fn(&Snapshot) -> &[(String, f64)]| {
-        let s = snapshot.clone();
-        meter
-            .f64_observable_counter(name)
-            .with_unit(unit)
-            .with_description(description)
-            .with_callback(move |o| {
-                for (f, v) in get(&lock(&s)) {
+            }
+        );
+    }
+    type Series = fn(&Snapshot) -> &[(String, f64)];
+    let by_function: [Def<Series>; 3] = [
+        (
+            "goprobe.gc.assist.time",
+            "s",
+            "Mark assist time, by the allocating function",
+            |s| &s.assist_seconds,
+        ),
+        (
+            "goprobe.alloc.bytes",
+            "By",
+            "Bytes allocated, by allocating function",
+            |s| &s.alloc_bytes,
+        ),
+        (
+            "goprobe.alloc.objects",
+            "{object}",
+            "Objects allocated, by allocating function",
+            |s| &s.alloc_objects,
+        ),
+    ];
+    for (name, unit, description, get) in by_function {
+        observed!(
+            meter.f64_observable_counter(name),
+            unit,
+            description,
+            snapshot,
+            |s, o| {
+                for (f, v) in get(&s) {
                     o.observe(*v, &[KeyValue::new("code.function.name", f.clone())]);
                 }
-            })
-            .build();
-    };
-    by_function(
-        "goprobe.gc.assist.time",
-        "s",
-        "Mark assist time, by the allocating function",
-        |s| &s.assist_seconds,
-    );
-    by_function(
-        "goprobe.alloc.bytes",
-        "By",
-        "Bytes allocated, by allocating function",
-        |s| &s.alloc_bytes,
-    );
-    by_function(
-        "goprobe.alloc.objects",
-        "{object}",
-        "Objects allocated, by allocating function",
-        |s| &s.alloc_objects,
-    );
-
-    let s = snapshot.clone();
-    meter
-        .u64_observable_counter("goprobe.page_faults")
-        .with_unit("{fault}")
-        .with_description("Page faults in Go user code, by kind")
-        .with_callback(move |o| {
-            if let Some((minor, major)) = lock(&s).page_faults {
+            }
+        );
+    }
+    // NB: the conventions define these as the runtime's exact totals (/gc/heap/allocs:bytes,
+    // :objects), so they are only reported when goprobe counts every allocation.
+    let exact: [Def<Series>; 2] = [
+        (
+            "go.memory.allocated",
+            "By",
+            "Bytes allocated since goprobe attached (--alloc exact only)",
+            |s| &s.alloc_bytes,
+        ),
+        (
+            "go.memory.allocations",
+            "{allocation}",
+            "Allocations since goprobe attached (--alloc exact only)",
+            |s| &s.alloc_objects,
+        ),
+    ];
+    for (name, unit, description, get) in exact {
+        observed!(
+            meter.u64_observable_counter(name),
+            unit,
+            description,
+            snapshot,
+            |s, o| {
+                if s.alloc_exact {
+                    o.observe(get(&s).iter().map(|(_, v)| *v as u64).sum(), &[]);
+                }
+            }
+        );
+    }
+    observed!(
+        meter.u64_observable_counter("goprobe.page_faults"),
+        "{fault}",
+        "Page faults in Go user code, by kind",
+        snapshot,
+        |s, o| {
+            if let Some((minor, major)) = s.page_faults {
                 o.observe(minor, &[KeyValue::new("goprobe.fault.kind", "minor")]);
                 o.observe(major, &[KeyValue::new("goprobe.fault.kind", "major")]);
             }
-        })
-        .build();
-
-    let counter = |name: &'static str,
-                   unit: &'static str,
-                   description: &'static str,
-                   get: Box<dyn Fn() -> u64 + Send + Sync>| {
-        meter
-            .u64_observable_counter(name)
-            .with_unit(unit)
-            .with_description(description)
-            .with_callback(move |o| o.observe(get(), &[]))
-            .build();
-    };
-    let s = snapshot.clone();
-    counter(
-        "goprobe.agent.lost_events",
+        }
+    );
+    observed!(
+        meter.u64_observable_counter("goprobe.agent.lost_events"),
         "{event}",
         "Events goprobe could not record",
-        Box::new(move || lock(&s).lost_events),
+        snapshot,
+        |s, o| o.observe(s.lost_events, &[])
     );
-    let s = snapshot.clone();
-    counter(
-        "goprobe.agent.lost_stacks",
+    observed!(
+        meter.u64_observable_counter("goprobe.agent.lost_stacks"),
         "{stack}",
         "Stacks the kernel side could not capture",
-        Box::new(move || lock(&s).lost_stacks),
+        snapshot,
+        |s, o| o.observe(s.lost_stacks, &[])
     );
-    let f = export_failures.clone();
-    counter(
-        "goprobe.agent.export.failures",
-        "{export}",
-        "OTLP exports that failed after retries",
-        Box::new(move || f.load(Ordering::Relaxed)),
+    observed!(
+        meter.f64_observable_counter("goprobe.agent.cpu.time"),
+        "s",
+        "goprobe's own CPU time, user and system",
+        snapshot,
+        |s, o| o.observe(s.agent_cpu_seconds, &[])
     );
-    let s = snapshot.clone();
+    let failures = export_failures.clone();
     meter
-        .f64_observable_counter("goprobe.agent.cpu.time")
-        .with_unit("s")
-        .with_description("goprobe's own CPU time, user and system")
-        .with_callback(move |o| o.observe(lock(&s).agent_cpu_seconds, &[]))
+        .u64_observable_counter("goprobe.agent.export.failures")
+        .with_unit("{export}")
+        .with_description("OTLP exports that failed after retries")
+        .with_callback(move |o| o.observe(failures.load(Ordering::Relaxed), &[]))
         .build();
 }

@@ -254,7 +254,10 @@ impl TargetMetrics {
             self.registry.remove(r);
         }
         if let Err(e) = self.provider.shutdown() {
-            warn!("final metrics export failed (collector unreachable or slow?): {e}");
+            warn!(
+                "final metrics export failed (the export warnings above name the cause; the \
+                 collector has the values of the last export that succeeded): {e}"
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{PerCpuHashMap, StackTraceMap};
-use goprobe_common::{AssistKey, CallerStack, CycleKey, SIGNAL_STACK_BIT, counter};
+use aya::maps::{HashMap, PerCpuHashMap};
+use goprobe_common::{AssistKey, CallerStack, CycleKey, StackFrames, counter};
 
 use super::Probes;
 use crate::target::{FunctionPlan, Target};
@@ -51,15 +51,17 @@ impl Probes {
     /// The addresses of stack `id`, leaf first, as the kernel recorded them; `None` if the map
     /// has no such stack.
     pub fn stack_addrs(&self, id: i64) -> Option<Vec<u64>> {
-        let (name, id) = if id >= 0 && id & SIGNAL_STACK_BIT != 0 {
-            ("SIGNAL_STACKS", id & !SIGNAL_STACK_BIT)
-        } else {
-            ("STACKS", id)
-        };
-        let id = u32::try_from(id).ok()?;
-        let map = StackTraceMap::try_from(self.ebpf.map(name)?).ok()?;
-        let trace = map.get(&id, 0).ok()?;
-        Some(trace.frames().iter().map(|f| f.ip).collect())
+        let id = u64::try_from(id).ok()?;
+        let map = HashMap::<_, u64, StackFrames>::try_from(self.ebpf.map("STACKS")?).ok()?;
+        let frames = map.get(&id, 0).ok()?;
+        Some(
+            frames
+                .ips
+                .iter()
+                .copied()
+                .take_while(|&ip| ip != 0)
+                .collect(),
+        )
     }
 
     /// The addresses of a captured caller stack, leaf first, with the immediate caller's return
@@ -111,7 +113,7 @@ impl Probes {
             .unwrap_or(0)
     }
 
-    /// Stacks the kernel side could not capture (stack map full or hash collision).
+    /// Stacks the kernel side could not capture (no user stack to walk, or the stack map full).
     pub fn failed_stacks(&self) -> u64 {
         self.counter(counter::STACK_FAILED)
     }

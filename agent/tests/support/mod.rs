@@ -2,6 +2,9 @@
 //! processes killed on drop, and running the real `goprobe` binary against them.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod grafana;
+pub mod otlp;
+pub mod prometheus;
 pub mod thirdparty;
 
 use std::{

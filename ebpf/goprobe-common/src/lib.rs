@@ -200,30 +200,36 @@ pub struct GoroutineKey {
 }
 const _: () = assert!(size_of::<GoroutineKey>() == 16);
 
-/// Max number of distinct user stacks kept in the `STACKS` stack-trace map (GC signals).
-pub const MAX_STACKS: u32 = 16384;
-/// Max number of distinct user stacks kept in the `SIGNAL_STACKS` stack-trace map (allocations,
-/// goroutine creation, page faults, CPU samples).
-pub const MAX_SIGNAL_STACKS: u32 = 16384;
-/// Set in [`CallerStack::id`] when the id is in `SIGNAL_STACKS` rather than `STACKS`.
+/// Max number of distinct user stacks kept in the `STACKS` map.
 ///
-/// The sampled signals get a map of their own: CPU samples land on a different leaf address
-/// almost every time, so they fill a stack map's hash buckets quickly, and `bpf_get_stackid`
-/// fails on an occupied bucket (kernel/bpf/stackmap.c, -EEXIST without BPF_F_REUSE_STACKID).
-/// GC pause and assist attribution must not lose stacks to them.
-pub const SIGNAL_STACK_BIT: i64 = 1 << 32;
+/// NB: a hash map keyed by a 64-bit hash of the frames, not a `BPF_MAP_TYPE_STACK_TRACE`: that
+/// map has one slot per hash bucket and `bpf_get_stackid` fails when a bucket holds another stack
+/// (kernel/bpf/stackmap.c, -EEXIST without BPF_F_REUSE_STACKID, which would instead silently
+/// repoint ids already counted). With a few thousand distinct stacks (recursive code, CPU samples)
+/// a quarter of all captures failed, every time for the same stacks. Entries are allocated on
+/// first use (`BPF_F_NO_PREALLOC`), so memory follows the number of distinct stacks.
+pub const MAX_STACKS: u32 = 32768;
+/// Frames kept per stack, leaf first (the kernel's `PERF_MAX_STACK_DEPTH`).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// The frames of one stack: return addresses, leaf first, zero after the last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackFrames {
+    pub ips: [u64; MAX_STACK_DEPTH],
+}
+const _: () = assert!(size_of::<StackFrames>() == 1016);
 /// Max number of goroutines with a captured, not-yet-consumed caller stack, per kind.
 pub const MAX_PENDING_CALLERS: u32 = 8192;
 /// Max number of distinct (process, assist stack) pairs aggregated.
 pub const MAX_ASSIST_SITES: u32 = 8192;
 /// Max number of (process, GC cycle) pairs with assist time aggregated.
 pub const MAX_ASSIST_CYCLES: u32 = 4096;
-/// `bpf_get_stackid` flag: the user-space stack (include/uapi/linux/bpf.h `BPF_F_USER_STACK`).
+/// `bpf_get_stack` flag: the user-space stack (include/uapi/linux/bpf.h `BPF_F_USER_STACK`).
 pub const BPF_F_USER_STACK: u64 = 1 << 8;
 
-/// A user stack captured at a function's entry: `id` in the `STACKS` map, or in `SIGNAL_STACKS`
-/// with [`SIGNAL_STACK_BIT`] set (negative: none), and
-/// the return address read at the stack pointer.
+/// A user stack captured at a function's entry: `id`, its key in the `STACKS` map (negative:
+/// none), and the return address read at the stack pointer.
 ///
 /// The return address is kept because a stack walked by frame pointers at a function's entry can
 /// miss the immediate caller: the callee has not pushed its frame yet. The kernel adds it itself
@@ -294,8 +300,10 @@ pub mod site_kind {
     pub const CPU: u32 = 4;
 }
 
-/// Max number of distinct (process, kind, stack) triples counted in the `SITES` map.
-pub const MAX_SITES: u32 = 32768;
+/// Max number of distinct (process, kind, stack) triples counted in the `SITES` map: room for
+/// every stack the `STACKS` map holds, under two signals, and each signal's no-stack entry, so
+/// that a full stack map still leaves the weight of uncaptured stacks somewhere to go.
+pub const MAX_SITES: u32 = 2 * MAX_STACKS + 64;
 
 /// Key of the per-stack counters every stack-attributed signal shares (`SITES`, per CPU).
 #[repr(C)]
@@ -419,7 +427,7 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 1;
     /// RET probes that fired without a matching entry (attached mid-STW).
     pub const UNMATCHED_RET: u32 = 2;
-    /// Stacks that could not be captured (`bpf_get_stackid` failed: map full or collision).
+    /// Stacks that could not be captured (no user stack to walk, or the `STACKS` map full).
     pub const STACK_FAILED: u32 = 3;
     /// Per-stack counts that could not be added (`SITES` map full): their weight is lost.
     pub const SITES_FULL: u32 = 4;
@@ -431,6 +439,7 @@ pub mod counter {
 mod pod {
     // SAFETY: all are #[repr(C)], Copy, made of integers, with explicit padding fields.
     unsafe impl aya::Pod for super::TargetConfig {}
+    unsafe impl aya::Pod for super::StackFrames {}
     unsafe impl aya::Pod for super::StwEvent {}
     unsafe impl aya::Pod for super::GoroutineKey {}
     unsafe impl aya::Pod for super::CallerStack {}

@@ -24,7 +24,7 @@ use crate::{
     gc::bump,
     goabi::{ReadError, int_reg, read_user, stack_check_fails},
     sites::add_site,
-    stacks::{return_address, signal_capture, signal_stack_with, tgid},
+    stacks::{capture, return_address, stack_with, tgid},
 };
 
 /// Allocation settings per process.
@@ -74,7 +74,7 @@ fn try_mallocgc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if morestack_pending(ctx, cfg) {
         return Ok(());
     }
-    let stack = signal_capture(ctx);
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, size, 1);
     Ok(())
 }
@@ -105,7 +105,7 @@ fn try_direct_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if size == 0 {
         return Ok(());
     }
-    add_site(tgid, site_kind::ALLOC, signal_stack_with(ctx, ret), size, 1);
+    add_site(tgid, site_kind::ALLOC, stack_with(ctx, ret), size, 1);
     Ok(())
 }
 
@@ -132,7 +132,7 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let key = AllocSampleKey {
         tgid,
         _pad0: 0,
-        stack: signal_capture(ctx),
+        stack: capture(ctx),
         size,
     };
     match ALLOC_SAMPLES.get_ptr_mut(key) {
@@ -192,7 +192,7 @@ fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let elemsize: u64 = read_user(s + cfg.off_span_elemsize as u64)?;
-    let stack = signal_capture(ctx);
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, used * elemsize, objects);
     Ok(())
 }
@@ -217,7 +217,7 @@ fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    let stack = signal_capture(ctx);
+    let stack = capture(ctx);
     add_site(tgid, site_kind::ALLOC, stack, bytes, 1);
     Ok(())
 }

@@ -14,7 +14,7 @@ use goprobe_common::{GoroutineCounts, MAX_TARGETS, site_kind};
 use crate::{
     goabi::{ReadError, stack_check_fails},
     sites::add_site,
-    stacks::{signal_capture, tgid},
+    stacks::{capture, tgid},
 };
 
 /// Goroutines created and exited per process (tgid), per CPU. Entries are made by user space
@@ -45,7 +45,7 @@ fn try_create(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let tgid = tgid();
-    add_site(tgid, site_kind::GOROUTINE_CREATE, signal_capture(ctx), 1, 0);
+    add_site(tgid, site_kind::GOROUTINE_CREATE, capture(ctx), 1, 0);
     add(tgid, 1, 0)
 }
 

@@ -26,7 +26,7 @@ use crate::{
     gc::TARGETS,
     goabi::{ReadError, read_user},
     sites::add_site,
-    stacks::{signal_stack_with, tgid},
+    stacks::{stack_with, tgid},
 };
 
 /// Frameless pc ranges of the process in `PERF_TARGET`, sorted and disjoint.
@@ -75,7 +75,7 @@ fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), R
     // NB: with BPF_F_USER_STACK the kernel walks from the task's saved user registers when the
     // sample interrupted kernel code (kernel/bpf/stackmap.c, get_perf_callchain: `regs =
     // task_pt_regs(current)` when `!user_mode(regs)`), e.g. a fault in copy_to_user.
-    add_site(tgid, kind, signal_stack_with(ctx, ret), a, b);
+    add_site(tgid, kind, stack_with(ctx, ret), a, b);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Stacks for GC signals: who stopped the world, who forced a cycle, and who paid mark assists.
 //!
-//! Stacks are taken with `bpf_get_stackid(BPF_F_USER_STACK)`, which walks frame pointers (Go
+//! Stacks are taken with `bpf_get_stack(BPF_F_USER_STACK)`, which walks frame pointers (Go
 //! keeps them on amd64 since Go 1.7), at entry probes of functions that run on the user goroutine
 //! (`stopTheWorld`, `gcStart`, `gcAssistAlloc`), and are handed over, keyed by goroutine, to the
 //! g0 probes that know what the call led to.
@@ -11,15 +11,17 @@
 //! about the g0 frames in between.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    EbpfContext,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_ns, generated::bpf_get_stack},
     macros::{map, uprobe},
-    maps::{HashMap, LruHashMap, PerCpuHashMap, StackTrace},
-    programs::{ProbeContext, tracing::StackIdContext},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    programs::ProbeContext,
 };
 use goprobe_common::{
     AssistKey, AssistPending, BPF_F_USER_STACK, CallerStack, CycleKey, GoroutineKey,
-    MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_SIGNAL_STACKS,
-    MAX_STACKS, SIGNAL_STACK_BIT, TargetConfig, counter,
+    MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_STACK_DEPTH,
+    MAX_STACKS, StackFrames, TargetConfig, counter,
 };
 
 use crate::{
@@ -27,14 +29,17 @@ use crate::{
     goabi::{ReadError, current_g, int_reg, read_user},
 };
 
-/// User stacks of the GC signals, by id.
+/// User stacks by id, the id being a hash of the frames (see [`MAX_STACKS`]).
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+static STACKS: HashMap<u64, StackFrames> = HashMap::with_max_entries(MAX_STACKS, BPF_F_NO_PREALLOC);
 
-/// User stacks of the sampled signals (allocations, goroutine creation, page faults, CPU), by
-/// id; see [`SIGNAL_STACK_BIT`].
+/// Where a stack is walked before it is hashed, one per CPU.
+///
+/// NB: no BPF program interrupts another on the same CPU: perf-event programs do not run while
+/// a uprobe program is active there (kernel/events/core.c `bpf_overflow_handler` checks
+/// `bpf_prog_active`), so the buffer is never shared mid-use.
 #[map]
-static SIGNAL_STACKS: StackTrace = StackTrace::with_max_entries(MAX_SIGNAL_STACKS, 0);
+static STACK_SCRATCH: PerCpuArray<StackFrames> = PerCpuArray::with_max_entries(1, 0);
 
 /// Stack of each goroutine's last `runtime.stopTheWorld` call, consumed by its STW.
 #[map]
@@ -104,35 +109,63 @@ pub(crate) fn return_address(ctx: &ProbeContext) -> u64 {
     stack_pointer(ctx).and_then(read_user::<u64>).unwrap_or(0)
 }
 
-/// The user stack in `map`, its id or'ed with `bit`, with `ret` as the immediate caller's
-/// return address (see [`CallerStack`]).
-#[inline(always)]
-fn stack_in<C: StackIdContext>(ctx: &C, map: &StackTrace, bit: i64, ret: u64) -> CallerStack {
-    match ctx.get_stackid(map, BPF_F_USER_STACK) {
-        Ok(id) => CallerStack { id: id | bit, ret },
-        Err(_) => {
+/// The user stack, with `ret` as the immediate caller's return address (see [`CallerStack`]).
+pub(crate) fn stack_with<C: EbpfContext>(ctx: &C, ret: u64) -> CallerStack {
+    match frames_id(ctx) {
+        Some(id) => CallerStack { id, ret },
+        None => {
             bump(counter::STACK_FAILED);
             CallerStack { id: -1, ret }
         }
     }
 }
 
-/// The user stack at a GC probe's function entry.
+/// The user stack at a function's entry probe.
 #[inline(always)]
-fn capture(ctx: &ProbeContext) -> CallerStack {
-    stack_in(ctx, &STACKS, 0, return_address(ctx))
+pub(crate) fn capture(ctx: &ProbeContext) -> CallerStack {
+    stack_with(ctx, return_address(ctx))
 }
 
-/// The user stack for a sampled signal, with `ret` as the immediate caller's return address.
+/// Walks the user stack (frame pointers, as `bpf_get_stackid` does), stores it in `STACKS`
+/// unless there already, and returns its id: a 63-bit hash of the frames.
 #[inline(always)]
-pub(crate) fn signal_stack_with<C: StackIdContext>(ctx: &C, ret: u64) -> CallerStack {
-    stack_in(ctx, &SIGNAL_STACKS, SIGNAL_STACK_BIT, ret)
-}
-
-/// The user stack for a sampled signal at a function's entry probe.
-#[inline(always)]
-pub(crate) fn signal_capture(ctx: &ProbeContext) -> CallerStack {
-    signal_stack_with(ctx, return_address(ctx))
+fn frames_id<C: EbpfContext>(ctx: &C) -> Option<i64> {
+    let buf = STACK_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the helper writes at most `size` bytes into the per-CPU buffer.
+    let len = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            buf.cast(),
+            size_of::<StackFrames>() as u32,
+            BPF_F_USER_STACK,
+        )
+    };
+    if len <= 0 {
+        return None;
+    }
+    // SAFETY: per-CPU buffer, used by this program alone while it runs (see STACK_SCRATCH).
+    let frames = unsafe { &*buf };
+    // NB: the helper zeroes the buffer past the frames it wrote (kernel/bpf/stackmap.c
+    // `__bpf_get_stack`: `memset(buf + copy_len, 0, size - copy_len)`, Linux 4.18+), so hashing
+    // all of it is hashing the stack. Straight-line code, no branch on the stack's length: the
+    // verifier's work (and so attach time) stays linear.
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for i in 0..MAX_STACK_DEPTH {
+        h = (h ^ frames.ips[i]).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    let id = h & i64::MAX as u64;
+    // Seen before: a lockless lookup, no copy.
+    if STACKS.get_ptr(id).is_some() {
+        return Some(id as i64);
+    }
+    // An existing entry (-EEXIST: another CPU stored it meanwhile) is the same stack; a full
+    // map fails the capture.
+    match STACKS.insert(id, frames, BPF_NOEXIST as u64) {
+        Ok(()) => Some(id as i64),
+        Err(-17) => Some(id as i64), // -EEXIST
+        Err(_) => None,
+    }
 }
 
 #[inline(always)]

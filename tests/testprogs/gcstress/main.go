@@ -19,6 +19,11 @@
 //	-mode=assist   run main.allocHeavy (allocates) and main.idleWait (does not) until -cycles
 //	               GC cycles completed; report the runtime's GC count and mark assist time
 //	               (/cpu/classes/gc/mark/assist:cpu-seconds, Go 1.20+) before and after.
+//	-mode=mixed    GC (heap-triggered and forced), allocations, mark assists, ReadMemStats,
+//	               short-lived goroutines and page faults until stdin says "stop" (mixed.go).
+//
+// -linger SECONDS keeps the process alive, idle, that long after the JSON line, so that a
+// metrics scraper can read goprobe's final values while the target still exists.
 package main
 
 import (
@@ -35,6 +40,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 type node struct {
@@ -137,9 +143,10 @@ func stopForEveryReason() ([]string, error) {
 }
 
 func main() {
-	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles, heap, stwstack, forcegc or assist")
+	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles, heap, stwstack, forcegc, assist or mixed")
 	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250), cycles, heap or assist")
 	calls := flag.Int("calls", 20, "calls in -mode=stwstack and forcegc")
+	linger := flag.Float64("linger", 0, "seconds to stay alive, idle, after printing the JSON line")
 	flag.Parse()
 	if *cycles > 250 {
 		*cycles = 250 // MemStats.PauseNs keeps the last 256 cycles
@@ -152,7 +159,8 @@ func main() {
 
 	var stop atomic.Bool
 	var iterations, failures atomic.Int64
-	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid()}
+	// gomaxprocs: what go.processor.limit must export (the environment's GOMAXPROCS or the CPUs).
+	out := map[string]any{"go_version": runtime.Version(), "pid": os.Getpid(), "gomaxprocs": runtime.GOMAXPROCS(0)}
 	switch *mode {
 	case "cycles":
 		runCycles(out, uint64(*cycles)/3)
@@ -175,6 +183,10 @@ func main() {
 		settle()
 	case "assist":
 		for k, v := range assistRun(*cycles) {
+			out[k] = v
+		}
+	case "mixed":
+		for k, v := range runMixed(in) {
 			out[k] = v
 		}
 	case "churn":
@@ -220,4 +232,6 @@ func main() {
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		panic(err)
 	}
+	// Sleeping allocates nothing, so no GC cycle starts while the process lingers.
+	time.Sleep(time.Duration(*linger * float64(time.Second)))
 }
