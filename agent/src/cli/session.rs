@@ -71,8 +71,12 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     let namer = RefCell::new(StackNamer::new(pid, target.gc_start.addr));
     let attach_ms = started.elapsed().as_millis() as u64;
     let window_start = clock.now_unix();
+    let until = match s.duration {
+        Some(d) if s.quiet => format!("watching for {:.1} s", d.as_secs_f64()),
+        _ => "Ctrl-C to stop".to_owned(),
+    };
     eprintln!(
-        "goprobe: attached to pid {} ({}, {}) with {} probes in {attach_ms} ms; Ctrl-C to stop",
+        "goprobe: attached to pid {} ({}, {}) with {} probes in {attach_ms} ms; {until}",
         pid,
         target.exe.display(),
         target.go_version,

@@ -108,6 +108,9 @@ impl Sampler {
 /// What the process did over the window.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Behaviour {
+    /// The window: from all probes attached to detach.
+    pub window_start_unix_ns: i64,
+    pub window_end_unix_ns: i64,
     pub window_s: f64,
     pub gc_cycles: u64,
     pub gc_cycles_per_s: f64,
@@ -199,6 +202,8 @@ impl Behaviour {
         let assist_ns = gc.assist.total_ns;
         let last_cycle = gc.cycles.iter().rev().find(|c| c.heap_marked_bytes.is_some());
         Self {
+            window_start_unix_ns: w0,
+            window_end_unix_ns: w1,
             window_s,
             gc_cycles: gc.cycles.len() as u64,
             gc_cycles_per_s: gc.cycles.len() as f64 / window_s,

@@ -87,8 +87,10 @@ pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Findi
     } else if s.env.contains_key("GOMAXPROCS") {
         " (unset GOMAXPROCS: this Go follows the quota by itself)".to_owned()
     } else {
-        " (this Go follows the quota unless runtime.GOMAXPROCS is called or \
-         GODEBUG=containermaxprocs=0)"
+        // NB: Go 1.25 follows the quota only with containermaxprocs=1, the default when the
+        // main module's go.mod says go 1.25 or later (src/internal/godebugs/table.go).
+        " (this Go follows the quota when go.mod says go 1.25 or later, or with \
+         GODEBUG=containermaxprocs=1, unless the program calls runtime.GOMAXPROCS)"
             .to_owned()
     };
     finding(
@@ -208,6 +210,13 @@ pub fn gc_too_frequent(s: &Settings, b: &Behaviour) -> Option<Finding> {
         return None;
     }
     let gogc = s.gogc;
+    // A goal at the runtime's heap minimum means a tiny live heap: each cycle marks almost
+    // nothing, so many cycles cost little and GOGC is not what sets their pace.
+    if let (Some(goal), Some(g)) = (b.heap_goal_bytes, gogc.filter(|&g| g > 0)) {
+        if (goal as f64) <= heap_minimum(g) * 1.05 {
+            return None;
+        }
+    }
     let live = b.heap_marked_bytes.map(mib).unwrap_or_else(|| "?".into());
     let goal = b.heap_goal_bytes.map(mib).unwrap_or_else(|| "?".into());
     let fix = match gogc {
@@ -244,6 +253,14 @@ pub fn gc_too_frequent(s: &Settings, b: &Behaviour) -> Option<Finding> {
         ),
         fix,
     )
+}
+
+/// The runtime's smallest heap goal for GOGC `gogc`, bytes.
+///
+/// NB: `heapMinimum = defaultHeapMinimum * GOGC/100` with `defaultHeapMinimum` 4 MiB
+/// (src/runtime/mgcpacer.go, Go 1.19–1.27, without GOEXPERIMENT=heapminimum512kib).
+pub fn heap_minimum(gogc: i32) -> f64 {
+    f64::from(4u32 << 20) * f64::from(gogc) / 100.0
 }
 
 /// Allocating goroutines spend a large share of the CPU helping the GC mark.

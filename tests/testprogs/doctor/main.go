@@ -10,6 +10,10 @@
 //   - leak: leakyWorker goroutines, created by spawnLeakyWorkers, that never exit; 50 more
 //     every 100 ms.
 //
+// Every 200 ms it prints what the runtime says, for the tests to compare with doctor's numbers:
+//   stats t_unix_ns=<now> gc=<completed GC cycles> goroutines=<runtime.NumGoroutine()>
+// read from runtime/metrics, which stops nothing.
+//
 // Keep it buildable with every Go release the tests use, Go 1.19 included.
 package main
 
@@ -18,10 +22,14 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"time"
 )
 
 var sink []byte
+
+// sinks keeps cpu's allocations on the heap, one slot per goroutine.
+var sinks [64][]byte
 
 func main() {
 	mode := flag.String("mode", "healthy", "healthy, cpu, gogc or leak")
@@ -37,7 +45,19 @@ func main() {
 		os.Exit(2)
 	}
 	fmt.Printf("ready gomaxprocs=%d\n", runtime.GOMAXPROCS(0))
+	go stats()
 	run()
+}
+
+// stats prints the runtime's GC cycle count and goroutine count every 200 ms.
+func stats() {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	for {
+		metrics.Read(s)
+		fmt.Printf("stats t_unix_ns=%d gc=%d goroutines=%d\n",
+			time.Now().UnixNano(), s[0].Value.Uint64(), runtime.NumGoroutine())
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // healthy allocates about 200 KB/s with a 4 MB steady heap: the default GOGC=100 gives a GC
@@ -62,12 +82,13 @@ func cpu() {
 		go func(w int) {
 			x := uint64(w)
 			for i := 0; ; i++ {
-				for j := 0; j < 20000; j++ {
+				for j := 0; j < 2000; j++ {
 					x = x*6364136223846793005 + 1442695040888963407
 				}
-				if i%8 == 0 {
+				if i%64 == 0 {
 					b := make([]byte, 32<<10)
 					b[0] = byte(x)
+					sinks[w%len(sinks)] = b // escapes: a heap allocation
 				}
 			}
 		}(w)
