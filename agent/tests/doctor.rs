@@ -112,6 +112,8 @@ fn healthy_program_has_no_findings() {
     assert_eq!(s["gomaxprocs"], gomaxprocs);
     assert_eq!(s["go_version"], format!("go{NEWEST}"));
     assert_eq!(s["build"]["race"], false);
+    assert_eq!(s["gogc"], 100, "the default, read from the runtime");
+    assert_eq!(s["gomemlimit_bytes"], Value::Null, "no limit");
     // The window's GC cycles and goroutines are the runtime's.
     let (before, after) = around_window(&prog, &report);
     let b = &report["behaviour"];
@@ -126,12 +128,14 @@ fn healthy_program_has_no_findings() {
 
 #[test]
 fn low_gogc_is_gc_too_frequent() {
-    let (prog, _) = start("doctor", NEWEST, "gogc", &[("GOGC", "10")]);
+    let env = [("GOGC", "10"), ("GOMEMLIMIT", "1GiB")];
+    let (prog, _) = start("doctor", NEWEST, "gogc", &env);
     let report = doctor(prog.pid());
     let (before, after) = around_window(&prog, &report);
     assert_eq!(ids(&report), ["gc_too_frequent"], "{report:#}");
     let e = &finding(&report, "gc_too_frequent")["evidence"];
     assert_eq!(e["gogc"], 10, "GOGC read from the runtime");
+    assert_eq!(report["settings"]["gomemlimit_bytes"], 1u64 << 30);
     // Cycles in the window: at most what the runtime completed between the readings around it,
     // at least what it completed between the readings inside it (200 ms apart).
     let cycles = e["gc_cycles"].as_u64().expect("gc_cycles");

@@ -21,10 +21,11 @@ pub struct Settings {
     /// The Go variables of the process' environment (`GOGC`, `GOMEMLIMIT`, `GOMAXPROCS`,
     /// `GODEBUG`), as set at exec.
     pub env: BTreeMap<String, String>,
-    /// GOGC in effect at the last GC cycle (runtime `gcController.gcPercent`); -1 is off.
+    /// GOGC in effect (runtime `gcController.gcPercent`, read at the end of the window, else
+    /// at the last GC cycle); -1 is off.
     pub gogc: Option<i32>,
-    /// The memory limit in effect at the last GC cycle (runtime `gcController.memoryLimit`),
-    /// `None` when unknown or unlimited (math.MaxInt64).
+    /// The memory limit in effect (runtime `gcController.memoryLimit`, read as `gogc`), `None`
+    /// when unknown or unlimited (math.MaxInt64).
     pub gomemlimit_bytes: Option<i64>,
     pub build: Build,
     pub cgroup: Cgroup,
@@ -76,7 +77,8 @@ pub struct HostMemory {
 const ENV_VARS: &[&str] = &["GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"];
 
 impl Settings {
-    /// Reads the settings of `target`, with GOGC and the memory limit of `report`'s last cycle.
+    /// Reads the settings of `target` (still running); `report`'s last cycle stands in for
+    /// what cannot be read from it.
     pub fn read(target: &Target, report: &Report) -> Self {
         let pid = target.process.pid;
         let info = target.build_info.as_ref();
@@ -84,6 +86,19 @@ impl Settings {
         let lines = cgroup::of_process(pid);
         let cpuset = cgroup::cpuset(&lines);
         let last = report.gc.cycles.iter().rev().find(|c| c.gogc.is_some());
+        // NB: gcControllerState.gcPercent is an int32 and memoryLimit an int64, at offsets
+        // from the target's DWARF or the per-release table (target/cycle_layout.rs).
+        let controller = |offset: u32| target.vars.gc_controller.map(|a| a + u64::from(offset));
+        let cycle = &target.layout.cycle;
+        let gogc_now = controller(cycle.gcc_gc_percent)
+            .and_then(|a| target.process.read_u32(a).ok())
+            .map(|v| v as i32);
+        let limit_now = controller(cycle.gcc_memory_limit)
+            .and_then(|a| {
+                let mut b = [0u8; 8];
+                target.process.read_memory(a, &mut b).ok()?;
+                Some(i64::from_le_bytes(b))
+            });
         Self {
             go_version: target.go_version.raw.clone(),
             go_minor: target.go_version.minor,
@@ -97,9 +112,9 @@ impl Settings {
             env: std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|b| go_env(&b))
                 .unwrap_or_default(),
-            gogc: last.and_then(|c| c.gogc),
-            gomemlimit_bytes: last
-                .and_then(|c| c.gomemlimit_bytes)
+            gogc: gogc_now.or_else(|| last.and_then(|c| c.gogc)),
+            gomemlimit_bytes: limit_now
+                .or_else(|| last.and_then(|c| c.gomemlimit_bytes))
                 .filter(|&l| l < i64::MAX),
             build: Build {
                 gcflags: setting("-gcflags"),
