@@ -230,7 +230,10 @@ fn gomaxprocs_over_the_cpu_quota_before_go_1_25() {
         e["periods"].as_u64().expect("periods"),
         e["throttled_periods"].as_u64().expect("throttled"),
     );
-    assert!(dt > 0 && dt <= throttled, "{dt} throttled, kernel {throttled}");
+    assert!(
+        dt > 0 && dt <= throttled,
+        "{dt} throttled, kernel {throttled}"
+    );
     assert!(dp <= periods, "{dp} periods, kernel {periods}");
     // Always runnable: one 100 ms period after another through the window.
     let window_s = report["behaviour"]["window_s"].as_f64().expect("window");
@@ -240,7 +243,10 @@ fn gomaxprocs_over_the_cpu_quota_before_go_1_25() {
     );
     // GC ran, and its stop-the-world pauses fell into throttled periods.
     let pauses = e["pauses"].as_u64().expect("pauses");
-    assert!(pauses > 0 && e["pauses_throttled"].as_u64() > Some(0), "{e:#}");
+    assert!(
+        pauses > 0 && e["pauses_throttled"].as_u64() > Some(0),
+        "{e:#}"
+    );
     let fix = f["fix"].as_str().expect("fix");
     assert!(
         fix.contains("GOMAXPROCS=1") && fix.contains("1.25"),

@@ -22,14 +22,16 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// Arguments of `goprobe doctor`.
 #[derive(Debug, Args)]
-#[command(after_help = "doctor attaches like `goprobe attach` (GC and goroutine probes, the \
+#[command(
+    after_help = "doctor attaches like `goprobe attach` (GC and goroutine probes, the \
     allocation sampler) for --duration seconds, reads the process' settings (GOMAXPROCS in effect, \
     GOGC, GOMEMLIMIT, build flags, cgroup CPU quota and throttling, swap), then lists what is \
     wrong, most severe first, each with its evidence and a fix. No findings means none of its \
     rules fired. Every finding is explained in docs/doctor.md.\n\n\
     Examples:\n  \
     sudo goprobe doctor 1234\n  \
-    sudo goprobe doctor 1234 --duration 30 --json | jq '.findings[].id'")]
+    sudo goprobe doctor 1234 --duration 30 --json | jq '.findings[].id'"
+)]
 pub struct DoctorArgs {
     /// Process id of a running Go program (`goprobe ps` lists them).
     pub pid: u32,
@@ -97,7 +99,9 @@ fn render(r: &DoctorReport) -> String {
         s.go_version,
         opt(s.gomaxprocs.map(|v| v.to_string())),
         opt(s.host_cpus.map(|v| v.to_string())),
-        opt(s.gogc.map(|g| if g < 0 { "off".into() } else { g.to_string() })),
+        opt(s
+            .gogc
+            .map(|g| if g < 0 { "off".into() } else { g.to_string() })),
         s.gomemlimit_bytes.map_or_else(|| "none".into(), mib),
     );
     let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -130,7 +134,9 @@ fn render(r: &DoctorReport) -> String {
             .cpu_quota
             .map_or_else(|| "none".into(), |q| format!("{q:.2} CPUs")),
         s.cgroup.cpuset.as_deref().unwrap_or("?"),
-        s.cgroup.memory_limit_bytes.map_or_else(|| "none".into(), |m| mib(m as i64)),
+        s.cgroup
+            .memory_limit_bytes
+            .map_or_else(|| "none".into(), |m| mib(m as i64)),
     );
     let _ = writeln!(
         out,

@@ -179,10 +179,7 @@ impl Behaviour {
             .collect();
         let pause_ns: u64 = pauses.iter().map(|p| p.1).sum();
         // Samples inside the window (the first one at or before its start).
-        let first = samples
-            .iter()
-            .rposition(|s| s.t_unix_ns <= w0)
-            .unwrap_or(0);
+        let first = samples.iter().rposition(|s| s.t_unix_ns <= w0).unwrap_or(0);
         let last = samples
             .iter()
             .position(|s| s.t_unix_ns >= w1)
@@ -200,7 +197,11 @@ impl Behaviour {
             _ => None,
         };
         let assist_ns = gc.assist.total_ns;
-        let last_cycle = gc.cycles.iter().rev().find(|c| c.heap_marked_bytes.is_some());
+        let last_cycle = gc
+            .cycles
+            .iter()
+            .rev()
+            .find(|c| c.heap_marked_bytes.is_some());
         Self {
             window_start_unix_ns: w0,
             window_end_unix_ns: w1,
@@ -224,9 +225,7 @@ impl Behaviour {
             heap_goal_bytes: last_cycle.and_then(|c| c.heap_goal_bytes),
             throttling: throttling(inside, &pauses),
             goroutines: report.goroutines.as_ref().and_then(goroutine_trend),
-            page_faults_per_s: delta(|s| s.faults)
-                .zip(span_s)
-                .map(|(n, s)| n as f64 / s),
+            page_faults_per_s: delta(|s| s.faults).zip(span_s).map(|(n, s)| n as f64 / s),
         }
     }
 }
@@ -271,7 +270,11 @@ fn goroutine_trend(g: &crate::report::Goroutines) -> Option<GoroutineTrend> {
     let (a, b) = (g.samples.first()?, g.samples.last()?);
     let span_s = (b.t_unix_ns - a.t_unix_ns) as f64 / 1e9;
     let steps = g.samples.windows(2).count();
-    let rising = g.samples.windows(2).filter(|w| w[1].count >= w[0].count).count();
+    let rising = g
+        .samples
+        .windows(2)
+        .filter(|w| w[1].count >= w[0].count)
+        .count();
     let top = g.creation_sites.iter().max_by_key(|s| s.count);
     Some(GoroutineTrend {
         first: a.count,

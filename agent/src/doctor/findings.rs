@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Behaviour, Finding, Severity, Settings};
+use super::{Behaviour, Finding, Settings, Severity};
 
 /// GC cycles per second above which a GC is "too frequent" (a healthy service with the default
 /// GOGC=100 runs a few per second at most; docs/doctor.md).
@@ -100,7 +100,10 @@ pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Findi
             ("gomaxprocs", json!(gomaxprocs)),
             ("cpu_quota", json!(quota)),
             ("throttled_share", json!(share)),
-            ("throttled_periods", json!(t.map_or(0, |t| t.throttled_periods))),
+            (
+                "throttled_periods",
+                json!(t.map_or(0, |t| t.throttled_periods)),
+            ),
             ("periods", json!(t.map_or(0, |t| t.periods))),
             ("pauses", json!(t.map_or(0, |t| t.pauses))),
             ("pauses_throttled", json!(overlapped)),
@@ -125,8 +128,7 @@ pub fn race_build_in_production(s: &Settings) -> Option<Finding> {
         Severity::High,
         &[("race", json!(true))],
         "built with -race: every memory access is instrumented (2–20× CPU, 5–10× memory)".into(),
-        "build without -race for production; run the race detector in tests (go test -race)"
-            .into(),
+        "build without -race for production; run the race detector in tests (go test -race)".into(),
     )
 }
 
@@ -212,10 +214,10 @@ pub fn gc_too_frequent(s: &Settings, b: &Behaviour) -> Option<Finding> {
     let gogc = s.gogc;
     // A goal at the runtime's heap minimum means a tiny live heap: each cycle marks almost
     // nothing, so many cycles cost little and GOGC is not what sets their pace.
-    if let (Some(goal), Some(g)) = (b.heap_goal_bytes, gogc.filter(|&g| g > 0)) {
-        if (goal as f64) <= heap_minimum(g) * 1.05 {
-            return None;
-        }
+    if let (Some(goal), Some(g)) = (b.heap_goal_bytes, gogc.filter(|&g| g > 0))
+        && (goal as f64) <= heap_minimum(g) * 1.05
+    {
+        return None;
     }
     let live = b.heap_marked_bytes.map(mib).unwrap_or_else(|| "?".into());
     let goal = b.heap_goal_bytes.map(mib).unwrap_or_else(|| "?".into());

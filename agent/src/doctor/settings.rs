@@ -93,12 +93,11 @@ impl Settings {
         let gogc_now = controller(cycle.gcc_gc_percent)
             .and_then(|a| target.process.read_u32(a).ok())
             .map(|v| v as i32);
-        let limit_now = controller(cycle.gcc_memory_limit)
-            .and_then(|a| {
-                let mut b = [0u8; 8];
-                target.process.read_memory(a, &mut b).ok()?;
-                Some(i64::from_le_bytes(b))
-            });
+        let limit_now = controller(cycle.gcc_memory_limit).and_then(|a| {
+            let mut b = [0u8; 8];
+            target.process.read_memory(a, &mut b).ok()?;
+            Some(i64::from_le_bytes(b))
+        });
         Self {
             go_version: target.go_version.raw.clone(),
             go_minor: target.go_version.minor,

@@ -154,10 +154,7 @@ fn memory_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<u64> {
     let text = read_own(root, lines, "memory", "memory.max", "memory.limit_in_bytes")?;
     // NB: v1 writes "unlimited" as PAGE_COUNTER_MAX pages (0x7ffffffffffff000 on x86-64,
     // mm/memcontrol.c); v2 writes "max".
-    text.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|&v| v < 1 << 62)
+    text.trim().parse::<u64>().ok().filter(|&v| v < 1 << 62)
 }
 
 /// Reads `v2_file` in the process' v2 cgroup, else `v1_file` in its cgroup of v1 `controller`.
@@ -269,8 +266,7 @@ mod tests {
 
     #[test]
     fn throttling_cpuset_and_memory_in_v1_and_v2() {
-        let root =
-            std::env::temp_dir().join(format!("goprobe-cgroup-stat-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("goprobe-cgroup-stat-{}", std::process::id()));
         let write = |p: PathBuf, s: &str| {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap_or_else(|e| panic!("{e}"));
             std::fs::write(p, s).unwrap_or_else(|e| panic!("{e}"));
