@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod discover;
+pub mod doctor;
 pub mod export;
 pub mod output;
 pub mod privileges;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 mod cli;
 
 use clap::Parser as _;
-use cli::{Cli, Command, attach, ps};
+use cli::{Cli, Command, attach, doctor, ps};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Attach(args) => attach::run(args),
         Command::Ps(args) => ps::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

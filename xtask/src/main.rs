@@ -118,6 +118,8 @@ fn build_release() -> Result<()> {
 /// (`-ldflags=-w`: goprobe falls back to its layout table) and, with the newest release,
 /// `gcstress-race` (`-race`, cgo-linked); `signals` (the stack-attributed signals' workloads)
 /// plain and stripped (`signals-sw`); and the symbolization programs (`build_symprogs`).
+/// `doctor` is built only with the newest release (plain, `doctor-nl` without optimisations,
+/// `doctor-race`) and with each of `setup::EXTRA_GO` (plain).
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -140,6 +142,12 @@ fn build_testprogs() -> Result<PathBuf> {
         )?;
         if version == newest {
             go(&["-race", "-o", &o("gcstress-race"), "./gcstress"], true)?;
+            go(&["-o", &o("doctor"), "./doctor"], false)?;
+            go(
+                &["-gcflags=all=-N -l", "-o", &o("doctor-nl"), "./doctor"],
+                false,
+            )?;
+            go(&["-race", "-o", &o("doctor-race"), "./doctor"], true)?;
         }
         go(&["-o", &o("signals"), "./signals"], false)?;
         go(
@@ -147,6 +155,12 @@ fn build_testprogs() -> Result<PathBuf> {
             false,
         )?;
         build_symprogs(version, &dir)?;
+    }
+    for &version in setup::EXTRA_GO {
+        let dir = out.join(version);
+        std::fs::create_dir_all(&dir)?;
+        let o = dir.join("doctor").display().to_string();
+        setup::go_build(version, false, &["-o", &o, "./doctor"])?;
     }
     Ok(out)
 }

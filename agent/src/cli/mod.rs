@@ -2,8 +2,10 @@
 //! library never depends on clap.
 
 pub mod attach;
+pub mod doctor;
 pub mod export;
 pub mod ps;
+mod session;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -16,7 +18,8 @@ use clap::{Parser, Subcommand};
     sudo goprobe attach 1234                  watch until Ctrl-C, then print a summary\n  \
     sudo goprobe attach 1234 --duration 30    watch for 30 seconds\n  \
     sudo goprobe attach 1234 --json | jq .gc  the report as JSON on stdout\n  \
-    sudo goprobe ps                           list Go processes and their binaries\n\n\
+    sudo goprobe ps                           list Go processes and their binaries\n  \
+    sudo goprobe doctor 1234                  what is wrong with its deployment, with evidence\n\n\
     Logs go to stderr; set RUST_LOG=goprobe=debug (or -v) for more.")]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,4 +35,7 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// List the Go processes on this host: Go version, stripped, cgo, PIE.
     Ps(ps::PsArgs),
+    /// Diagnose deployment mistakes of a Go process (GOMAXPROCS over the CPU quota, GOGC,
+    /// -race or -N -l builds, goroutine leaks...) from its settings and a short window.
+    Doctor(doctor::DoctorArgs),
 }

@@ -114,6 +114,8 @@ impl Default for LiveLine {
 pub enum Live {
     Screen(Screen),
     Lines(LiveLine),
+    /// Nothing shown (`goprobe doctor`, whose output is the diagnosis at the end).
+    Quiet,
 }
 
 impl Live {
@@ -136,6 +138,7 @@ impl Live {
         match self {
             Live::Screen(s) => s.cycle(c, assist_ns),
             Live::Lines(l) => l.cycle(c, assist_ns),
+            Live::Quiet => {}
         }
     }
 
@@ -151,6 +154,7 @@ impl Live {
             Live::Screen(s) if s.due() => s.draw(gc, elapsed_s, &sections()),
             Live::Screen(_) => {}
             Live::Lines(l) => l.update(gc, elapsed_s),
+            Live::Quiet => {}
         }
     }
 
@@ -159,6 +163,7 @@ impl Live {
         match self {
             Live::Screen(s) => s.close(),
             Live::Lines(l) => l.clear(),
+            Live::Quiet => {}
         }
     }
 }

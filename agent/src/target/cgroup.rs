@@ -1,4 +1,5 @@
-//! What a process' cgroups say about it: its CPU quota and its container id.
+//! What a process' cgroups say about it: its CPU quota, throttling, cpuset and memory limit,
+//! and its container id.
 //!
 //! Paths in `/proc/<pid>/cgroup` are relative to the reader's cgroup namespace root; goprobe runs
 //! in the host's (it needs CAP_SYS_ADMIN or CAP_BPF + CAP_PERFMON there), so they are found under
@@ -79,6 +80,104 @@ fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<f64> {
         let period = read("cpu.cfs_period_us")?;
         (quota > 0.0 && period > 0.0).then_some(quota / period)
     })
+}
+
+/// CPU throttling counters of a cgroup (`cpu.stat`): how many CFS periods it was runnable in and
+/// in how many of them it used up its quota and was stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CpuStat {
+    pub nr_periods: u64,
+    pub nr_throttled: u64,
+    /// Total time throttled, ns.
+    pub throttled_ns: u64,
+}
+
+/// The `cpu.stat` of the process' own cgroup (v2 unified, else the v1 `cpu` controller's).
+pub fn cpu_stat(lines: &[CgroupLine]) -> Option<CpuStat> {
+    cpu_stat_under(Path::new(CGROUP_ROOT), lines)
+}
+
+fn cpu_stat_under(root: &Path, lines: &[CgroupLine]) -> Option<CpuStat> {
+    let text = read_own(root, lines, "cpu", "cpu.stat", "cpu.stat")?;
+    let mut stat = CpuStat::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else {
+            continue;
+        };
+        match k {
+            "nr_periods" => (stat.nr_periods, seen) = (v, true),
+            "nr_throttled" => stat.nr_throttled = v,
+            // NB: v1 reports ns (kernel/sched/core.c cpu_cfs_stat_show), v2 µs
+            // (cpu_extra_stat_show).
+            "throttled_time" => stat.throttled_ns = v,
+            "throttled_usec" => stat.throttled_ns = v.saturating_mul(1000),
+            _ => {}
+        }
+    }
+    seen.then_some(stat)
+}
+
+/// The CPUs the process' cgroup may run on (`cpuset.cpus.effective` in v2,
+/// `cpuset.effective_cpus` in v1), as the kernel writes the list (`0-3,6`).
+pub fn cpuset(lines: &[CgroupLine]) -> Option<String> {
+    let root = Path::new(CGROUP_ROOT);
+    read_own(
+        root,
+        lines,
+        "cpuset",
+        "cpuset.cpus.effective",
+        "cpuset.effective_cpus",
+    )
+    .map(|s| s.trim().to_owned())
+    .filter(|s| !s.is_empty())
+}
+
+/// The number of CPUs in a kernel CPU list (`0-3,6` → 5).
+pub fn cpu_list_len(list: &str) -> usize {
+    list.split(',')
+        .filter_map(|r| match r.trim().split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => r.trim().parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
+/// The memory limit of the process' cgroup in bytes (`memory.max` in v2,
+/// `memory.limit_in_bytes` in v1); `None` when unlimited or unknown.
+pub fn memory_limit(lines: &[CgroupLine]) -> Option<u64> {
+    memory_limit_under(Path::new(CGROUP_ROOT), lines)
+}
+
+fn memory_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<u64> {
+    let text = read_own(root, lines, "memory", "memory.max", "memory.limit_in_bytes")?;
+    // NB: v1 writes "unlimited" as PAGE_COUNTER_MAX pages (0x7ffffffffffff000 on x86-64,
+    // mm/memcontrol.c); v2 writes "max".
+    text.trim().parse::<u64>().ok().filter(|&v| v < 1 << 62)
+}
+
+/// Reads `v2_file` in the process' v2 cgroup, else `v1_file` in its cgroup of v1 `controller`.
+fn read_own(
+    root: &Path,
+    lines: &[CgroupLine],
+    controller: &str,
+    v2_file: &str,
+    v1_file: &str,
+) -> Option<String> {
+    if let Some(v2) = lines.iter().find(|l| l.controllers.is_empty())
+        && let Ok(text) = std::fs::read_to_string(root.join(rel(&v2.path)).join(v2_file))
+    {
+        return Some(text);
+    }
+    let v1 = lines
+        .iter()
+        .find(|l| l.controllers.split(',').any(|c| c == controller))?;
+    let mount = [v1.controllers.as_str(), controller]
+        .iter()
+        .map(|m| root.join(m))
+        .find(|p| p.is_dir())?;
+    std::fs::read_to_string(mount.join(rel(&v1.path)).join(v1_file)).ok()
 }
 
 fn rel(path: &str) -> &str {
@@ -163,5 +262,60 @@ mod tests {
         write(&root.join("a/cpu.max"), "max 100000\n");
         assert_eq!(cpu_limit_under(&root, &lines), None);
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn throttling_cpuset_and_memory_in_v1_and_v2() {
+        let root = std::env::temp_dir().join(format!("goprobe-cgroup-stat-{}", std::process::id()));
+        let write = |p: PathBuf, s: &str| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(p, s).unwrap_or_else(|e| panic!("{e}"));
+        };
+        // v2: throttled in µs, memory.max.
+        write(
+            root.join("v2/app/cpu.stat"),
+            "usage_usec 9\nnr_periods 40\nnr_throttled 10\nthrottled_usec 2500\n",
+        );
+        write(root.join("v2/app/memory.max"), "268435456\n");
+        let v2 = parse("0::/app\n");
+        let v2_root = root.join("v2");
+        let want = CpuStat {
+            nr_periods: 40,
+            nr_throttled: 10,
+            throttled_ns: 2_500_000,
+        };
+        assert_eq!(cpu_stat_under(&v2_root, &v2), Some(want));
+        assert_eq!(memory_limit_under(&v2_root, &v2), Some(256 << 20));
+        write(root.join("v2/app/memory.max"), "max\n");
+        assert_eq!(memory_limit_under(&v2_root, &v2), None);
+        // v1: cpu mounted alone, throttled in ns; "unlimited" memory is a huge number.
+        write(
+            root.join("v1/cpu/app/cpu.stat"),
+            "nr_periods 7\nnr_throttled 3\nthrottled_time 123\n",
+        );
+        write(
+            root.join("v1/memory/app/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        );
+        let v1 = parse("4:memory:/app\n1:cpu:/app\n0::/\n");
+        let v1_root = root.join("v1");
+        assert_eq!(
+            cpu_stat_under(&v1_root, &v1),
+            Some(CpuStat {
+                nr_periods: 7,
+                nr_throttled: 3,
+                throttled_ns: 123
+            })
+        );
+        assert_eq!(memory_limit_under(&v1_root, &v1), None);
+        assert_eq!(cpu_stat_under(&v1_root, &parse("1:cpu:/other\n")), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(cpu_list_len("0-3,6"), 5);
+        assert_eq!(cpu_list_len("0"), 1);
+        assert_eq!(cpu_list_len(""), 0);
     }
 }

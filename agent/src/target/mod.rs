@@ -196,6 +196,10 @@ pub struct Target {
     pub exe: PathBuf,
     pub go_version: GoVersion,
     pub stripped: bool,
+    /// Position-independent (`-buildmode=pie`).
+    pub pie: bool,
+    /// The binary's build info (`go version -m`), when it has one.
+    pub build_info: Option<buildinfo::BuildInfo>,
     pub layout: RuntimeLayout,
     /// Where `layout` came from.
     pub layout_source: LayoutSource,
@@ -344,6 +348,8 @@ impl Target {
             frameless: frameless::ranges(symbols.table(), bias),
             alloc: alloc::plans(pid, &plan, &|name| symbols.function(name).map(|f| f.code)),
             stripped: !elf.has_symtab,
+            pie: elf.is_pie,
+            build_info: elf.build_info.clone(),
             layout,
             layout_source,
             go_version,

@@ -2,6 +2,7 @@
 //! processes killed on drop, and running the real `goprobe` binary against them.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod cgroup;
 pub mod grafana;
 pub mod otlp;
 pub mod prometheus;
@@ -85,6 +86,11 @@ impl Proc {
     /// Waits up to `timeout` for a stderr line containing `needle`.
     pub fn wait_stderr(&self, needle: &str, timeout: Duration) -> String {
         wait_line(&self.stderr_lines, needle, timeout, "stderr")
+    }
+
+    /// The stdout lines printed since the last read, without waiting.
+    pub fn stdout_so_far(&self) -> Vec<String> {
+        self.stdout_lines.try_iter().collect()
     }
 
     /// Writes one line to stdin.
