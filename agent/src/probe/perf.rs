@@ -62,7 +62,9 @@ impl Probes {
                 SamplePolicy::Frequency(u64::from(options.cpu_hz)),
             ));
         }
-        if events.is_empty() {
+        if events.is_empty() || self.perf_open {
+            // NB: the events are open for every process already; the frameless ranges stay
+            // those of the first target (one binary's ranges fit the map; see perf.rs).
             return Ok(());
         }
         self.set_frameless(target.process.pid, &target.frameless)?;
@@ -95,6 +97,7 @@ impl Probes {
             }
             debug!(program, event, cpus = cpus.len(), "perf events opened");
         }
+        self.perf_open = true;
         Ok(())
     }
 

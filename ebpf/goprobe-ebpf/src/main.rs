@@ -12,6 +12,7 @@ mod cycle;
 mod gc;
 mod goabi;
 mod goroutines;
+mod lifecycle;
 mod perf;
 mod sites;
 mod stacks;

@@ -1,0 +1,177 @@
+//! More than one process on the same probes (`goprobe agent`): which uprobe serves which
+//! processes, detaching one process, and the process lifecycle tracepoints.
+
+use std::{
+    collections::{BTreeSet, HashMap as StdHashMap},
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+};
+
+use aya::{
+    Pod,
+    maps::{HashMap, MapData, PerCpuHashMap, RingBuf},
+    programs::{TracePoint, UProbe, uprobe::UProbeLinkId},
+};
+use goprobe_common::{
+    AllocConfig, AllocSampleKey, AssistKey, CycleKey, GoroutineCounts, SiteCounts, SiteKey,
+    TargetConfig,
+};
+use tracing::{debug, warn};
+
+use super::{ProbeError, Probes};
+
+/// A binary file: (device, inode).
+pub(super) type FileId = (u64, u64);
+
+/// The file `path` names (following symlinks such as `/proc/<pid>/exe`); (0, 0) if it cannot be
+/// read, which only costs the sharing of its probes.
+pub(super) fn file_id(path: &Path) -> FileId {
+    std::fs::metadata(path).map_or((0, 0), |m| (m.dev(), m.ino()))
+}
+
+/// One uprobe: a program on a file offset of a binary, for one process or (`pid` 0) for all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct LinkKey {
+    pub(super) program: &'static str,
+    pub(super) file: FileId,
+    pub(super) file_offset: u64,
+    pub(super) pid: u32,
+}
+
+/// An attached uprobe and the attached processes it serves.
+#[derive(Debug)]
+struct Link {
+    id: UProbeLinkId,
+    pids: BTreeSet<u32>,
+}
+
+/// Every uprobe attached.
+#[derive(Debug, Default)]
+pub(super) struct Links(StdHashMap<LinkKey, Link>);
+
+impl Links {
+    /// Marks the uprobe `key` as serving `pid` too; false when there is no such uprobe yet.
+    pub(super) fn serve(&mut self, key: &LinkKey, pid: u32) -> bool {
+        self.0.get_mut(key).map(|l| l.pids.insert(pid)).is_some()
+    }
+
+    pub(super) fn insert(&mut self, key: LinkKey, id: UProbeLinkId, pid: u32) {
+        self.0.insert(
+            key,
+            Link {
+                id,
+                pids: BTreeSet::from([pid]),
+            },
+        );
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Removes `pid` from every uprobe; returns those that serve no process any more.
+    fn release(&mut self, pid: u32) -> Vec<(&'static str, UProbeLinkId)> {
+        let keys: Vec<LinkKey> = self
+            .0
+            .iter_mut()
+            .filter_map(|(k, l)| (l.pids.remove(&pid) && l.pids.is_empty()).then(|| k.clone()))
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.0.remove(&k).map(|l| (k.program, l.id)))
+            .collect()
+    }
+}
+
+impl Probes {
+    /// Stops profiling `pid`: detaches the uprobes no other attached process uses, forgets its
+    /// settings and per-stack counts in the maps, and restores what goprobe changed in it (if it
+    /// still runs the same program). Returns the number of uprobes detached.
+    pub fn detach(&mut self, pid: u32) -> usize {
+        let released = self.links.release(pid);
+        let n = released.len();
+        for (program, id) in released {
+            let prog: Option<&mut UProbe> = self
+                .ebpf
+                .program_mut(program)
+                .and_then(|p| p.try_into().ok());
+            if let Some(Err(e)) = prog.map(|p| p.detach(id)) {
+                warn!(pid, program, "detaching: {e}");
+            }
+        }
+        self.forget::<u32, TargetConfig>("TARGETS", pid, |&k| k);
+        self.forget::<u32, AllocConfig>("ALLOC_TARGETS", pid, |&k| k);
+        self.forget_per_cpu::<u32, GoroutineCounts>("GOROUTINE_COUNTS", pid, |&k| k);
+        self.forget_per_cpu::<SiteKey, SiteCounts>("SITES", pid, |k| k.tgid);
+        self.forget_per_cpu::<AllocSampleKey, u64>("ALLOC_SAMPLES", pid, |k| k.tgid);
+        self.forget_per_cpu::<AssistKey, u64>("ASSIST_BY_STACK", pid, |k| k.tgid);
+        self.forget_per_cpu::<CycleKey, u64>("ASSIST_BY_CYCLE", pid, |k| k.tgid);
+        // Dropping the override restores runtime.MemProfileRate; its /proc/<pid>/mem handle
+        // belongs to the old image, so after an exec the write fails instead of landing in the
+        // new program.
+        self.rate_overrides.retain(|o| o.pid() != pid);
+        debug!(pid, uprobes = n, "detached");
+        n
+    }
+
+    /// Removes the entries of `HashMap` `map` whose key belongs to `pid`.
+    fn forget<K: Pod, V: Pod>(&mut self, map: &'static str, pid: u32, tgid: fn(&K) -> u32) {
+        let Some(m) = self.ebpf.map_mut(map) else {
+            return;
+        };
+        let Ok(mut m) = HashMap::<_, K, V>::try_from(m) else {
+            return;
+        };
+        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| tgid(k) == pid).collect();
+        for k in keys {
+            let _ = m.remove(&k);
+        }
+    }
+
+    /// [`Self::forget`] for a `PerCpuHashMap`.
+    fn forget_per_cpu<K: Pod, V: Pod>(&mut self, map: &'static str, pid: u32, tgid: fn(&K) -> u32) {
+        let Some(m) = self.ebpf.map_mut(map) else {
+            return;
+        };
+        let Ok(mut m) = PerCpuHashMap::<_, K, V>::try_from(m) else {
+            return;
+        };
+        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| tgid(k) == pid).collect();
+        for k in keys {
+            let _ = m.remove(&k);
+        }
+    }
+
+    /// Attaches the process lifecycle tracepoints (`sched:sched_process_exec`, every exec;
+    /// `sched:sched_process_exit`, attached processes) and returns the ring buffer they fill
+    /// with [`goprobe_common::LifecycleEvent`]s.
+    pub fn watch_lifecycle(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        for (program, event) in [
+            ("process_exec", "sched_process_exec"),
+            ("process_exit", "sched_process_exit"),
+        ] {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or(ProbeError::MissingProgram { program })?
+                .try_into()
+                .map_err(|source| ProbeError::LoadProgram { program, source })?;
+            prog.load()
+                .map_err(|source| ProbeError::LoadProgram { program, source })?;
+            prog.attach("sched", event)
+                .map_err(|source| ProbeError::Tracepoint { event, source })?;
+        }
+        let map = self
+            .ebpf
+            .take_map("LIFECYCLE")
+            .ok_or(ProbeError::MissingMap { map: "LIFECYCLE" })?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            map: "LIFECYCLE",
+            source,
+        })
+    }
+
+    /// Lifecycle events dropped in the kernel (ring buffer full).
+    pub fn lost_lifecycle_events(&self) -> u64 {
+        self.counter(goprobe_common::counter::LIFECYCLE_FULL)
+    }
+}
