@@ -17,8 +17,28 @@ pub struct MissingCapabilities {
     pub missing: Vec<&'static str>,
 }
 
+/// Each capability goprobe uses: (bit, name, what for).
+pub const NEEDED: [(u32, &str, &str); 4] = [
+    (CAP_BPF, "CAP_BPF", "load BPF programs, create maps"),
+    (
+        CAP_PERFMON,
+        "CAP_PERFMON",
+        "uprobe, tracepoint and perf events (or CAP_SYS_ADMIN)",
+    ),
+    (
+        CAP_SYS_PTRACE,
+        "CAP_SYS_PTRACE",
+        "read other processes' /proc/<pid>/exe, mem, environ",
+    ),
+    (
+        CAP_SYS_ADMIN,
+        "CAP_SYS_ADMIN",
+        "instead of CAP_BPF + CAP_PERFMON (kernels < 5.8)",
+    ),
+];
+
 /// The effective capability set of this process.
-fn effective() -> u64 {
+pub fn effective() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

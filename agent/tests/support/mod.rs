@@ -2,6 +2,7 @@
 //! processes killed on drop, and running the real `goprobe` binary against them.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod agent;
 pub mod cgroup;
 pub mod grafana;
 pub mod otlp;
@@ -91,6 +92,11 @@ impl Proc {
     /// The stdout lines printed since the last read, without waiting.
     pub fn stdout_so_far(&self) -> Vec<String> {
         self.stdout_lines.try_iter().collect()
+    }
+
+    /// The stderr lines printed since the last read, without waiting.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
     }
 
     /// Writes one line to stdin.
