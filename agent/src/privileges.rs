@@ -1,6 +1,7 @@
 //! Checking, before anything else, that goprobe has the capabilities it needs.
 
 /// NB: capability numbers from include/uapi/linux/capability.h.
+const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -10,7 +11,7 @@ const CAP_BPF: u32 = 39;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "missing capabilities: {}; run as root, or grant them: \
-     sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep $(which goprobe)",
+     sudo setcap cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+ep $(which goprobe)",
     .missing.join(", ")
 )]
 pub struct MissingCapabilities {
@@ -18,7 +19,7 @@ pub struct MissingCapabilities {
 }
 
 /// Each capability goprobe uses: (bit, name, what for).
-pub const NEEDED: [(u32, &str, &str); 4] = [
+pub const NEEDED: [(u32, &str, &str); 5] = [
     (CAP_BPF, "CAP_BPF", "load BPF programs, create maps"),
     (
         CAP_PERFMON,
@@ -28,7 +29,12 @@ pub const NEEDED: [(u32, &str, &str); 4] = [
     (
         CAP_SYS_PTRACE,
         "CAP_SYS_PTRACE",
-        "read other processes' /proc/<pid>/exe, mem, environ",
+        "ptrace access to other processes' /proc/<pid>/exe, mem, environ",
+    ),
+    (
+        CAP_DAC_READ_SEARCH,
+        "CAP_DAC_READ_SEARCH",
+        "open those files of other users' processes when not root",
     ),
     (
         CAP_SYS_ADMIN,

@@ -116,6 +116,12 @@ pub struct Export {
     pub otlp_interval_s: f64,
     /// Address of the HTTP listener: `/metrics`, `/healthz`, `/readyz`.
     pub listen: Option<SocketAddr>,
+    /// Write every process' profiles (pprof, gzipped) into this directory.
+    pub pprof_dir: Option<std::path::PathBuf>,
+    /// Seconds between two profiles of a process (each covers the time since it was attached).
+    pub pprof_interval_s: f64,
+    /// The directory's size cap in MiB: the oldest files go first.
+    pub pprof_max_mb: u64,
 }
 
 impl Default for Export {
@@ -125,6 +131,9 @@ impl Default for Export {
             otlp_protocol: "http".into(),
             otlp_interval_s: 10.0,
             listen: None,
+            pprof_dir: None,
+            pprof_interval_s: 60.0,
+            pprof_max_mb: 100,
         }
     }
 }
@@ -132,6 +141,10 @@ impl Default for Export {
 impl Export {
     pub fn otlp_interval(&self) -> Duration {
         Duration::from_secs_f64(self.otlp_interval_s.max(0.1))
+    }
+
+    pub fn pprof_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.pprof_interval_s.max(1.0))
     }
 }
 

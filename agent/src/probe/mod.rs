@@ -64,7 +64,7 @@ pub enum ProbeError {
         cpu: u32,
         source: ProgramError,
     },
-    #[error("attaching to the sched:{event} tracepoint (needs CAP_PERFMON or root, and tracefs)")]
+    #[error("attaching to the {event} raw tracepoint (needs CAP_BPF and CAP_PERFMON, or root)")]
     Tracepoint {
         event: &'static str,
         source: ProgramError,
@@ -135,6 +135,10 @@ pub struct Probes {
     links: targets::Links,
     /// The perf events, open while any process is attached (per CPU, for every process).
     perf_links: Vec<(&'static str, aya::programs::perf_event::PerfEventLinkId)>,
+    /// Per-CPU maps read for every target at once, by map (agent mode; `per_cpu_rows`).
+    snapshots: std::cell::RefCell<
+        std::collections::HashMap<&'static str, (std::time::Instant, Box<dyn std::any::Any>)>,
+    >,
     /// Links released by `detach`, with when, waiting for `reap`.
     graveyard: Vec<(std::time::Instant, Box<dyn Send>)>,
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
@@ -162,15 +166,18 @@ impl Probes {
             map: "STW_EVENTS",
             source,
         })?;
-        Ok(Self {
+        let mut probes = Self {
             ebpf,
             events,
             scope,
             links: targets::Links::default(),
             perf_links: Vec::new(),
             graveyard: Vec::new(),
+            snapshots: Default::default(),
             rate_overrides: Vec::new(),
-        })
+        };
+        probes.set_pid_namespace()?;
+        Ok(probes)
     }
 
     /// Bridges the programs' aya-log messages into `tracing`, if the object has any.

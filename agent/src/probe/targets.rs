@@ -10,10 +10,10 @@ use std::{
 use aya::{
     Pod,
     maps::{HashMap, MapData, PerCpuHashMap, RingBuf},
-    programs::{TracePoint, UProbe, uprobe::UProbeLinkId},
+    programs::{RawTracePoint, UProbe, uprobe::UProbeLinkId},
 };
 use goprobe_common::{
-    AllocConfig, AllocSampleKey, AssistKey, CycleKey, GoroutineCounts, SiteCounts, SiteKey,
+    AllocConfig, AllocSampleKey, AssistKey, CycleKey, GoroutineCounts, PidNs, SiteCounts, SiteKey,
     TargetConfig,
 };
 use tracing::{debug, warn};
@@ -201,7 +201,7 @@ impl Probes {
             ("process_exec", "sched_process_exec"),
             ("process_exit", "sched_process_exit"),
         ] {
-            let prog: &mut TracePoint = self
+            let prog: &mut RawTracePoint = self
                 .ebpf
                 .program_mut(program)
                 .ok_or(ProbeError::MissingProgram { program })?
@@ -209,7 +209,7 @@ impl Probes {
                 .map_err(|source| ProbeError::LoadProgram { program, source })?;
             prog.load()
                 .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            prog.attach("sched", event)
+            prog.attach(event)
                 .map_err(|source| ProbeError::Tracepoint { event, source })?;
         }
         let map = self
@@ -222,8 +222,94 @@ impl Probes {
         })
     }
 
+    /// Makes the programs number processes in goprobe's own pid namespace when that is not the
+    /// initial one (a container, a sidecar sharing its pod's processes), so that the pids in
+    /// the maps are the ones /proc shows here.
+    pub(super) fn set_pid_namespace(&mut self) -> Result<(), ProbeError> {
+        // NB: PROC_PID_INIT_INO, the inode of the initial pid namespace
+        // (include/linux/proc_ns.h).
+        const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+        let Ok(meta) = std::fs::metadata("/proc/self/ns/pid") else {
+            return Ok(());
+        };
+        if meta.ino() == INIT_PID_NS_INO {
+            return Ok(());
+        }
+        let map_err = |source| ProbeError::Map {
+            map: "PID_NS",
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut("PID_NS")
+            .ok_or(ProbeError::MissingMap { map: "PID_NS" })?;
+        let mut arr: aya::maps::Array<_, PidNs> =
+            aya::maps::Array::try_from(map).map_err(map_err)?;
+        let ns = PidNs {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        arr.set(0, ns, 0).map_err(map_err)?;
+        debug!(?ns, "numbering processes in goprobe's pid namespace");
+        Ok(())
+    }
+
     /// Lifecycle events dropped in the kernel (ring buffer full).
     pub fn lost_lifecycle_events(&self) -> u64 {
         self.counter(goprobe_common::counter::LIFECYCLE_FULL)
     }
 }
+
+/// Per-process rows of one per-CPU map, read at one time.
+type Rows<K, V> = StdHashMap<u32, Vec<(K, Vec<V>)>>;
+
+impl Probes {
+    /// The entries of per-CPU hash map `map` that belong to process `pid` (by `tgid`), with
+    /// each CPU's value. With [`super::Scope::Shared`] the whole map is read once and served
+    /// from memory for [`SNAPSHOT_AGE`]: a refresh of every target then reads it once, not once
+    /// per target (200 targets × thousands of entries × two syscalls each, every few seconds).
+    pub(super) fn per_cpu_rows<K: Pod + 'static, V: Pod + 'static>(
+        &self,
+        map: &'static str,
+        pid: u32,
+        tgid: fn(&K) -> u32,
+    ) -> Vec<(K, Vec<V>)> {
+        let read = |only: Option<u32>| -> Rows<K, V> {
+            let mut rows: Rows<K, V> = StdHashMap::new();
+            let Some(m) = self.ebpf.map(map) else {
+                return rows;
+            };
+            let Ok(m) = PerCpuHashMap::<_, K, V>::try_from(m) else {
+                return rows;
+            };
+            for (k, v) in m.iter().filter_map(Result::ok) {
+                let t = tgid(&k);
+                if only.is_none_or(|p| p == t) {
+                    rows.entry(t)
+                        .or_default()
+                        .push((k, v.iter().copied().collect()));
+                }
+            }
+            rows
+        };
+        if self.scope != super::Scope::Shared {
+            return read(Some(pid)).remove(&pid).unwrap_or_default();
+        }
+        let mut cache = self.snapshots.borrow_mut();
+        let stale = cache
+            .get(map)
+            .is_none_or(|(at, _)| at.elapsed() >= SNAPSHOT_AGE);
+        if stale {
+            cache.insert(map, (std::time::Instant::now(), Box::new(read(None))));
+        }
+        cache
+            .get(map)
+            .and_then(|(_, rows)| rows.downcast_ref::<Rows<K, V>>())
+            .and_then(|rows| rows.get(&pid))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// How long one read of a per-CPU map serves the targets' refreshes (agent mode).
+const SNAPSHOT_AGE: std::time::Duration = std::time::Duration::from_millis(500);

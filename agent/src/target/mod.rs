@@ -56,8 +56,8 @@ pub enum TargetError {
     #[error("pid {pid} ({comm}) is a kernel thread; goprobe attaches to Go programs")]
     KernelThread { pid: u32, comm: String },
     #[error(
-        "permission denied reading /proc/{pid}: run as root or grant CAP_SYS_PTRACE (and \
-         CAP_BPF, CAP_PERFMON)"
+        "permission denied reading /proc/{pid}: run as root, or grant CAP_SYS_PTRACE and \
+         CAP_DAC_READ_SEARCH (docs/config.md, Capabilities)"
     )]
     PermissionDenied { pid: u32 },
     #[error("reading /proc/{pid}/{what}")]

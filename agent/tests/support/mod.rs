@@ -40,9 +40,12 @@ pub fn is_release(raw: &str, go: &str) -> bool {
     raw == want || (go.matches('.').count() == 1 && raw.starts_with(&format!("{want}.")))
 }
 
-/// The goprobe binary under test.
+/// The goprobe binary under test (`GOPROBE_BIN` to run another build, e.g. the release one).
 pub fn goprobe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_goprobe"));
+    let mut cmd = Command::new(std::env::var_os("GOPROBE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_goprobe")),
+        PathBuf::from,
+    ));
     cmd.env("RUST_LOG", "goprobe=info");
     cmd
 }

@@ -26,6 +26,16 @@ pub mod lifecycle_kind {
     pub const EXIT: u32 = 2;
 }
 
+/// A pid namespace, as `stat` of `/proc/<pid>/ns/pid` names it (`PID_NS`: the one goprobe
+/// numbers processes in; all zero for the initial namespace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidNs {
+    pub dev: u64,
+    pub ino: u64,
+}
+const _: () = assert!(size_of::<PidNs>() == 16);
+
 /// A process started a new program or ended (`goprobe agent`'s discovery).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -476,6 +486,7 @@ mod pod {
     unsafe impl aya::Pod for super::FramelessRange {}
     unsafe impl aya::Pod for super::PerfTarget {}
     unsafe impl aya::Pod for super::LifecycleEvent {}
+    unsafe impl aya::Pod for super::PidNs {}
     unsafe impl aya::Pod for super::AllocConfig {}
     unsafe impl aya::Pod for super::AllocSampleKey {}
 }

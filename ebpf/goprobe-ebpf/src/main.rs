@@ -14,6 +14,7 @@ mod goabi;
 mod goroutines;
 mod lifecycle;
 mod perf;
+mod pidns;
 mod sites;
 mod stacks;
 

@@ -79,7 +79,8 @@ func main() {
 }
 
 // lifecycle reads DEMO_EXIT_AFTER_MS (exit 0 after that long) and DEMO_EXEC_AFTER_MS with
-// DEMO_EXEC (replace this process with that program, same pid, after that long).
+// DEMO_EXEC (replace this process with that program, same pid and arguments, after that
+// long). Arguments are otherwise ignored.
 func lifecycle() {
 	after := func(name string) time.Duration {
 		var ms int
@@ -97,7 +98,7 @@ func lifecycle() {
 					env = append(env, kv)
 				}
 			}
-			err := syscall.Exec(path, []string{path}, env)
+			err := syscall.Exec(path, append([]string{path}, os.Args[1:]...), env)
 			fmt.Fprintln(os.Stderr, "exec:", err)
 			os.Exit(1)
 		})

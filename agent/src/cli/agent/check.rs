@@ -9,6 +9,14 @@ use goprobe::{
     probe::{Probes, Scope},
 };
 
+/// Whether release string `kernel` (`6.18.0-…`) is at least `major.minor`.
+fn kernel_at_least(kernel: &str, major: u32, minor: u32) -> bool {
+    let mut it = kernel
+        .split(['.', '-'])
+        .filter_map(|p| p.parse::<u32>().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
+}
+
 /// Prints one line per requirement; fails when one the agent cannot run without is missing.
 pub(super) fn run() -> Result<()> {
     let mut failed = Vec::new();
@@ -26,7 +34,7 @@ pub(super) fn run() -> Result<()> {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "?".into());
-    line(true, false, "kernel", kernel);
+    line(true, false, "kernel", kernel.clone());
     let exists = |p: &str| Path::new(p).exists();
     line(
         exists("/sys/kernel/btf/vmlinux"),
@@ -40,16 +48,11 @@ pub(super) fn run() -> Result<()> {
         "uprobe PMU",
         "/sys/bus/event_source/devices/uprobe (CONFIG_UPROBE_EVENTS)".into(),
     );
-    let tracefs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-        .into_iter()
-        .find(|d| exists(&format!("{d}/events/sched/sched_process_exec")));
     line(
-        tracefs.is_some(),
+        kernel_at_least(&kernel, 4, 17),
         true,
-        "sched_process_exec/exit tracepoints",
-        tracefs.map_or("tracefs not mounted or no sched events".into(), |d| {
-            format!("{d}/events/sched")
-        }),
+        "raw tracepoints (sched_process_*)",
+        "Linux 4.17+, attached by name (no tracefs needed)".into(),
     );
     let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
         .map(|s| s.trim().to_owned())

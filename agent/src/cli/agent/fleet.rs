@@ -3,19 +3,24 @@
 //! exec or shutdown.
 
 use std::{
+    cell::RefCell,
     collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
+    rc::Rc,
     time::Instant,
 };
 
 use goprobe::{
     agent::{Candidate, Config, meta, select},
+    clock::Clock,
     export::{
         Exporter, TargetMetrics,
         collect::{Inputs, Refresher},
         resource::{self, ProcessInfo},
     },
+    output::{pprof, profile},
     probe::{Options, Probes},
+    report::Window,
     signal::{gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
     target::Target,
 };
@@ -44,12 +49,19 @@ pub(super) struct Running {
     goroutine_count: Option<u64>,
     metrics: Option<TargetMetrics>,
     refresher: Refresher,
-    namer: StackNamer,
+    /// Shared by the processes of one (non-PIE) binary: one symbolizer, one name cache.
+    namer: Rc<RefCell<StackNamer>>,
+    binary: BinaryKey,
+    attached_unix_ns: i64,
 }
+
+/// A binary file: device, inode, modification time.
+type BinaryKey = (u64, u64, i64);
 
 /// A process that exec'd a Go program, analysed, waiting for its runtime to be set up.
 struct Pending {
     target: Target,
+    binary: BinaryKey,
     start_ticks: u64,
     attributes: Vec<(&'static str, String)>,
     since: Instant,
@@ -69,7 +81,9 @@ pub(super) struct Fleet {
     not_go: HashSet<(u64, u64)>,
     /// The analysis of each binary (device, inode, modification time) seen, for the next
     /// process that runs it ([`Target::for_process`]).
-    analyses: HashMap<(u64, u64, i64), Target>,
+    analyses: HashMap<BinaryKey, Target>,
+    /// The stack namer of each binary with profiled processes (see [`Running::namer`]).
+    namers: HashMap<BinaryKey, Rc<RefCell<StackNamer>>>,
     /// The process whose metrics [`Self::refresh`] updated last.
     refreshed_last: u32,
     /// Processes not profiled, by reason (logged when the agent stops).
@@ -93,6 +107,7 @@ impl Fleet {
             pending: Vec::new(),
             not_go: HashSet::new(),
             analyses: HashMap::new(),
+            namers: HashMap::new(),
             refreshed_last: 0,
             skipped: HashMap::new(),
         }
@@ -207,6 +222,7 @@ impl Fleet {
         }
         Some(Pending {
             target,
+            binary: key,
             start_ticks: candidate.start_ticks,
             attributes: meta::of_process(pid, &candidate.cgroups),
             since: Instant::now(),
@@ -276,7 +292,21 @@ impl Fleet {
             attach_ms = attaching.elapsed().as_millis() as u64,
             "attached"
         );
-        let target = p.target;
+        let mut target = p.target;
+        // The frameless ranges went into the BPF map if this is the first target with CPU
+        // samples; 200 copies of a binary's (~130 KiB each) need not stay.
+        target.frameless = Vec::new();
+        // NB: a PIE binary is loaded at another address in each process: its own namer.
+        let namer = match self.namers.get(&p.binary) {
+            Some(n) if !target.pie => n.clone(),
+            _ => {
+                let n = Rc::new(RefCell::new(StackNamer::new(pid, target.gc_start.addr)));
+                if !target.pie {
+                    self.namers.insert(p.binary, n.clone());
+                }
+                n
+            }
+        };
         self.running.insert(
             pid,
             Running {
@@ -291,7 +321,9 @@ impl Fleet {
                 goroutine_count: None,
                 metrics,
                 refresher: Refresher::default(),
-                namer: StackNamer::new(pid, target.gc_start.addr),
+                namer,
+                binary: p.binary,
+                attached_unix_ns: Clock::new().now_unix(),
                 target,
             },
         );
@@ -303,6 +335,9 @@ impl Fleet {
         let Some(r) = self.running.remove(&pid) else {
             return;
         };
+        if !self.running.values().any(|o| o.binary == r.binary) {
+            self.namers.remove(&r.binary);
+        }
         self.drain();
         let uprobes = self.probes.detach(pid);
         info!(pid, uprobes, remaining = self.probes.attached(), "detached");
@@ -365,14 +400,14 @@ impl Fleet {
             let Some(m) = &r.metrics else {
                 continue;
             };
-            let namer = &mut r.namer;
+            let namer = &r.namer;
             let inputs = Inputs {
                 probes,
                 target: &r.target,
                 options: &self.options,
                 goroutines: r.goroutine_count,
                 lost_events: probes.lost_events() + r.tracker.unreadable + probes.sites_full(),
-                names: &mut |c| namer.names(probes, c),
+                names: &mut |c| namer.borrow_mut().names(probes, c),
             };
             let t = Instant::now();
             r.refresher.refresh(m, inputs, all);
@@ -383,6 +418,37 @@ impl Fleet {
             );
             self.refreshed_last = pid;
         }
+    }
+
+    /// Writes each process' profiles (since its attach) into `dir`, then rotates it.
+    pub(super) fn write_profiles(&mut self, dir: &super::pprof::PprofDir) {
+        let now = Clock::new().now_unix();
+        let probes = &self.probes;
+        for (&pid, r) in &self.running {
+            let window = Window {
+                start_unix_ns: r.attached_unix_ns,
+                end_unix_ns: now,
+            };
+            let assist = probes.assist_totals(pid);
+            let profiles = profile::collect(
+                probes,
+                pid,
+                &self.options,
+                &assist,
+                &mut r.namer.borrow_mut(),
+                &window,
+            );
+            let exe = r
+                .target
+                .exe
+                .file_name()
+                .map_or_else(|| "go".into(), |n| n.to_string_lossy().into_owned());
+            for p in profiles.iter().filter(|p| !p.samples.is_empty()) {
+                let name = super::pprof::file_name(&exe, pid, p.spec.name, now / 1_000_000_000);
+                dir.write(&name, &pprof::encode_gz(p));
+            }
+        }
+        dir.rotate();
     }
 
     /// Drops the processes that ended without an exit event reaching us (ring buffer full).

@@ -3,6 +3,7 @@
 
 mod check;
 mod fleet;
+mod pprof;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -24,6 +25,9 @@ use fleet::Fleet;
 /// How long released probes stay attached (unused) before they are detached: past the burst
 /// of an exec, whose new probes would wait on their detachment (`Probes::bury`).
 const REAP_AFTER: Duration = Duration::from_secs(2);
+
+/// How often each process' goroutine count and exported values are refreshed, in ms.
+const REFRESH_EVERY_MS: u64 = 5000;
 
 /// Arguments of `goprobe agent`.
 #[derive(Debug, Args)]
@@ -74,6 +78,7 @@ pub fn run(args: AgentArgs) -> Result<()> {
         );
     }
     privileges::check()?;
+    raise_fd_limit();
     let export = export_config(&args.export, &config).map_err(anyhow::Error::msg)?;
     let mut exporter = Exporter::new(export)?;
     let mut probes = Probes::load_with(Scope::Shared)?;
@@ -83,6 +88,16 @@ pub fn run(args: AgentArgs) -> Result<()> {
         eprintln!("goprobe: serving http://{addr}/metrics, /healthz and /readyz");
     }
     let server = exporter.take_server();
+    let pprof = config
+        .export
+        .pprof_dir
+        .as_deref()
+        .map(|d| {
+            pprof::PprofDir::new(d, config.export.pprof_max_mb)
+                .with_context(|| format!("[export] pprof_dir {}", d.display()))
+        })
+        .transpose()?;
+    let pprof_every = config.export.pprof_interval();
     let mut fleet = Fleet::new(probes, options, config, exporter);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -99,7 +114,13 @@ pub fn run(args: AgentArgs) -> Result<()> {
             "goprobe: agent ready, profiling {} Go processes",
             fleet.running.len()
         );
-        watch(&mut fleet, lifecycle, logger).await
+        watch(
+            &mut fleet,
+            lifecycle,
+            logger,
+            pprof.map(|d| (d, pprof_every)),
+        )
+        .await
     })?;
     fleet.shutdown();
     let skipped: u64 = fleet.skipped.values().sum();
@@ -111,6 +132,7 @@ async fn watch(
     fleet: &mut Fleet,
     lifecycle: aya::maps::RingBuf<aya::maps::MapData>,
     logger: Option<goprobe::probe::BpfLogger>,
+    pprof: Option<(pprof::PprofDir, Duration)>,
 ) -> Result<()> {
     // SAFETY: the ring buffer and the logger own their fds and move into their AsyncFd.
     let mut lifecycle = unsafe { AsyncFd::register(lifecycle) }?;
@@ -127,10 +149,17 @@ async fn watch(
     };
     // NB: as in attach (cli/watch.rs), the GC probes submit without waking user space.
     let mut drain_tick = interval(100);
-    let mut pending_tick = interval(10);
-    let mut goroutine_tick = interval(1000);
-    let mut metrics_tick = interval(1000);
-    let mut sweep_tick = interval(5000);
+    let mut pending_tick = interval(20);
+    // Per-process work (goroutine count, metric values, per-stack series) every 5 s: export
+    // intervals and scrapes are 10 s or more, and with 200 processes at 1 s this was most of
+    // the agent's CPU.
+    let mut refresh_tick = interval(REFRESH_EVERY_MS);
+    let mut reap_tick = interval(1000);
+    let mut sweep_tick = interval(10_000);
+    // The first profiles one interval after start (the branch is off without pprof_dir).
+    let pprof_every = pprof.as_ref().map_or(Duration::from_secs(3600), |p| p.1);
+    let mut pprof_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + pprof_every, pprof_every);
     loop {
         tokio::select! {
             guard = lifecycle.readable_mut() => {
@@ -150,18 +179,36 @@ async fn watch(
                 fleet.attach_ready();
             }
             _ = drain_tick.tick() => fleet.drain(),
-            _ = goroutine_tick.tick() => {
+            _ = refresh_tick.tick() => {
                 fleet.sample_goroutines();
-                fleet.probes.reap(REAP_AFTER);
+                fleet.refresh(false);
             }
-            _ = metrics_tick.tick() => fleet.refresh(false),
+            _ = reap_tick.tick() => fleet.probes.reap(REAP_AFTER),
             _ = sweep_tick.tick() => fleet.sweep(),
+            _ = pprof_tick.tick(), if pprof.is_some() => {
+                if let Some((dir, _)) = &pprof {
+                    fleet.write_profiles(dir);
+                }
+            }
             _ = int.recv() => break,
             _ = term.recv() => break,
         }
     }
     fleet.drain();
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard one: each profiled process holds a few
+/// (its /proc files, its binary for symbols) and each uprobe one or two.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }
 
 /// Handles the lifecycle events waiting in the ring buffer.
