@@ -1,6 +1,7 @@
 //! `goprobe agent` against real Go programs of five Go releases that start, exec, restart and
 //! exit while it runs: it attaches within a second, exports each one's GC metrics under its
 //! own resource, shares the probes of one binary, and leaves nothing attached behind.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! started after): every one is profiled, they share one set of uprobes, and the agent's memory
 //! stays bounded. Its CPU use over a quiet minute is printed here and measured properly by
 //! `cargo xtask bench`.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod support;
 

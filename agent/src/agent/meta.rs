@@ -119,7 +119,10 @@ mod tests {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-ab.scope",
             UID.replace('-', "_")
         );
-        assert_eq!(pod_uid(&[systemd.clone()]).as_deref(), Some(UID));
+        assert_eq!(
+            pod_uid(std::slice::from_ref(&systemd)).as_deref(),
+            Some(UID)
+        );
         assert_eq!(
             attributes(b"", &[systemd]),
             [("k8s.pod.uid", UID.to_owned())]

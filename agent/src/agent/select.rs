@@ -149,8 +149,10 @@ mod tests {
         assert!(!s(&|s| s.include_cgroup = vec!["docker".into()]));
         assert!(!s(&|s| s.exclude_cgroup = vec!["abc".into()]));
         assert!(!s(&|s| s.pid_namespace = PidNamespace::Own));
-        let mut own = Select::default();
-        own.pid_namespace = PidNamespace::Own;
+        let own = Select {
+            pid_namespace: PidNamespace::Own,
+            ..Select::default()
+        };
         assert!(own.matches(&c, Some(42)));
         // Includes of different kinds must all match.
         assert!(!s(&|s| {

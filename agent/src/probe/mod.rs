@@ -136,9 +136,7 @@ pub struct Probes {
     /// The perf events, open while any process is attached (per CPU, for every process).
     perf_links: Vec<(&'static str, aya::programs::perf_event::PerfEventLinkId)>,
     /// Per-CPU maps read for every target at once, by map (agent mode; `per_cpu_rows`).
-    snapshots: std::cell::RefCell<
-        std::collections::HashMap<&'static str, (std::time::Instant, Box<dyn std::any::Any>)>,
-    >,
+    snapshots: targets::Snapshots,
     /// Links released by `detach`, with when, waiting for `reap`.
     graveyard: Vec<(std::time::Instant, Box<dyn Send>)>,
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`

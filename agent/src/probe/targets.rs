@@ -260,6 +260,10 @@ impl Probes {
     }
 }
 
+/// Per-CPU maps read at one time, by map name: when, and their [`Rows`].
+pub(super) type Snapshots =
+    std::cell::RefCell<StdHashMap<&'static str, (std::time::Instant, Box<dyn std::any::Any>)>>;
+
 /// Per-process rows of one per-CPU map, read at one time.
 type Rows<K, V> = StdHashMap<u32, Vec<(K, Vec<V>)>>;
 

@@ -105,10 +105,11 @@ pub fn field(line: &str, name: &str) -> Option<f64> {
 /// Minimal HTTP/1.0 GET.
 pub fn http_get(addr: &str, path: &str) -> (u32, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send request");
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    s.read_to_string(&mut text).expect("read response");
     let status = text
         .split_whitespace()
         .nth(1)

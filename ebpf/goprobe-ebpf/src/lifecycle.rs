@@ -46,7 +46,7 @@ pub fn process_exec(_ctx: RawTracePointContext) -> i32 {
 pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, pid) = ids();
     // SAFETY: a map lookup; the value is only tested for presence.
-    if tgid == pid && unsafe { TARGETS.get(&tgid) }.is_some() {
+    if tgid == pid && unsafe { TARGETS.get(tgid) }.is_some() {
         emit(lifecycle_kind::EXIT, tgid);
     }
     0

@@ -67,7 +67,11 @@ pub(super) fn run() -> Result<()> {
         Ok(()) => line(true, true, "capabilities", "enough to run".into()),
         Err(e) => line(false, true, "capabilities", e.to_string()),
     }
-    match Probes::load_with(Scope::Shared).and_then(|mut p| p.watch_lifecycle().map(|_| ())) {
+    let loaded = match Probes::load_with(Scope::Shared) {
+        Ok(mut p) => p.watch_lifecycle().map(drop),
+        Err(e) => Err(e),
+    };
+    match loaded {
         Ok(()) => line(
             true,
             true,

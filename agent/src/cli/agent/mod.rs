@@ -3,6 +3,7 @@
 
 mod check;
 mod fleet;
+mod os;
 mod pprof;
 
 use std::{path::PathBuf, time::Duration};
@@ -136,10 +137,11 @@ async fn watch(
 ) -> Result<()> {
     // SAFETY: the ring buffer and the logger own their fds and move into their AsyncFd.
     let mut lifecycle = unsafe { AsyncFd::register(lifecycle) }?;
-    // SAFETY: as above.
-    let mut logs = logger
-        .map(|l| unsafe { AsyncFd::register(l) })
-        .transpose()?;
+    let mut logs = match logger {
+        // SAFETY: as above.
+        Some(l) => Some(unsafe { AsyncFd::register(l) }?),
+        None => None,
+    };
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let interval = |ms| {
