@@ -5,6 +5,7 @@
 //! [`export`] (metrics, while attached).
 //! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
+pub mod agent;
 pub mod clock;
 pub mod discover;
 pub mod doctor;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 mod cli;
 
 use clap::Parser as _;
-use cli::{Cli, Command, attach, doctor, ps};
+use cli::{Cli, Command, agent, attach, doctor, ps};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => attach::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Agent(args) => agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! Checking, before anything else, that goprobe has the capabilities it needs.
 
 /// NB: capability numbers from include/uapi/linux/capability.h.
+const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -10,15 +11,40 @@ const CAP_BPF: u32 = 39;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "missing capabilities: {}; run as root, or grant them: \
-     sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep $(which goprobe)",
+     sudo setcap cap_sys_admin,cap_sys_ptrace,cap_dac_read_search+ep $(which goprobe)",
     .missing.join(", ")
 )]
 pub struct MissingCapabilities {
     pub missing: Vec<&'static str>,
 }
 
+/// Each capability goprobe uses: (bit, name, what for).
+pub const NEEDED: [(u32, &str, &str); 5] = [
+    (CAP_BPF, "CAP_BPF", "load BPF programs, create maps"),
+    (
+        CAP_PERFMON,
+        "CAP_PERFMON",
+        "uprobe, tracepoint and perf events (or CAP_SYS_ADMIN)",
+    ),
+    (
+        CAP_SYS_PTRACE,
+        "CAP_SYS_PTRACE",
+        "ptrace access to other processes' /proc/<pid>/exe, mem, environ",
+    ),
+    (
+        CAP_DAC_READ_SEARCH,
+        "CAP_DAC_READ_SEARCH",
+        "open those files of other users' processes when not root",
+    ),
+    (
+        CAP_SYS_ADMIN,
+        "CAP_SYS_ADMIN",
+        "instead of CAP_BPF + CAP_PERFMON (kernels < 5.8)",
+    ),
+];
+
 /// The effective capability set of this process.
-fn effective() -> u64 {
+pub fn effective() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

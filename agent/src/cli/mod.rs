@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand. Arguments become plain config structs so the
 //! library never depends on clap.
 
+pub mod agent;
 pub mod attach;
 pub mod doctor;
 pub mod export;
@@ -38,4 +39,7 @@ pub enum Command {
     /// Diagnose deployment mistakes of a Go process (GOMAXPROCS over the CPU quota, GOGC,
     /// -race or -N -l builds, goroutine leaks...) from its settings and a short window.
     Doctor(doctor::DoctorArgs),
+    /// Profile every Go process on this host (or in this pod) continuously: attach as they
+    /// start, detach as they exit, export metrics (OTLP, Prometheus).
+    Agent(agent::AgentArgs),
 }

@@ -92,6 +92,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
                 exe: &target.exe,
                 go_version: &target.go_version.raw,
                 service_name: s.service_name,
+                attributes: &[],
             }))
         })
         .transpose()?;

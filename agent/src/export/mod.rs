@@ -133,6 +133,11 @@ impl Exporter {
         Some(prometheus::serve(listener, self.registry.clone()))
     }
 
+    /// Sets what the HTTP listener's `/readyz` answers.
+    pub fn set_ready(&self, ready: bool) {
+        self.registry.set_ready(ready);
+    }
+
     /// OTLP exports that failed after the exporter's own retries, so far.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)

@@ -5,7 +5,10 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use http_body_util::Full;
@@ -24,13 +27,30 @@ use tracing::{debug, warn};
 
 /// Resource attributes put on every series as labels (as Prometheus' OTLP receiver does with
 /// `promote_resource_attributes`), so dashboards can select by service and process.
-const PROMOTED: [&str; 3] = ["service.name", "service.instance.id", "process.pid"];
+const PROMOTED: [&str; 6] = [
+    "service.name",
+    "service.instance.id",
+    "process.pid",
+    "container.id",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+];
 
-/// The manual readers of every process being exported, collected at each scrape.
+/// The manual readers of every process being exported, collected at each scrape, and whether
+/// the agent is ready (`/readyz`).
 #[derive(Clone, Debug, Default)]
-pub struct Registry(Arc<Mutex<Vec<Arc<ManualReader>>>>);
+pub struct Registry(Arc<Mutex<Vec<Arc<ManualReader>>>>, Arc<AtomicBool>);
 
 impl Registry {
+    /// Marks the agent ready: `/readyz` answers 200 from now on (503 before).
+    pub fn set_ready(&self, ready: bool) {
+        self.1.store(ready, Ordering::Relaxed);
+    }
+
+    fn ready(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
+    }
+
     pub fn add(&self, reader: Arc<ManualReader>) {
         self.0
             .lock()
@@ -380,7 +400,24 @@ fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
         ("GET", "/") => (
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            "goprobe: metrics at /metrics\n".to_owned(),
+            "goprobe: metrics at /metrics, liveness at /healthz, readiness at /readyz\n".to_owned(),
+        ),
+        // Live as long as this answers: the server runs on the thread that drives the probes.
+        ("GET", "/healthz") => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok\n".to_owned(),
+        ),
+        // Ready once the BPF programs are loaded and the first scan of /proc is done.
+        ("GET", "/readyz") if registry.ready() => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".to_owned(),
+        ),
+        ("GET", "/readyz") => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "not ready: loading probes or scanning processes\n".to_owned(),
         ),
         _ => (
             StatusCode::NOT_FOUND,

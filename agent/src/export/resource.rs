@@ -16,6 +16,8 @@ pub struct ProcessInfo<'a> {
     pub go_version: &'a str,
     /// `--service-name`; else `OTEL_SERVICE_NAME`, else the executable's file name.
     pub service_name: Option<&'a str>,
+    /// More attributes (`goprobe agent`: Kubernetes metadata of the process).
+    pub attributes: &'a [(&'static str, String)],
 }
 
 /// The host's name, as `uname -n` prints it.
@@ -53,6 +55,11 @@ pub fn of_process(p: &ProcessInfo<'_>) -> Resource {
     if let Some(id) = cgroup::container_id(&cgroup::of_process(p.pid)) {
         attrs.push(KeyValue::new("container.id", id));
     }
+    attrs.extend(
+        p.attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, v.clone())),
+    );
     Resource::builder_empty()
         .with_service_name(service)
         .with_attributes(attrs)

@@ -1,7 +1,7 @@
 //! The allocation probes (ebpf/goprobe-ebpf/src/alloc.rs): which sampler a target gets, attaching
 //! it, and reading back what it counted.
 
-use aya::maps::{HashMap, PerCpuHashMap};
+use aya::maps::HashMap;
 use goprobe_common::{AllocConfig, AllocSampleKey, CallerStack, alloc_sampler};
 use tracing::{info, warn};
 
@@ -214,15 +214,8 @@ impl Probes {
 
     /// The `runtime.profilealloc` samples of `pid`: (stack, size, samples), summed over CPUs.
     pub fn alloc_samples(&self, pid: u32) -> Vec<(CallerStack, u64, u64)> {
-        let Some(map) = self.ebpf.map("ALLOC_SAMPLES") else {
-            return Vec::new();
-        };
-        let Ok(m) = PerCpuHashMap::<_, AllocSampleKey, u64>::try_from(map) else {
-            return Vec::new();
-        };
-        m.iter()
-            .filter_map(Result::ok)
-            .filter(|(k, _)| k.tgid == pid)
+        self.per_cpu_rows::<AllocSampleKey, u64>("ALLOC_SAMPLES", pid, |k| k.tgid)
+            .into_iter()
             .map(|(k, v)| (k.stack, k.size, v.iter().sum()))
             .collect()
     }

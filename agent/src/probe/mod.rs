@@ -5,6 +5,7 @@ pub mod goroutines;
 pub mod perf;
 pub mod sites;
 pub mod stacks;
+mod targets;
 
 use std::{num::NonZeroU32, os::fd::AsRawFd};
 
@@ -63,6 +64,11 @@ pub enum ProbeError {
         cpu: u32,
         source: ProgramError,
     },
+    #[error("attaching to the {event} raw tracepoint (needs CAP_BPF and CAP_PERFMON, or root)")]
+    Tracepoint {
+        event: &'static str,
+        source: ProgramError,
+    },
     #[error("reading the online CPUs ({path})")]
     OnlineCpus {
         path: &'static str,
@@ -109,19 +115,44 @@ impl Default for Options {
     }
 }
 
+/// Which processes a uprobe fires for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One uprobe per (site, process): `goprobe attach`, where other processes running the same
+    /// binary must not pay for probes they do not need.
+    OneProcess,
+    /// One uprobe per (site, binary inode) for every process mapping it, shared by the attached
+    /// processes of that binary (`goprobe agent`); the programs skip the others (`TARGETS`).
+    Shared,
+}
+
 /// Loaded BPF programs and the maps user space reads.
 pub struct Probes {
     ebpf: Ebpf,
     events: RingBuf<MapData>,
-    attached: usize,
+    scope: Scope,
+    /// Attached uprobes and the processes each serves.
+    links: targets::Links,
+    /// The perf events, open while any process is attached (per CPU, for every process).
+    perf_links: Vec<(&'static str, aya::programs::perf_event::PerfEventLinkId)>,
+    /// Per-CPU maps read for every target at once, by map (agent mode; `per_cpu_rows`).
+    snapshots: targets::Snapshots,
+    /// Links released by `detach`, with when, waiting for `reap`.
+    graveyard: Vec<(std::time::Instant, Box<dyn Send>)>,
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
 }
 
 impl Probes {
-    /// Loads the BPF object (maps are created, programs not yet verified).
+    /// Loads the BPF object (maps are created, programs not yet verified), for uprobes
+    /// attached per process.
     pub fn load() -> Result<Self, ProbeError> {
+        Self::load_with(Scope::OneProcess)
+    }
+
+    /// Loads the BPF object; uprobes are attached with `scope`.
+    pub fn load_with(scope: Scope) -> Result<Self, ProbeError> {
         if BPF_OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
@@ -133,12 +164,18 @@ impl Probes {
             map: "STW_EVENTS",
             source,
         })?;
-        Ok(Self {
+        let mut probes = Self {
             ebpf,
             events,
-            attached: 0,
+            scope,
+            links: targets::Links::default(),
+            perf_links: Vec::new(),
+            graveyard: Vec::new(),
+            snapshots: Default::default(),
             rate_overrides: Vec::new(),
-        })
+        };
+        probes.set_pid_namespace()?;
+        Ok(probes)
     }
 
     /// Bridges the programs' aya-log messages into `tracing`, if the object has any.
@@ -225,7 +262,8 @@ impl Probes {
     }
 
     /// Attaches each (program, function, site offset) of `sites` to `target`'s executable,
-    /// loading a program the first time it is used.
+    /// loading a program the first time it is used; with [`Scope::Shared`] a site another
+    /// process of the same binary already has is only marked as serving `target` too.
     pub(crate) fn attach_uprobes(
         &mut self,
         target: &Target,
@@ -233,8 +271,25 @@ impl Probes {
     ) -> Result<(), ProbeError> {
         let pid = target.process.pid;
         let exe = target.process.exe_link();
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+        let file = targets::file_id(&exe);
+        let (scope, scope_pid) = match self.scope {
+            Scope::OneProcess => (
+                UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN)),
+                pid,
+            ),
+            Scope::Shared => (UProbeScope::AllProcesses, 0),
+        };
         for &(program, plan, offset) in sites {
+            let file_offset = plan.file_offset + offset;
+            let key = targets::LinkKey {
+                program,
+                file,
+                file_offset,
+                pid: scope_pid,
+            };
+            if self.links.serve(&key, pid) {
+                continue;
+            }
             let prog: &mut UProbe = self
                 .ebpf
                 .program_mut(program)
@@ -245,15 +300,15 @@ impl Probes {
                 prog.load()
                     .map_err(|source| ProbeError::LoadProgram { program, source })?;
             }
-            let file_offset = plan.file_offset + offset;
-            prog.attach(file_offset, &exe, scope)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    symbol: plan.symbol,
-                    offset,
-                    pid,
-                    source,
-                })?;
+            let id =
+                prog.attach(file_offset, &exe, scope)
+                    .map_err(|source| ProbeError::Attach {
+                        program,
+                        symbol: plan.symbol,
+                        offset,
+                        pid,
+                        source,
+                    })?;
             debug!(
                 program,
                 symbol = plan.symbol,
@@ -261,14 +316,14 @@ impl Probes {
                 file_offset,
                 "attached"
             );
-            self.attached += 1;
+            self.links.insert(key, id, pid);
         }
         Ok(())
     }
 
     /// Number of uprobes attached.
     pub fn attached(&self) -> usize {
-        self.attached
+        self.links.len()
     }
 
     /// The ring buffer's file descriptor, readable when events are waiting.

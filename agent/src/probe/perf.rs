@@ -62,7 +62,9 @@ impl Probes {
                 SamplePolicy::Frequency(u64::from(options.cpu_hz)),
             ));
         }
-        if events.is_empty() {
+        if events.is_empty() || !self.perf_links.is_empty() {
+            // NB: the events are open for every process already; the frameless ranges stay
+            // those of the first target (one binary's ranges fit the map; see perf.rs).
             return Ok(());
         }
         self.set_frameless(target.process.pid, &target.frameless)?;
@@ -80,22 +82,41 @@ impl Probes {
                     .map_err(|source| ProbeError::LoadProgram { program, source })?;
             }
             for &cpu in &cpus {
-                prog.attach(
-                    PerfEventConfig::Software(config),
-                    PerfEventScope::AllProcessesOneCpu { cpu },
-                    policy,
-                    false,
-                )
-                .map_err(|source| ProbeError::PerfEvent {
-                    program,
-                    event,
-                    cpu,
-                    source,
-                })?;
+                let id = prog
+                    .attach(
+                        PerfEventConfig::Software(config),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        policy,
+                        false,
+                    )
+                    .map_err(|source| ProbeError::PerfEvent {
+                        program,
+                        event,
+                        cpu,
+                        source,
+                    })?;
+                self.perf_links.push((program, id));
             }
             debug!(program, event, cpus = cpus.len(), "perf events opened");
         }
         Ok(())
+    }
+
+    /// Closes the perf events (when no process is attached any more).
+    pub(super) fn close_perf(&mut self) {
+        let mut owned = Vec::new();
+        for (program, id) in std::mem::take(&mut self.perf_links) {
+            let prog: Option<&mut PerfEvent> = self
+                .ebpf
+                .program_mut(program)
+                .and_then(|p| p.try_into().ok());
+            match prog.map(|p| p.take_link(id)) {
+                Some(Ok(link)) => owned.push(link),
+                Some(Err(e)) => tracing::warn!(program, "closing perf event: {e}"),
+                None => {}
+            }
+        }
+        self.bury(owned);
     }
 
     /// Fills `FRAMELESS` with `ranges` (sorted, disjoint) and makes them `pid`'s.

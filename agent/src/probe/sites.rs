@@ -1,7 +1,6 @@
 //! Reading the per-stack counters every stack-attributed signal shares (`SITES` in
 //! ebpf/goprobe-ebpf/src/sites.rs).
 
-use aya::maps::PerCpuHashMap;
 use goprobe_common::{CallerStack, SiteCounts, SiteKey, counter};
 
 use super::Probes;
@@ -10,15 +9,9 @@ impl Probes {
     /// The counters of signal `kind` ([`goprobe_common::site_kind`]) of process `pid`, per
     /// captured stack, summed over CPUs.
     pub fn sites(&self, pid: u32, kind: u32) -> Vec<(CallerStack, SiteCounts)> {
-        let Some(map) = self.ebpf.map("SITES") else {
-            return Vec::new();
-        };
-        let Ok(m) = PerCpuHashMap::<_, SiteKey, SiteCounts>::try_from(map) else {
-            return Vec::new();
-        };
-        m.iter()
-            .filter_map(Result::ok)
-            .filter(|(k, _)| k.tgid == pid && k.kind == kind)
+        self.per_cpu_rows::<SiteKey, SiteCounts>("SITES", pid, |k| k.tgid)
+            .into_iter()
+            .filter(|(k, _)| k.kind == kind)
             .map(|(k, per_cpu)| {
                 let sum = per_cpu
                     .iter()

@@ -75,28 +75,18 @@ impl Probes {
 
     /// Assist time of process `pid`, summed over CPUs.
     pub fn assist_totals(&self, pid: u32) -> AssistTotals {
-        let mut out = AssistTotals::default();
-        if let Some(map) = self.ebpf.map("ASSIST_BY_STACK")
-            && let Ok(m) = PerCpuHashMap::<_, AssistKey, u64>::try_from(map)
-        {
-            out.by_stack = m
-                .iter()
-                .filter_map(Result::ok)
-                .filter(|(k, _)| k.tgid == pid)
+        AssistTotals {
+            by_stack: self
+                .per_cpu_rows::<AssistKey, u64>("ASSIST_BY_STACK", pid, |k| k.tgid)
+                .into_iter()
                 .map(|(k, v)| (k.stack, v.iter().sum()))
-                .collect();
-        }
-        if let Some(map) = self.ebpf.map("ASSIST_BY_CYCLE")
-            && let Ok(m) = PerCpuHashMap::<_, CycleKey, u64>::try_from(map)
-        {
-            out.by_cycle = m
-                .iter()
-                .filter_map(Result::ok)
-                .filter(|(k, _)| k.tgid == pid)
+                .collect(),
+            by_cycle: self
+                .per_cpu_rows::<CycleKey, u64>("ASSIST_BY_CYCLE", pid, |k| k.tgid)
+                .into_iter()
                 .map(|(k, v)| (k.cycle, v.iter().sum()))
-                .collect();
+                .collect(),
         }
-        out
     }
 
     /// Mark assist nanoseconds of process `pid` in GC cycle `cycle` so far, summed over CPUs (0

@@ -56,8 +56,8 @@ pub enum TargetError {
     #[error("pid {pid} ({comm}) is a kernel thread; goprobe attaches to Go programs")]
     KernelThread { pid: u32, comm: String },
     #[error(
-        "permission denied reading /proc/{pid}: run as root or grant CAP_SYS_PTRACE (and \
-         CAP_BPF, CAP_PERFMON)"
+        "permission denied reading /proc/{pid}: run as root, or grant CAP_SYS_PTRACE and \
+         CAP_DAC_READ_SEARCH (docs/config.md, Capabilities)"
     )]
     PermissionDenied { pid: u32 },
     #[error("reading /proc/{pid}/{what}")]
@@ -358,6 +358,42 @@ impl Target {
         };
         target.check_layout()?;
         Ok(target)
+    }
+
+    /// This analysis for process `pid`, which runs the same executable file: for a binary that
+    /// is not position-independent every address is the same in each process that runs it,
+    /// so only the process handle is new (`goprobe agent` analyses a binary once). The layout
+    /// is checked against `pid`'s memory. `None` for a PIE binary (each process has its own
+    /// load bias): analyse it.
+    pub fn for_process(&self, pid: u32) -> Option<Result<Self, TargetError>> {
+        if self.pie {
+            return None;
+        }
+        let make = || -> Result<Self, TargetError> {
+            let process = Process::open(pid)?;
+            let target = Self {
+                exe: process.exe_path()?,
+                process,
+                go_version: self.go_version.clone(),
+                stripped: self.stripped,
+                pie: self.pie,
+                build_info: self.build_info.clone(),
+                layout: self.layout,
+                layout_source: self.layout_source,
+                vars: self.vars.clone(),
+                start_the_world: self.start_the_world.clone(),
+                stop_the_world: self.stop_the_world.clone(),
+                gc_start: self.gc_start.clone(),
+                stw_caller: self.stw_caller.clone(),
+                assist: self.assist.clone(),
+                goroutines: self.goroutines.clone(),
+                frameless: self.frameless.clone(),
+                alloc: self.alloc.clone(),
+            };
+            target.check_layout()?;
+            Ok(target)
+        };
+        Some(make())
     }
 
     /// Reads `work.cycles` and `memstats.numgc` from the live process: outside a GC they are

@@ -2,6 +2,7 @@
 //! processes killed on drop, and running the real `goprobe` binary against them.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod agent;
 pub mod cgroup;
 pub mod grafana;
 pub mod otlp;
@@ -39,9 +40,12 @@ pub fn is_release(raw: &str, go: &str) -> bool {
     raw == want || (go.matches('.').count() == 1 && raw.starts_with(&format!("{want}.")))
 }
 
-/// The goprobe binary under test.
+/// The goprobe binary under test (`GOPROBE_BIN` to run another build, e.g. the release one).
 pub fn goprobe() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_goprobe"));
+    let mut cmd = Command::new(std::env::var_os("GOPROBE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_goprobe")),
+        PathBuf::from,
+    ));
     cmd.env("RUST_LOG", "goprobe=info");
     cmd
 }
@@ -91,6 +95,11 @@ impl Proc {
     /// The stdout lines printed since the last read, without waiting.
     pub fn stdout_so_far(&self) -> Vec<String> {
         self.stdout_lines.try_iter().collect()
+    }
+
+    /// The stderr lines printed since the last read, without waiting.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
     }
 
     /// Writes one line to stdin.

@@ -15,6 +15,38 @@ pub const MAX_PENDING_STW: u32 = 4096;
 pub const MAX_PENDING_TRIGGERS: u32 = 8192;
 /// Size of the STW event ring buffer in bytes (power of two, multiple of the page size).
 pub const STW_RING_BYTES: u32 = 256 * 1024;
+/// Size of the process lifecycle ring buffer in bytes (`goprobe agent`; power of two).
+pub const LIFECYCLE_RING_BYTES: u32 = 256 * 1024;
+
+/// What happened to a process (`LifecycleEvent::kind`).
+pub mod lifecycle_kind {
+    /// The process replaced its image (`sched:sched_process_exec`): every exec on the host.
+    pub const EXEC: u32 = 1;
+    /// The thread group leader of an attached process exited (`sched:sched_process_exit`).
+    pub const EXIT: u32 = 2;
+}
+
+/// A pid namespace, as `stat` of `/proc/<pid>/ns/pid` names it (`PID_NS`: the one goprobe
+/// numbers processes in; all zero for the initial namespace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidNs {
+    pub dev: u64,
+    pub ino: u64,
+}
+const _: () = assert!(size_of::<PidNs>() == 16);
+
+/// A process started a new program or ended (`goprobe agent`'s discovery).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LifecycleEvent {
+    /// [`lifecycle_kind`].
+    pub kind: u32,
+    pub tgid: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the tracepoint.
+    pub ktime_ns: u64,
+}
+const _: () = assert!(size_of::<LifecycleEvent>() == 16);
 
 /// Which calling convention of the Go runtime's stop/start-the-world functions a target has.
 ///
@@ -431,8 +463,10 @@ pub mod counter {
     pub const STACK_FAILED: u32 = 3;
     /// Per-stack counts that could not be added (`SITES` map full): their weight is lost.
     pub const SITES_FULL: u32 = 4;
+    /// Process lifecycle events dropped because their ring buffer was full.
+    pub const LIFECYCLE_FULL: u32 = 5;
     /// Number of counters.
-    pub const LEN: u32 = 5;
+    pub const LEN: u32 = 6;
 }
 
 #[cfg(feature = "user")]
@@ -451,6 +485,8 @@ mod pod {
     unsafe impl aya::Pod for super::GoroutineCounts {}
     unsafe impl aya::Pod for super::FramelessRange {}
     unsafe impl aya::Pod for super::PerfTarget {}
+    unsafe impl aya::Pod for super::LifecycleEvent {}
+    unsafe impl aya::Pod for super::PidNs {}
     unsafe impl aya::Pod for super::AllocConfig {}
     unsafe impl aya::Pod for super::AllocSampleKey {}
 }

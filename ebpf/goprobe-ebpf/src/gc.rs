@@ -7,7 +7,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_buf},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user_buf},
     macros::{map, uprobe},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
@@ -18,7 +18,10 @@ use goprobe_common::{
     STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi,
 };
 
-use crate::goabi::{ReadError, current_g, int_reg, read_user};
+use crate::{
+    goabi::{ReadError, current_g, int_reg, read_user},
+    pidns::ids,
+};
 
 /// Per-process constants, written by the agent before it attaches.
 #[map]
@@ -73,12 +76,6 @@ fn pending_full(ctx: &ProbeContext, tid: u32) {
         "STW_PENDING full: dropped the stop-the-world of tid {}",
         tid
     );
-}
-
-#[inline(always)]
-fn ids() -> (u32, u32) {
-    let id = bpf_get_current_pid_tgid();
-    ((id >> 32) as u32, id as u32)
 }
 
 /// Consumes the trigger recorded by `gcStart` for the goroutine on whose behalf this g0 runs.

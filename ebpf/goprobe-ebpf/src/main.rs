@@ -12,7 +12,9 @@ mod cycle;
 mod gc;
 mod goabi;
 mod goroutines;
+mod lifecycle;
 mod perf;
+mod pidns;
 mod sites;
 mod stacks;
 

@@ -79,10 +79,7 @@ const STW_GC_SWEEP_TERM: u8 = 2;
 /// (src/runtime/mgc.go gcTriggerKind, Go 1.19–1.27).
 const TRIGGER_CYCLE: u64 = 2;
 
-#[inline(always)]
-pub(crate) fn tgid() -> u32 {
-    (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32
-}
+pub(crate) use crate::pidns::tgid;
 
 /// The stack pointer at the probe.
 #[inline(always)]
@@ -264,7 +261,12 @@ pub fn assist1_entry(ctx: ProbeContext) -> u32 {
 }
 
 fn try_assist1_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
-    let tid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    let (tgid, tid) = crate::pidns::ids();
+    // NB: with uprobes shared by every process of a binary, others run this too.
+    // SAFETY: a map lookup; the value is only tested for presence.
+    if unsafe { TARGETS.get(tgid) }.is_none() {
+        return Ok(());
+    }
     // NB: RAX = gp, the assisting goroutine (Go ABIInternal; src/runtime/mgcmark.go
     // `gcAssistAlloc1(gp *g, scanWork int64)`, Go 1.19–1.27).
     let pending = AssistPending {
@@ -286,8 +288,7 @@ pub fn assist1_ret(_ctx: ProbeContext) -> u32 {
 }
 
 fn try_assist1_ret() -> Result<(), ReadError> {
-    let id = aya_ebpf::helpers::bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    let (tgid, tid) = crate::pidns::ids();
     // SAFETY: copied out immediately.
     let pending = unsafe { ASSIST_PENDING.get(tid) }
         .copied()

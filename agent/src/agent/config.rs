@@ -1,0 +1,240 @@
+//! `goprobe.toml`: which processes `goprobe agent` profiles, what it watches in each, where it
+//! exports. Every key is optional; docs/config.md lists them with their defaults.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+use crate::probe::{AllocMode, Options};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// At most this many processes are profiled at once; more are counted as skipped.
+    pub max_targets: Option<usize>,
+    pub select: Select,
+    pub signals: Signals,
+    pub export: Export,
+}
+
+/// Which Go processes to profile. A process is profiled when it matches every non-empty
+/// `include_*` list (any entry of each) and no `exclude_*` entry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Select {
+    /// Globs (`*`, `?`) on the executable's path: `/usr/bin/*`, `*/caddy`.
+    pub include_exe: Vec<String>,
+    pub exclude_exe: Vec<String>,
+    /// Substrings of the command line (arguments joined by spaces).
+    pub include_cmdline: Vec<String>,
+    pub exclude_cmdline: Vec<String>,
+    /// Substrings of the process' cgroup paths: a container id, `kubepods`, a systemd unit.
+    pub include_cgroup: Vec<String>,
+    pub exclude_cgroup: Vec<String>,
+    /// `own`: only processes in goprobe's own pid namespace (a sidecar with
+    /// `shareProcessNamespace` sees its pod's); `any` (the default): all it can see.
+    pub pid_namespace: PidNamespace,
+}
+
+/// See [`Select::pid_namespace`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PidNamespace {
+    #[default]
+    Any,
+    Own,
+}
+
+/// What is watched in each process.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signals {
+    /// `sampled` (default), `spans`, `exact` or `off`, as `goprobe attach --alloc`.
+    pub alloc: String,
+    /// On-CPU samples per second and CPU; 0 turns CPU sampling off.
+    pub cpu_hz: u32,
+    pub page_faults: bool,
+    pub goroutines: bool,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self {
+            alloc: "sampled".into(),
+            // NB: a prime, so samples do not lock step with periodic work (as in attach).
+            cpu_hz: 19,
+            page_faults: false,
+            goroutines: true,
+        }
+    }
+}
+
+impl Signals {
+    /// The probe options these signals ask for.
+    pub fn options(&self) -> Result<Options, String> {
+        let alloc = match self.alloc.as_str() {
+            "sampled" => AllocMode::Sampled,
+            "spans" => AllocMode::Spans,
+            "exact" => AllocMode::Exact,
+            "off" => AllocMode::Off,
+            other => {
+                return Err(format!(
+                    "signals.alloc = {other:?}: expected sampled, spans, exact or off"
+                ));
+            }
+        };
+        Ok(Options {
+            alloc,
+            cpu_hz: self.cpu_hz,
+            page_faults: self.page_faults,
+            goroutines: self.goroutines,
+        })
+    }
+}
+
+/// Where metrics go; the command line's `--otlp-endpoint` / `--prometheus` win.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Export {
+    pub otlp_endpoint: Option<String>,
+    /// `http` (default) or `grpc`.
+    pub otlp_protocol: String,
+    /// Seconds between OTLP pushes.
+    pub otlp_interval_s: f64,
+    /// Address of the HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    pub listen: Option<SocketAddr>,
+    /// Write every process' profiles (pprof, gzipped) into this directory.
+    pub pprof_dir: Option<std::path::PathBuf>,
+    /// Seconds between two profiles of a process (each covers the time since it was attached).
+    pub pprof_interval_s: f64,
+    /// The directory's size cap in MiB: the oldest files go first.
+    pub pprof_max_mb: u64,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: "http".into(),
+            otlp_interval_s: 10.0,
+            listen: None,
+            pprof_dir: None,
+            pprof_interval_s: 60.0,
+            pprof_max_mb: 100,
+        }
+    }
+}
+
+impl Export {
+    pub fn otlp_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.otlp_interval_s.max(0.1))
+    }
+
+    pub fn pprof_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.pprof_interval_s.max(1.0))
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.signals.options()?;
+        if !matches!(config.export.otlp_protocol.as_str(), "http" | "grpc") {
+            return Err(format!(
+                "export.otlp_protocol = {:?}: expected http or grpc",
+                config.export.otlp_protocol
+            ));
+        }
+        Ok(config)
+    }
+
+    /// [`Self::max_targets`] or its default.
+    pub fn max_targets(&self) -> usize {
+        self.max_targets.unwrap_or(DEFAULT_MAX_TARGETS)
+    }
+}
+
+/// Targets at once by default: well under the BPF maps' capacity (`MAX_TARGETS`, 1024).
+pub const DEFAULT_MAX_TARGETS: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        let o = c.signals.options().unwrap();
+        assert_eq!(o.alloc, AllocMode::Sampled);
+        assert_eq!(o.cpu_hz, 19);
+        assert!(!o.page_faults && o.goroutines);
+        assert_eq!(c.max_targets(), DEFAULT_MAX_TARGETS);
+    }
+
+    #[test]
+    fn every_key_and_the_mistakes() {
+        let c = Config::parse(
+            r#"
+            max_targets = 10
+            [select]
+            include_exe = ["/usr/bin/*"]
+            exclude_cmdline = ["--no-profile"]
+            include_cgroup = ["kubepods"]
+            pid_namespace = "own"
+            [signals]
+            alloc = "off"
+            cpu_hz = 0
+            page_faults = true
+            [export]
+            otlp_endpoint = "http://collector:4318"
+            otlp_protocol = "grpc"
+            otlp_interval_s = 5
+            listen = "127.0.0.1:9464"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.max_targets(), 10);
+        assert_eq!(c.select.pid_namespace, PidNamespace::Own);
+        assert_eq!(c.signals.options().unwrap().alloc, AllocMode::Off);
+        assert_eq!(c.export.otlp_interval(), Duration::from_secs(5));
+        assert!(
+            Config::parse("[select]\ninclude = []")
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(
+            Config::parse("[signals]\nalloc = \"all\"")
+                .unwrap_err()
+                .contains("expected")
+        );
+        assert!(Config::parse("[export]\notlp_protocol = \"udp\"").is_err());
+        assert!(Config::parse("[select]\npid_namespace = \"host\"").is_err());
+    }
+}

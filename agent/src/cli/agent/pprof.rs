@@ -1,0 +1,118 @@
+//! `[export] pprof_dir`: every process' profiles (CPU, allocations, mark assists, goroutine
+//! creation, page faults: whatever `[signals]` turned on) written as gzipped pprof files every
+//! `pprof_interval_s`, the oldest files deleted beyond `pprof_max_mb`.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use tracing::{debug, warn};
+
+/// A directory of rotated pprof files.
+pub(super) struct PprofDir {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl PprofDir {
+    /// Creates `dir` if needed.
+    pub(super) fn new(dir: &Path, max_mb: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes: max_mb.saturating_mul(1 << 20),
+        })
+    }
+
+    /// Writes `bytes` as `name` (through a temporary file, so a reader never sees half of it).
+    pub(super) fn write(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let res =
+            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, self.dir.join(name)));
+        if let Err(e) = res {
+            warn!(dir = %self.dir.display(), "writing {name}: {e}");
+        }
+    }
+
+    /// Deletes the oldest `.pb.gz` files until the directory's total is under the cap.
+    pub(super) fn rotate(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".pb.gz"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        files.sort();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    debug!(path = %path.display(), "rotated out");
+                    total -= len;
+                }
+                Err(e) => warn!(path = %path.display(), "rotating: {e}"),
+            }
+        }
+    }
+}
+
+/// The file name of `signal`'s profile of process `pid` (`exe`) taken at `unix_s`.
+pub(super) fn file_name(exe: &str, pid: u32, signal: &str, unix_s: i64) -> String {
+    let exe: String = exe
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{exe}-{pid}-{signal}-{unix_s}.pb.gz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_the_newest_under_the_cap() {
+        let dir = std::env::temp_dir().join(format!("goprobe-pprof-{}", std::process::id()));
+        let d = PprofDir::new(&dir, 1).unwrap();
+        let mb = vec![0u8; 400 << 10];
+        for i in 0..5 {
+            d.write(&file_name("api", 7, "cpu", i), &mb);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d.write("notes.txt", &mb);
+        d.rotate();
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["api-7-cpu-3.pb.gz", "api-7-cpu-4.pb.gz", "notes.txt"]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_are_file_safe() {
+        assert_eq!(
+            file_name("my app/x", 1, "alloc", 9),
+            "my_app_x-1-alloc-9.pb.gz"
+        );
+    }
+}
