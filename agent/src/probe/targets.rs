@@ -86,6 +86,26 @@ impl Links {
     }
 }
 
+/// Removes the entries of `$map` (a `HashMap` or `PerCpuHashMap` of `$k` to `$v`) whose key
+/// belongs to `$pid` by `$tgid`. A macro: the two map types share no trait for `keys`/`remove`.
+macro_rules! forget {
+    ($probes:ident, $ty:ident<$k:ty, $v:ty>, $map:literal, $pid:expr, $tgid:expr) => {{
+        let tgid: fn(&$k) -> u32 = $tgid;
+        if let Some(m) = $probes.ebpf.map_mut($map)
+            && let Ok(mut m) = $ty::<_, $k, $v>::try_from(m)
+        {
+            let keys: Vec<$k> = m
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| tgid(k) == $pid)
+                .collect();
+            for k in keys {
+                let _ = m.remove(&k);
+            }
+        }
+    }};
+}
+
 impl Probes {
     /// Stops profiling `pid`: detaches the uprobes no other attached process uses, forgets its
     /// settings and per-stack counts in the maps, and restores what goprobe changed in it (if it
@@ -106,13 +126,13 @@ impl Probes {
             }
         }
         self.bury(owned);
-        self.forget::<u32, TargetConfig>("TARGETS", pid, |&k| k);
-        self.forget::<u32, AllocConfig>("ALLOC_TARGETS", pid, |&k| k);
-        self.forget_per_cpu::<u32, GoroutineCounts>("GOROUTINE_COUNTS", pid, |&k| k);
-        self.forget_per_cpu::<SiteKey, SiteCounts>("SITES", pid, |k| k.tgid);
-        self.forget_per_cpu::<AllocSampleKey, u64>("ALLOC_SAMPLES", pid, |k| k.tgid);
-        self.forget_per_cpu::<AssistKey, u64>("ASSIST_BY_STACK", pid, |k| k.tgid);
-        self.forget_per_cpu::<CycleKey, u64>("ASSIST_BY_CYCLE", pid, |k| k.tgid);
+        forget!(self, HashMap<u32, TargetConfig>, "TARGETS", pid, |&k| k);
+        forget!(self, HashMap<u32, AllocConfig>, "ALLOC_TARGETS", pid, |&k| k);
+        forget!(self, PerCpuHashMap<u32, GoroutineCounts>, "GOROUTINE_COUNTS", pid, |&k| k);
+        forget!(self, PerCpuHashMap<SiteKey, SiteCounts>, "SITES", pid, |k| k.tgid);
+        forget!(self, PerCpuHashMap<AllocSampleKey, u64>, "ALLOC_SAMPLES", pid, |k| k.tgid);
+        forget!(self, PerCpuHashMap<AssistKey, u64>, "ASSIST_BY_STACK", pid, |k| k.tgid);
+        forget!(self, PerCpuHashMap<CycleKey, u64>, "ASSIST_BY_CYCLE", pid, |k| k.tgid);
         // Dropping the override restores runtime.MemProfileRate; its /proc/<pid>/mem handle
         // belongs to the old image, so after an exec the write fails instead of landing in the
         // new program.
@@ -149,47 +169,6 @@ impl Probes {
         self.graveyard = young;
         if !old.is_empty() {
             std::thread::spawn(move || drop(old));
-        }
-    }
-
-    /// Links released and not detached yet.
-    pub fn buried(&self) -> usize {
-        self.graveyard.len()
-    }
-
-    /// Removes the entries of `HashMap` `map` whose key belongs to `pid`.
-    fn forget<K: Pod, V: Pod>(&mut self, map: &'static str, pid: u32, tgid: fn(&K) -> u32) {
-        let Some(m) = self.ebpf.map_mut(map) else {
-            return;
-        };
-        let Ok(mut m) = HashMap::<_, K, V>::try_from(m) else {
-            return;
-        };
-        let keys: Vec<K> = m
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| tgid(k) == pid)
-            .collect();
-        for k in keys {
-            let _ = m.remove(&k);
-        }
-    }
-
-    /// [`Self::forget`] for a `PerCpuHashMap`.
-    fn forget_per_cpu<K: Pod, V: Pod>(&mut self, map: &'static str, pid: u32, tgid: fn(&K) -> u32) {
-        let Some(m) = self.ebpf.map_mut(map) else {
-            return;
-        };
-        let Ok(mut m) = PerCpuHashMap::<_, K, V>::try_from(m) else {
-            return;
-        };
-        let keys: Vec<K> = m
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| tgid(k) == pid)
-            .collect();
-        for k in keys {
-            let _ = m.remove(&k);
         }
     }
 
