@@ -39,7 +39,7 @@ pub const NEEDED: [(u32, &str, &str); 5] = [
     (
         CAP_SYS_ADMIN,
         "CAP_SYS_ADMIN",
-        "instead of CAP_BPF + CAP_PERFMON (kernels < 5.8)",
+        "uprobe events: Linux 6.18 refuses them to CAP_BPF + CAP_PERFMON",
     ),
 ];
 

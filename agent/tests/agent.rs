@@ -399,3 +399,47 @@ fn runs_as_nobody_with_the_documented_capabilities() {
     agent.wait(LONG, |l| l.contains("remaining=0"));
     let _ = std::fs::remove_file(cfg);
 }
+
+/// `--check` says what the kernel and the process' capabilities allow, and fails without them.
+#[test]
+fn check_reports_features_and_missing_capabilities() {
+    let out = support::goprobe_output(&["agent", "--check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "uprobe PMU",
+        "raw tracepoints",
+        "CAP_SYS_PTRACE",
+        "BPF programs",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(line)),
+            "{line}: {text}"
+        );
+    }
+    assert!(text.contains("goprobe agent can run here"), "{text}");
+    // No capabilities at all: the programs cannot load and it says which are missing.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(std::env::var_os("GOPROBE_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_goprobe")),
+            PathBuf::from,
+        ))
+        .args(["agent", "--check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("MISSING") && l.contains("BPF programs")),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run here"));
+}

@@ -69,6 +69,8 @@ pub enum ProbeError {
         event: &'static str,
         source: ProgramError,
     },
+    #[error("reading goprobe's own executable (/proc/self/exe)")]
+    OwnExe(#[source] std::io::Error),
     #[error("reading the online CPUs ({path})")]
     OnlineCpus {
         path: &'static str,

@@ -233,6 +233,45 @@ impl Probes {
         Ok(())
     }
 
+    /// Attaches one uprobe to this process' own executable, at its entry point, and detaches
+    /// it: whether the kernel lets this process open uprobe events (`goprobe agent --check`).
+    pub fn try_uprobe(&mut self) -> Result<(), ProbeError> {
+        use object::Object as _;
+        let program = "gc_start_entry";
+        let exe = std::path::PathBuf::from("/proc/self/exe");
+        let data = std::fs::read(&exe).map_err(ProbeError::OwnExe)?;
+        let entry = object::File::parse(&*data).map_or(0, |f| f.entry());
+        let offset = crate::target::elf::ElfInfo::parse(&data, &[])
+            .ok()
+            .and_then(|e| e.file_offset(entry))
+            .unwrap_or(0);
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::MissingProgram { program })?
+            .try_into()
+            .map_err(|source| ProbeError::LoadProgram { program, source })?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|source| ProbeError::LoadProgram { program, source })?;
+        }
+        let pid = std::process::id();
+        let scope = aya::programs::uprobe::UProbeScope::OneProcess(
+            std::num::NonZeroU32::new(pid).unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        let id = prog
+            .attach(offset, &exe, scope)
+            .map_err(|source| ProbeError::Attach {
+                program,
+                symbol: "the entry point of goprobe itself",
+                offset,
+                pid,
+                source,
+            })?;
+        let _ = prog.detach(id);
+        Ok(())
+    }
+
     /// Lifecycle events dropped in the kernel (ring buffer full).
     pub fn lost_lifecycle_events(&self) -> u64 {
         self.counter(goprobe_common::counter::LIFECYCLE_FULL)

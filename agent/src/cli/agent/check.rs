@@ -68,7 +68,10 @@ pub(super) fn run() -> Result<()> {
         Err(e) => line(false, true, "capabilities", e.to_string()),
     }
     let loaded = match Probes::load_with(Scope::Shared) {
-        Ok(mut p) => p.watch_lifecycle().map(drop),
+        Ok(mut p) => match p.watch_lifecycle() {
+            Ok(_) => p.try_uprobe(),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match loaded {
@@ -76,9 +79,9 @@ pub(super) fn run() -> Result<()> {
             true,
             true,
             "BPF programs",
-            "loaded, tracepoints attached".into(),
+            "loaded; tracepoints and a uprobe attached".into(),
         ),
-        Err(e) => line(false, true, "BPF programs", format!("{e}")),
+        Err(e) => line(false, true, "BPF programs", chain(&e)),
     }
     if failed.is_empty() {
         println!("\ngoprobe agent can run here.");
@@ -89,4 +92,16 @@ pub(super) fn run() -> Result<()> {
             failed.join(", ")
         )
     }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        next = c.source();
+    }
+    s
 }
