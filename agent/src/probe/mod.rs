@@ -292,16 +292,7 @@ impl Probes {
             if self.links.serve(&key, pid) {
                 continue;
             }
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(program)
-                .ok_or(ProbeError::MissingProgram { program })?
-                .try_into()
-                .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            if prog.fd().is_err() {
-                prog.load()
-                    .map_err(|source| ProbeError::LoadProgram { program, source })?;
-            }
+            let prog = self.uprobe(program)?;
             let id =
                 prog.attach(file_offset, &exe, scope)
                     .map_err(|source| ProbeError::Attach {
@@ -321,6 +312,21 @@ impl Probes {
             self.links.insert(key, id, pid);
         }
         Ok(())
+    }
+
+    /// Uprobe program `program`, loaded into the kernel the first time it is asked for.
+    pub(crate) fn uprobe(&mut self, program: &'static str) -> Result<&mut UProbe, ProbeError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProbeError::MissingProgram { program })?
+            .try_into()
+            .map_err(|source| ProbeError::LoadProgram { program, source })?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|source| ProbeError::LoadProgram { program, source })?;
+        }
+        Ok(prog)
     }
 
     /// Number of uprobes attached.

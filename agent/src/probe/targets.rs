@@ -245,16 +245,7 @@ impl Probes {
             .ok()
             .and_then(|e| e.file_offset(entry))
             .unwrap_or(0);
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(ProbeError::MissingProgram { program })?
-            .try_into()
-            .map_err(|source| ProbeError::LoadProgram { program, source })?;
-        if prog.fd().is_err() {
-            prog.load()
-                .map_err(|source| ProbeError::LoadProgram { program, source })?;
-        }
+        let prog = self.uprobe(program)?;
         let pid = std::process::id();
         let scope = aya::programs::uprobe::UProbeScope::OneProcess(
             std::num::NonZeroU32::new(pid).unwrap_or(std::num::NonZeroU32::MIN),
