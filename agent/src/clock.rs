@@ -21,6 +21,11 @@ fn now_ns(clock: libc::clockid_t) -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> i64 {
+    now_ns(libc::CLOCK_MONOTONIC)
+}
+
 impl Clock {
     /// Measures the offset, taking the tightest of a few samples.
     pub fn new() -> Self {

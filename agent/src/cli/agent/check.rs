@@ -81,7 +81,12 @@ pub(super) fn run() -> Result<()> {
             "BPF programs",
             "loaded; tracepoints and a uprobe attached".into(),
         ),
-        Err(e) => line(false, true, "BPF programs", chain(&e)),
+        Err(e) => line(
+            false,
+            true,
+            "BPF programs",
+            format!("{:#}", anyhow::Error::new(e)),
+        ),
     }
     if failed.is_empty() {
         println!("\ngoprobe agent can run here.");
@@ -92,16 +97,4 @@ pub(super) fn run() -> Result<()> {
             failed.join(", ")
         )
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(c) = next {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        next = c.source();
-    }
-    s
 }

@@ -12,7 +12,7 @@ use std::{
 
 use goprobe::{
     agent::{Candidate, Config, meta, select},
-    clock::Clock,
+    clock::{self, Clock},
     export::{
         Exporter, TargetMetrics,
         collect::{Inputs, Refresher},
@@ -26,7 +26,7 @@ use goprobe::{
 };
 use tracing::{debug, info, warn};
 
-use super::os::{error_chain, is_go, mono_now_ns};
+use super::os::is_go;
 
 /// How long a process that just exec'd may take to set its runtime up before it is attached
 /// anyway.
@@ -76,6 +76,8 @@ pub(super) struct Fleet {
     pub(super) options: Options,
     config: Config,
     pub(super) exporter: Exporter,
+    /// Unix time of attaches and profile windows.
+    clock: Clock,
     own_ns: Option<u64>,
     pub(super) running: HashMap<u32, Running>,
     pending: Vec<Pending>,
@@ -104,6 +106,7 @@ impl Fleet {
             options,
             config,
             exporter,
+            clock: Clock::new(),
             own_ns: select::pid_ns("/proc/self/ns/pid"),
             running: HashMap::new(),
             pending: Vec::new(),
@@ -144,7 +147,7 @@ impl Fleet {
     pub(super) fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
         debug!(
             pid,
-            lag_ms = mono_now_ns().saturating_sub(ktime_ns) as f64 / 1e6,
+            lag_ms = (clock::monotonic_ns() as u64).saturating_sub(ktime_ns) as f64 / 1e6,
             "exec"
         );
         if self.running.contains_key(&pid) {
@@ -258,7 +261,7 @@ impl Fleet {
         }
         let attaching = Instant::now();
         if let Err(e) = self.probes.attach(&p.target, &self.options) {
-            warn!(pid, "attaching: {}", error_chain(&e));
+            warn!(pid, "attaching: {:#}", anyhow::Error::new(e));
             self.probes.detach(pid);
             self.skip(pid, "attach failed");
             return;
@@ -284,7 +287,7 @@ impl Fleet {
         };
         let since_exec_ms = p
             .exec_ktime_ns
-            .map(|t| mono_now_ns().saturating_sub(t) as f64 / 1e6);
+            .map(|t| (clock::monotonic_ns() as u64).saturating_sub(t) as f64 / 1e6);
         info!(
             pid,
             exe = %p.target.exe.display(),
@@ -325,7 +328,7 @@ impl Fleet {
                 refresher: Refresher::default(),
                 namer,
                 binary: p.binary,
-                attached_unix_ns: Clock::new().now_unix(),
+                attached_unix_ns: self.clock.now_unix(),
                 target,
             },
         );
@@ -424,7 +427,7 @@ impl Fleet {
 
     /// Writes each process' profiles (since its attach) into `dir`, then rotates it.
     pub(super) fn write_profiles(&mut self, dir: &super::pprof::PprofDir) {
-        let now = Clock::new().now_unix();
+        let now = self.clock.now_unix();
         let probes = &self.probes;
         for (&pid, r) in &self.running {
             let window = Window {
