@@ -6,8 +6,10 @@
 //
 //	-mode=pauses  run until -cycles GC cycles completed; report MemStats.PauseNs of each cycle
 //	              and how many times ReadMemStats was called.
-//	-mode=churn   allocate and verify data structures until stdin says "stop" (or closes);
-//	              report iterations and verification failures (run it with GODEBUG=gccheckmark=1).
+//	-mode=churn   allocate and verify data structures, and start short-lived goroutines that
+//	              grow their stacks and compute known sums (churn.go), until stdin says "stop"
+//	              (or closes); report iterations, goroutines started, verification failures and
+//	              runtime.MemProfileRate at ready and at the end (run it with GODEBUG=gccheckmark=1).
 //	-mode=reasons stop the world once for each non-GC reason a program can cause (see
 //	              stopForEveryReason) and report the calls in order.
 //	-mode=cycles  three phases of -cycles/3 cycles each (runtime.GC and heap-triggered), with
@@ -19,6 +21,10 @@
 //	-mode=assist   run main.allocHeavy (allocates) and main.idleWait (does not) until -cycles
 //	               GC cycles completed; report the runtime's GC count and mark assist time
 //	               (/cpu/classes/gc/mark/assist:cpu-seconds, Go 1.20+) before and after.
+//	-mode=exec     as pauses, then print the JSON and exec() this binary with -mode pauses
+//	               -cycles 5, which prints "ready" and follows the protocol again (lifecycle.go).
+//	-mode=fork     as pauses while -children copies of this binary (-mode pauses -cycles 10) run
+//	               as child processes; report their results too (lifecycle.go).
 //	-mode=mixed    GC (heap-triggered and forced), allocations, mark assists, ReadMemStats,
 //	               short-lived goroutines and page faults until stdin says "stop" (mixed.go).
 //
@@ -107,6 +113,42 @@ func churn(stop *atomic.Bool, iterations, failures *atomic.Int64) {
 	wg.Wait()
 }
 
+// runPauses runs until cycles GC cycles completed (a third forced, churn meanwhile) and reports
+// MemStats.PauseNs of each and how many times ReadMemStats was called (-mode pauses).
+func runPauses(out map[string]any, cycles int) {
+	var stop atomic.Bool
+	var iterations, failures atomic.Int64
+	start := numGC()
+	done := make(chan struct{})
+	go func() { churn(&stop, &iterations, &failures); close(done) }()
+	readMemStats := 0
+	var ms runtime.MemStats
+	for i := 0; numGC() < start+uint64(cycles); i++ {
+		switch {
+		case i%3 == 0:
+			runtime.GC()
+		case i%7 == 0:
+			runtime.ReadMemStats(&ms)
+			readMemStats++
+		default:
+			_ = build(12, 1)
+		}
+	}
+	stop.Store(true)
+	<-done
+	runtime.ReadMemStats(&ms)
+	readMemStats++
+	pauses := map[string]uint64{}
+	for c := start + 1; c <= uint64(ms.NumGC); c++ {
+		pauses[strconv.FormatUint(c, 10)] = ms.PauseNs[(c+255)%256]
+	}
+	out["numgc_start"] = start
+	out["numgc_end"] = ms.NumGC
+	out["pause_ns"] = pauses
+	out["read_mem_stats"] = readMemStats
+	out["failures"] = failures.Load()
+}
+
 // stopForEveryReason calls, once each, the public APIs that stop the world for a reason other
 // than GC, and returns their names in call order. Each call is one stop-the-world except
 // GoroutineProfile, which stops it twice (goroutine profile, then its cleanup).
@@ -146,6 +188,7 @@ func main() {
 	mode := flag.String("mode", "pauses", "pauses, churn, reasons, cycles, heap, stwstack, forcegc, assist or mixed")
 	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250), cycles, heap or assist")
 	calls := flag.Int("calls", 20, "calls in -mode=stwstack and forcegc")
+	children := flag.Int("children", 4, "child processes in -mode fork")
 	linger := flag.Float64("linger", 0, "seconds to stay alive, idle, after printing the JSON line")
 	flag.Parse()
 	if *cycles > 250 {
@@ -153,6 +196,7 @@ func main() {
 	}
 	debug.SetGCPercent(20)
 	runtime.GC() // no cycle in flight when we say ready
+	memProfileRate := runtime.MemProfileRate
 	in := bufio.NewScanner(os.Stdin)
 	fmt.Println("ready")
 	in.Scan()
@@ -195,39 +239,21 @@ func main() {
 			}
 			stop.Store(true)
 		}()
+		spawned := make(chan int64)
+		go func() { spawned <- goroutineChurn(&stop, &failures) }()
 		churn(&stop, &iterations, &failures)
+		out["goroutines"] = <-spawned
 		out["iterations"] = iterations.Load()
 		out["failures"] = failures.Load()
+		out["mem_profile_rate_ready"] = memProfileRate
+		out["mem_profile_rate_end"] = runtime.MemProfileRate
+	case "exec":
+		runPauses(out, *cycles)
+		execSelf(out)
+	case "fork":
+		runFork(out, *cycles, *children)
 	default:
-		start := numGC()
-		done := make(chan struct{})
-		go func() { churn(&stop, &iterations, &failures); close(done) }()
-		readMemStats := 0
-		var ms runtime.MemStats
-		for i := 0; numGC() < start+uint64(*cycles); i++ {
-			switch {
-			case i%3 == 0:
-				runtime.GC()
-			case i%7 == 0:
-				runtime.ReadMemStats(&ms)
-				readMemStats++
-			default:
-				_ = build(12, 1)
-			}
-		}
-		stop.Store(true)
-		<-done
-		runtime.ReadMemStats(&ms)
-		readMemStats++
-		pauses := map[string]uint64{}
-		for c := start + 1; c <= uint64(ms.NumGC); c++ {
-			pauses[strconv.FormatUint(c, 10)] = ms.PauseNs[(c+255)%256]
-		}
-		out["numgc_start"] = start
-		out["numgc_end"] = ms.NumGC
-		out["pause_ns"] = pauses
-		out["read_mem_stats"] = readMemStats
-		out["failures"] = failures.Load()
+		runPauses(out, *cycles)
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		panic(err)
