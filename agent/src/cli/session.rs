@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use goprobe_common::site_kind;
 use tracing::{info, warn};
 
-use super::watch::{Watch, drain_cycles, pidfd_open, watch};
+use super::watch::{End, Watch, drain_cycles, pidfd_open, watch};
 
 use goprobe::{
     clock::Clock,
@@ -60,13 +60,30 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     privileges::check()?;
     let pid = s.pid;
     let options = s.options;
-    let target = Target::analyze(pid)?;
+    // The pidfd names the process, not the number: opened before anything is read, it tells
+    // whether the process analysed and attached to is still the one `pid` named at the start.
+    let pidfd = pidfd_open(pid);
+    let target = Target::analyze(pid)?; // its errors say it best when there is no such process
+    let pidfd = pidfd.with_context(|| format!("pidfd_open({pid})"))?;
     let clock = Clock::new();
     let mut probes = Probes::load()?;
     let logger = probes.take_logger();
-    // Open the pidfd before attaching, so an exit in between is still seen.
-    let pidfd = pidfd_open(pid).with_context(|| format!("pidfd_open({pid})"))?;
     probes.attach(&target, &options)?;
+    if exited(&pidfd) {
+        // Its pid may name another process by now, which the analysis or the probes may have
+        // reached: nothing goprobe could report would be about the process asked for.
+        anyhow::bail!(
+            "pid {pid} exited while goprobe was attaching to it; nothing was measured. Is it \
+             restarting in a loop? Attach to its new pid once it is up."
+        );
+    }
+    // An exec replaces the program the analysis describes (and, for the same binary, would
+    // re-arm the uprobes in the new image): the watch ends on it. The tracepoint sees every exec
+    // on the host; without it (an old kernel), an exec goes unnoticed until the process exits.
+    let lifecycle = probes
+        .watch_lifecycle()
+        .inspect_err(|e| warn!("an exec of pid {pid} will go unnoticed: {e}"))
+        .ok();
     // Opens the binary now: stacks are named at the end, when the target may be gone.
     let namer = RefCell::new(StackNamer::new(pid, target.gc_start.addr));
     let attach_ms = started.elapsed().as_millis() as u64;
@@ -149,6 +166,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     let end = rt.block_on(watch(
         &mut probes,
         pidfd,
+        lifecycle,
         logger,
         Watch {
             tracker: &mut tracker,
@@ -165,6 +183,11 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     ));
     live.clear();
     let end = end?;
+    if end.target_gone() {
+        // Its pid is free, or runs another program: the per-CPU samplers, which select
+        // processes by pid (TARGETS), must not count whoever has it now.
+        probes.stop_counting(pid);
+    }
     let assist_on = target.assist.is_some();
     drain_cycles(
         &mut probes,
@@ -173,6 +196,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
         pid,
         assist_on,
         metrics.as_ref(),
+        end.until_ns(),
     );
     info!(?end, cycles = tracker.cycles.len(), "detaching");
     if let Some(s) = goroutine_sampler.as_mut() {
@@ -263,6 +287,24 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
         Vec::new()
     };
     drop(probes); // detach before writing: the target runs unprobed from here on
+    match end {
+        End::TargetExited => eprintln!(
+            "goprobe: pid {pid} exited after {:.1} s; the report covers it until then",
+            (window_end - window_start) as f64 / 1e9
+        ),
+        End::TargetExeced { .. } => eprintln!(
+            "goprobe: pid {pid} exec()ed {} after {:.1} s, so it no longer runs the program \
+             goprobe attached to ({}); stopped watching, the report covers that program until \
+             then. Attach again to profile the new one.",
+            std::fs::read_link(format!("/proc/{pid}/exe")).map_or_else(
+                |_| "another program".to_owned(),
+                |p| p.display().to_string()
+            ),
+            (window_end - window_start) as f64 / 1e9,
+            target.exe.display()
+        ),
+        End::Duration | End::Signal | End::Quit => {}
+    }
     if let Some(m) = metrics {
         m.shutdown(); // the final OTLP export, which may wait on a slow collector
         let failures = exporter.as_deref().map_or(0, Exporter::failures);
@@ -278,6 +320,19 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
         report,
         profiles,
     })
+}
+
+/// Whether the process of `pidfd` has exited (its pidfd polls readable, Linux 5.3+).
+fn exited(pidfd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let ready = unsafe { libc::poll(&raw mut pfd, 1, 0) };
+    ready > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 /// (CPU ms, max RSS KiB) of this process so far.

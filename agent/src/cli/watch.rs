@@ -7,6 +7,8 @@ use std::{
 };
 
 use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use goprobe_common::{LifecycleEvent, lifecycle_kind};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::debug;
 
@@ -26,6 +28,27 @@ pub(super) enum End {
     /// `q` in the live view.
     Quit,
     TargetExited,
+    /// The target exec()ed (at `at_ns`, CLOCK_MONOTONIC): it runs another program now, which
+    /// the analysis does not describe.
+    TargetExeced {
+        at_ns: u64,
+    },
+}
+
+impl End {
+    /// Whether the target is gone (exited, or replaced by another program): its pid may already
+    /// name another process.
+    pub(super) fn target_gone(self) -> bool {
+        matches!(self, Self::TargetExited | Self::TargetExeced { .. })
+    }
+
+    /// Events after this CLOCK_MONOTONIC time are not the target's (see [`drain_cycles`]).
+    pub(super) fn until_ns(self) -> Option<u64> {
+        match self {
+            Self::TargetExeced { at_ns } => Some(at_ns),
+            _ => None,
+        }
+    }
 }
 
 /// Refreshes the exported metrics: (probes, tracker, last goroutine count, everything).
@@ -50,6 +73,7 @@ pub(super) struct Watch<'a> {
 pub(super) async fn watch(
     probes: &mut Probes,
     pidfd: OwnedFd,
+    lifecycle: Option<RingBuf<MapData>>,
     logger: Option<BpfLogger>,
     w: Watch<'_>,
     duration: Option<Duration>,
@@ -69,6 +93,8 @@ pub(super) async fn watch(
     let events = unsafe { register(probes.events_fd()) }?;
     // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
     let exited = unsafe { register(pidfd) }?;
+    // SAFETY: the ring buffer owns its fd and moves into its AsyncFd.
+    let mut execs = lifecycle.map(|l| unsafe { register(l) }).transpose()?;
     let mut logs = logger.map(|l| unsafe { register(l) }).transpose()?;
     // SAFETY: stdin stays open for the whole run.
     let keys = if live.reads_keys() {
@@ -91,17 +117,38 @@ pub(super) async fn watch(
     // Exported metrics are refreshed each second; a scrape or push reads the latest.
     let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
     metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let drain = |probes: &mut Probes, tracker: &mut GcTracker, live: &mut Live| {
-        drain_cycles(probes, tracker, live, pid, assist_on, metrics);
+    // The time of the target's exec, once seen. NB: checked before each drain of the STW
+    // events, so that none of the new program's (a re-exec of the same binary re-arms the
+    // uprobes; its runtime stops the world for the first time milliseconds after the exec) is
+    // taken for the target's, whichever of the two fds is found ready first.
+    let mut exec_at = None;
+    let mut drain = |probes: &mut Probes,
+                     tracker: &mut GcTracker,
+                     live: &mut Live,
+                     execs: &mut Option<AsyncFd<RingBuf<MapData>>>| {
+        if exec_at.is_none()
+            && let Some(ring) = execs.as_mut()
+        {
+            exec_at = exec_time(ring.get_mut(), pid);
+        }
+        drain_cycles(probes, tracker, live, pid, assist_on, metrics, exec_at);
+        exec_at
     };
     let end = loop {
         tokio::select! {
             guard = events.readable() => {
                 let mut guard = guard?;
-                drain(probes, tracker, live);
+                let execed = drain(probes, tracker, live, &mut execs);
                 guard.clear_ready();
+                if let Some(at_ns) = execed {
+                    break End::TargetExeced { at_ns };
+                }
             }
-            _ = drain_tick.tick() => drain(probes, tracker, live),
+            _ = drain_tick.tick() => {
+                if let Some(at_ns) = drain(probes, tracker, live, &mut execs) {
+                    break End::TargetExeced { at_ns };
+                }
+            }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = guard?;
                 guard.get_inner_mut().flush();
@@ -116,6 +163,12 @@ pub(super) async fn watch(
                 }
             }
             _ = exited.readable() => break End::TargetExited,
+            guard = async { execs.as_mut().expect("guarded").readable_mut().await }, if execs.is_some() => {
+                guard?.clear_ready();
+                if let Some(at_ns) = drain(probes, tracker, live, &mut execs) {
+                    break End::TargetExeced { at_ns };
+                }
+            }
             _ = int.recv() => break End::Signal,
             _ = term.recv() => break End::Signal,
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
@@ -148,7 +201,8 @@ pub(super) async fn watch(
 
 /// Drains the STW events into `tracker` and shows each completed cycle, with its mark assist
 /// time when the assist probes of process `pid` are attached; records the cycles and other
-/// pauses into `metrics`.
+/// pauses into `metrics`. Events whose world started after `until_ns` (the target's exec) are
+/// the new program's and dropped.
 pub(super) fn drain_cycles(
     probes: &mut Probes,
     tracker: &mut GcTracker,
@@ -156,10 +210,17 @@ pub(super) fn drain_cycles(
     pid: u32,
     assist_on: bool,
     metrics: Option<&TargetMetrics>,
+    until_ns: Option<u64>,
 ) {
     let others_before = tracker.other.len();
     let mut done = Vec::new();
     probes.drain(|ev| {
+        // NB: `now` is the runtime's nanotime() (CLOCK_MONOTONIC, src/runtime/time_nofake.go),
+        // the clock of bpf_ktime_get_ns.
+        if until_ns.is_some_and(|t| ev.now > 0 && ev.now as u64 > t) {
+            debug!(cycles = ev.cycles, "STW after the exec: not the target's");
+            return;
+        }
         if let Some(c) = tracker.on_event(&ev) {
             debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
             done.push(c.clone());
@@ -176,6 +237,22 @@ pub(super) fn drain_cycles(
             m.cycles().record_other_stw(s);
         }
     }
+}
+
+/// Reads the lifecycle events waiting in `ring` (every exec on the host); when `pid` exec()ed,
+/// when (CLOCK_MONOTONIC ns).
+fn exec_time(ring: &mut RingBuf<MapData>, pid: u32) -> Option<u64> {
+    let mut found = None;
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<LifecycleEvent>() {
+            // SAFETY: the kernel side writes one LifecycleEvent per record.
+            let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LifecycleEvent>()) };
+            if ev.kind == lifecycle_kind::EXEC && ev.tgid == pid {
+                found = found.or(Some(ev.ktime_ns));
+            }
+        }
+    }
+    found
 }
 
 /// Registers `fd` with the reactor.

@@ -145,6 +145,14 @@ impl Probes {
         n
     }
 
+    /// Stops counting process `pid` in the programs that select processes by pid, the per-CPU
+    /// CPU and page fault samplers (`TARGETS`), keeping what was counted. For a target that
+    /// exited or exec()ed: its pid may name another process before the probes are detached.
+    /// The uprobes need nothing: each belongs to the task it was attached to.
+    pub fn stop_counting(&mut self, pid: u32) {
+        forget!(self, HashMap<u32, TargetConfig>, "TARGETS", pid, |&k| k);
+    }
+
     /// Keeps released links until [`Self::reap`] detaches them.
     ///
     /// NB: each uprobe unregistration waits for an SRCU grace period in the kernel

@@ -1,5 +1,6 @@
-//! Process lifecycle tracepoints for `goprobe agent`: every exec on the host, and the exit of
-//! attached processes, into `LIFECYCLE` (agent/src/agent/lifecycle.rs reads it).
+//! Process lifecycle tracepoints for `goprobe agent` and `goprobe attach`: every exec on the
+//! host, and the exit of attached processes, into `LIFECYCLE` (read by agent/src/cli/agent/mod.rs
+//! and, for the target's exec, agent/src/cli/watch.rs).
 //!
 //! Both are raw tracepoints, attached by name with bpf_raw_tracepoint_open: no tracefs (often
 //! absent in containers, root-only on hosts) and no CAP_DAC_READ_SEARCH. Their arguments are
@@ -38,15 +39,19 @@ pub fn process_exec(_ctx: RawTracePointContext) -> i32 {
 }
 
 /// `sched:sched_process_exit`: a task exits; reported for thread group leaders of attached
-/// processes only.
+/// processes only, which leave `TARGETS` here.
 ///
 /// NB: fired from do_exit() for every task (kernel/exit.c). A Go program's main thread is its
-/// thread group leader and lives until exit_group, so the leader's exit is the process'.
+/// thread group leader and lives until exit_group, so the leader's exit is the process'. Its
+/// pid is freed only after this (release_task, once reaped), so removing the entry here means
+/// the programs that select processes by pid (perf.rs: CPU samples, page faults) never count a
+/// process that reuses it, however late user space detaches.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, pid) = ids();
     // SAFETY: a map lookup; the value is only tested for presence.
     if tgid == pid && unsafe { TARGETS.get(tgid) }.is_some() {
+        let _ = TARGETS.remove(tgid);
         emit(lifecycle_kind::EXIT, tgid);
     }
     0
