@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod cgroup;
 pub mod grafana;
+pub mod leaks;
 pub mod otlp;
 pub mod prometheus;
 pub mod thirdparty;
