@@ -143,6 +143,11 @@ fn target_execs() {
         err.contains(&format!("pid {pid} exec()ed")),
         "goprobe does not say the target exec()ed: {err}"
     );
+    let said = err
+        .lines()
+        .find(|l| l.contains("exec()ed"))
+        .unwrap()
+        .to_owned();
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_cycles_match(&report, &before, "exec");
     leaks::assert_nothing_left(&ids, pid, "after the exec");
@@ -152,12 +157,7 @@ fn target_execs() {
     let after: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(after["failures"], 0, "{after}");
     assert_eq!(after["pid"], pid, "{after}");
-    eprintln!(
-        "exec: goprobe said: {}",
-        err.lines()
-            .find(|l| l.contains("exec()ed"))
-            .unwrap_or_default()
-    );
+    eprintln!("exec: {said}");
 }
 
 /// The target starts child processes of the same binary (os/exec: clone, then exec) that run
