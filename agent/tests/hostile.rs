@@ -1,7 +1,8 @@
 //! Hostile inputs (issue 10): the executable of a running Go program replaced, deleted or
 //! corrupted on disk; a program that runs from a deliberately corrupted ELF; goprobe run as a user
-//! without capabilities. Each ends in a correct measurement (GC pauses equal to the program's own
-//! MemStats.PauseNs) or in one clear error line and exit 1, never a panic.
+//! who is not root, without capabilities and with them. Each ends in a correct measurement (GC
+//! pauses equal to the program's own MemStats.PauseNs) or in one clear error line and exit 1,
+//! never a panic.
 //!
 //! Covered elsewhere: a non-Go pid, a kernel thread, unsupported Go versions, missing
 //! capabilities of root and UPX (bad_input.rs); a binary without build info, esbuild from npm,
@@ -63,8 +64,19 @@ enum Outcome {
 /// refuses, checks the refusal is clean: exit 1, nothing on stdout, no panic, one
 /// `goprobe: error:` line and it is the last. If it attaches, runs the program to its end and
 /// checks every GC cycle the program saw is in the report with the runtime's own pause.
-fn attach_to(mut prog: Proc) -> Outcome {
-    let mut cmd = goprobe();
+fn attach_to(prog: Proc) -> Outcome {
+    attach_as_to(&[], prog)
+}
+
+/// [`attach_to`], with goprobe run through `setpriv <setpriv> --` unless `setpriv` is empty.
+fn attach_as_to(setpriv: &[&str], mut prog: Proc) -> Outcome {
+    let mut cmd = if setpriv.is_empty() {
+        goprobe()
+    } else {
+        let mut c = Command::new("setpriv");
+        c.args(setpriv).arg("--").arg(goprobe().get_program());
+        c
+    };
     cmd.env("RUST_LOG", "goprobe=warn"); // what a user sees: warnings and errors
     cmd.args(["attach", &prog.pid().to_string(), "--json"]);
     let mut probe = Proc::spawn(cmd);
@@ -426,4 +438,29 @@ fn non_root_without_capabilities() {
         &out,
         &["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "run as root"],
     );
+}
+
+/// `nobody` with the capabilities docs/config.md lists, on a process of root's: it measures;
+/// without CAP_DAC_READ_SEARCH, one line names it.
+#[test]
+fn non_root_with_capabilities() {
+    let caps = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
+    let with = |caps: &str| {
+        [
+            "--reuid=nobody".to_owned(),
+            "--regid=nogroup".to_owned(),
+            "--clear-groups".to_owned(),
+            format!("--inh-caps={caps}"),
+            format!("--ambient-caps={caps}"),
+        ]
+    };
+    let all = with(caps);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    measured(attach_as_to(&all, start(&testprog("gcstress", GO))));
+    let fewer = with(caps.trim_end_matches(",+dac_read_search"));
+    let fewer: Vec<&str> = fewer.iter().map(String::as_str).collect();
+    match attach_as_to(&fewer, start(&testprog("gcstress", GO))) {
+        Outcome::Refused(line) => assert!(line.contains("CAP_DAC_READ_SEARCH"), "{line}"),
+        Outcome::Measured(_) => panic!("nobody read root's process without CAP_DAC_READ_SEARCH"),
+    }
 }
