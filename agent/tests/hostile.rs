@@ -319,14 +319,19 @@ fn on_disk_file_corrupted_after_start() {
     measured(attach_to(prog));
 }
 
-/// Starts a copy of gcstress changed by `corrupt` (it must still run) and attaches to it.
-fn run_corrupted(tag: &str, corrupt: impl FnOnce(&mut Vec<u8>)) -> Outcome {
+/// A copy of gcstress changed by `corrupt`.
+fn corrupted_copy(tag: &str, corrupt: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
     let dir = scratch(tag);
     let bin = dir.join(format!("gcstress-{tag}"));
     let mut d = std::fs::read(testprog("gcstress", GO)).unwrap();
     corrupt(&mut d);
     install(&bin, &d);
-    let outcome = attach_to(start(&bin));
+    bin
+}
+
+/// Starts a copy of gcstress changed by `corrupt` (it must still run) and attaches to it.
+fn run_corrupted(tag: &str, corrupt: impl FnOnce(&mut Vec<u8>)) -> Outcome {
+    let outcome = attach_to(start(&corrupted_copy(tag, corrupt)));
     match &outcome {
         Outcome::Measured(_) => eprintln!("{tag}: measured, pauses exact"),
         Outcome::Refused(line) => eprintln!("{tag}: refused: {line}"),
@@ -346,10 +351,25 @@ fn running_without_section_headers() {
 /// executable", though the kernel runs it).
 #[test]
 fn running_with_section_headers_past_the_end() {
-    measured(run_corrupted("shoff-past-end", |d| {
+    let bin = corrupted_copy("shoff-past-end", |d| {
         let past = (d.len() as u64 + (1 << 20)).to_le_bytes();
         d[0x28..0x30].copy_from_slice(&past);
-    }));
+    });
+    let prog = start(&bin);
+    // `goprobe ps` (and `goprobe agent`'s discovery) read it the same way.
+    let out = goprobe().args(["ps", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = listed
+        .iter()
+        .find(|p| p["pid"] == prog.pid())
+        .unwrap_or_else(|| panic!("pid {} not listed: {listed:#?}", prog.pid()));
+    assert_eq!(entry["go_version"], format!("go{GO}"), "{entry}");
+    measured(attach_to(prog));
 }
 
 /// `.symtab` overwritten with noise: no runtime variable is found by name, so they are

@@ -99,6 +99,29 @@ impl ElfInfo {
         Ok(info)
     }
 
+    /// [`Self::parse`]; if that fails, the parse of a copy of `data` without section headers
+    /// ([`without_section_headers`]), returned too: the file's bytes are then read from it.
+    ///
+    /// The kernel runs an executable from its program headers alone, so a running Go program
+    /// may have section headers no parser accepts (past the end of the file, say); read as if
+    /// it had none, it is a Go binary whose sections were stripped, which goprobe handles.
+    pub fn parse_or_repair(
+        data: &[u8],
+        wanted: &[&str],
+    ) -> Result<(Self, Option<Vec<u8>>), object::Error> {
+        match Self::parse(data, wanted) {
+            Ok(info) => Ok((info, None)),
+            Err(e) => {
+                let copy = without_section_headers(data).ok_or(e)?;
+                let info = Self::parse(&copy, wanted).map_err(|_| e)?;
+                tracing::debug!(
+                    "unreadable ELF section headers ({e}); reading the file without them"
+                );
+                Ok((info, Some(copy)))
+            }
+        }
+    }
+
     /// File offset of a link-time virtual address.
     pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
         self.segments

@@ -230,28 +230,19 @@ impl Target {
         let process = Process::open(pid)?;
         let exe = process.exe_path()?;
         let mapped = process.map_exe()?;
-        let not_elf = |e: object::Error| TargetError::NotElf {
-            pid,
-            exe: exe.clone(),
-            reason: e.to_string(),
-        };
-        // A file the kernel runs but whose section headers cannot be parsed (only program
-        // headers matter to exec) is read as if it had none: everything goprobe needs can
-        // be found without them, as in a binary whose section headers were stripped.
-        let mut repaired = None;
-        let elf = match ElfInfo::parse(&mapped, &wanted()) {
-            Ok(elf) => elf,
-            Err(e) => {
-                let copy = elf::without_section_headers(&mapped).ok_or_else(|| not_elf(e))?;
-                let elf = ElfInfo::parse(&copy, &wanted()).map_err(|_| not_elf(e))?;
-                tracing::warn!(
-                    pid,
-                    "unreadable ELF section headers ({e}); reading the binary without them"
-                );
-                repaired = Some(copy);
-                elf
-            }
-        };
+        let (elf, repaired) =
+            ElfInfo::parse_or_repair(&mapped, &wanted()).map_err(|e| TargetError::NotElf {
+                pid,
+                exe: exe.clone(),
+                reason: e.to_string(),
+            })?;
+        if repaired.is_some() {
+            tracing::warn!(
+                pid,
+                "{}: unparsable ELF section headers; reading the binary as if it had none",
+                exe.display()
+            );
+        }
         let data: &[u8] = repaired.as_deref().unwrap_or(&mapped);
         if let Some(packer) = elf.packer {
             return Err(TargetError::Packed { pid, exe, packer });
