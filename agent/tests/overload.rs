@@ -15,7 +15,7 @@ mod support;
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread,
@@ -35,6 +35,10 @@ const OVERLOAD_FOR: &str = "10s";
 /// programs). 256 MiB is about twice that worst case, and far below what a leak that kept a
 /// record per allocation or per goroutine (tens of millions here) would need.
 const MAX_RSS_KIB: u64 = 256 * 1024;
+
+/// One overload at a time: each is meant to have the whole machine, and their rates to say
+/// what it can do.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
@@ -130,6 +134,9 @@ fn overload(mode: &str, goprobe_args: &[&str]) -> Run {
 /// overflowing: every allocation is counted or declared lost.
 #[test]
 fn allocation_flood_in_exact_mode() {
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let free = unprobed("overload-alloc", "allocs_per_sec");
     let Run {
         truth,
@@ -202,6 +209,9 @@ fn allocation_flood_in_exact_mode() {
 /// counters cannot overflow), whatever the rate.
 #[test]
 fn goroutine_flood() {
+    let _alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let free = unprobed("overload-goroutines", "per_sec");
     let Run { truth, report, .. } = overload("overload-goroutines", &[]);
     let g = &report["goroutines"];
