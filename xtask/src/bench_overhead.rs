@@ -41,6 +41,14 @@ const MODES: &[Mode] = &[
         target: Some((0.01, 0.02)),
         ops_div: 1,
     },
+    // Not a mode of the issue: the default without its costliest signal for goroutine churn
+    // (two uprobe traps and a stack walk per goroutine), to show what the rest costs.
+    Mode {
+        label: "default, `--no-goroutines`",
+        args: &["--no-goroutines"],
+        target: None,
+        ops_div: 1,
+    },
     Mode {
         label: "`--alloc exact`",
         args: &["--alloc", "exact"],
@@ -70,7 +78,7 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         mode: "goroutines",
-        ops: 60_000,
+        ops: 40_000,
         what: "32 short goroutines fanned out through an unbuffered channel to a squaring \
                goroutine, fanned in",
     },
@@ -148,6 +156,8 @@ pub fn run(dir: &Path) -> Result<()> {
         }
     }
     let took = began.elapsed().as_secs_f64();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let what: String = WORKLOADS
         .iter()
         .map(|w| {
@@ -166,14 +176,17 @@ pub fn run(dir: &Path) -> Result<()> {
          the modes are taken in turn). Ratios are with / without: throughput (ops/s) below 1 \
          is a loss, p99 latency above 1 is slower. The default mode already turns every signal \
          on (GC, goroutines, sampled allocations, CPU 97 Hz, page faults); \"all signals\" is the \
-         default with CPU sampling at 997 Hz; `--alloc exact` runs a tenth of the operations \
+         default with CPU sampling at 997 Hz; \"default, `--no-goroutines`\" (no target, for \
+         diagnosis) leaves out the goroutine probes, the costliest signal for goroutine churn; \
+         `--alloc exact` runs a tenth of the operations \
          (it is 30-90× slower on allocation-bound code, for short diagnosis) and has no target. \
          GOMAXPROCS=1 for the workload, the server and the load generator: the box has 2 cores, \
          so the workload (or server + load generator) never waits for the Go scheduler to find \
          a free core, and the rest of the box absorbs goprobe; GOMAXPROCS>1 would let the Go \
          runtime's own core contention dominate the pairs. Targets: default ≤ 1% throughput \
          loss and ≤ 2% p99 increase, all signals ≤ 3% for both; pass/fail on the medians. \
-         Run took {took:.0} s. One operation:\n\n{what}"
+         Linux {}, {cpus} CPUs; run took {took:.0} s. One operation:\n\n{what}",
+        kernel.trim()
     );
     let section = format!(
         "{header}\n| workload | goprobe mode | ops/run | throughput ratio min / median / max \
