@@ -213,7 +213,7 @@ fn goroutine_flood() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let free = unprobed("overload-goroutines", "per_sec");
-    let Run { truth, report, .. } = overload("overload-goroutines", &[]);
+    let Run { truth, report, .. } = overload("overload-goroutines", &["--goroutine-sites"]);
     let g = &report["goroutines"];
     let (started, finished) = (u(&truth["started"]), u(&truth["finished"]));
     let runtime: u64 = g["creation_sites"]

@@ -56,6 +56,8 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             cpu_hz: 0,
             page_faults: false,
             goroutines: true,
+            // The top creation site of a growing goroutine count is a finding.
+            goroutine_sites: true,
         },
         duration: Some(args.duration),
         quiet: true,
