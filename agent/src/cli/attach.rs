@@ -65,6 +65,12 @@ pub struct AttachArgs {
     /// Do not sample the goroutine count or record goroutine creation sites.
     #[arg(long)]
     pub no_goroutines: bool,
+    /// Turn the kernel's BPF run-time statistics on while attached (BPF_ENABLE_STATS; off again
+    /// when goprobe exits, the sysctl kernel.bpf_stats_enabled is not changed), so that the
+    /// report's agent.programs says how often each BPF program ran and for how long. Costs
+    /// about two clock reads per program run, for every BPF program on the host.
+    #[arg(long)]
+    pub bpf_stats: bool,
     #[command(flatten)]
     pub export: super::export::ExportArgs,
 }
@@ -115,6 +121,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
         profiles: args.out_dir.is_some(),
         exporter: Some(&mut exporter),
         service_name: args.export.service_name.as_deref(),
+        bpf_stats: args.bpf_stats,
     })?;
     write_outputs(&args, &observed.report, &observed.profiles)
 }
