@@ -2,8 +2,11 @@
 //! binary with DWARF, for blazesym), then runs goprobe-gopclntab's comparison bench
 //! (gopclntab/benches/compare.rs), which writes target/bench/results.md; then goprobe's process
 //! symbolizer on a live hugo server (agent/examples/symbolize_bench.rs), appended to it; then
-//! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program; then
-//! what goprobe itself costs (BPF time per hit, attach latency, agent CPU and RSS).
+//! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program; the
+//! allocation probes' cost; the target overhead of each goprobe mode on three Go workloads
+//! together with goprobe's own CPU and memory (bench_overhead.rs); and what goprobe itself costs:
+//! BPF time per probe hit, attach latency, agent CPU and RSS with 1 and 50 targets
+//! (bench_cost.rs).
 
 use std::process::Command;
 
@@ -21,6 +24,10 @@ pub fn run() -> Result<()> {
     // `GOPROBE_BENCH_ONLY=alloc`: only the allocation-probe case (xtask/src/bench_alloc.rs).
     if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("alloc") {
         return crate::bench_alloc::run(&dir);
+    }
+    // `GOPROBE_BENCH_ONLY=overhead`: only the target-overhead case (xtask/src/bench_overhead.rs).
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("overhead") {
+        return crate::bench_overhead::run(&dir);
     }
     // `GOPROBE_BENCH_ONLY=cost`: only goprobe's own cost (xtask/src/bench_cost.rs).
     if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("cost") {
@@ -61,6 +68,7 @@ pub fn run() -> Result<()> {
     crate::bench_goroutines::run(&dir)?;
     perf_signals(&dir)?;
     crate::bench_alloc::run(&dir)?;
+    crate::bench_overhead::run(&dir)?;
     crate::bench_cost::run(&dir)
 }
 
