@@ -41,14 +41,6 @@ const MODES: &[Mode] = &[
         target: Some((0.01, 0.02)),
         ops_div: 1,
     },
-    // Not a mode of the issue: the default without its costliest signal for goroutine churn
-    // (two uprobe traps and a stack walk per goroutine), to show what the rest costs.
-    Mode {
-        label: "default, `--no-goroutines`",
-        args: &["--no-goroutines"],
-        target: None,
-        ops_div: 1,
-    },
     Mode {
         label: "`--alloc exact`",
         args: &["--alloc", "exact"],
@@ -56,8 +48,8 @@ const MODES: &[Mode] = &[
         ops_div: 10,
     },
     Mode {
-        label: "all signals, `--cpu-hz 997`",
-        args: &["--cpu-hz", "997"],
+        label: "all signals: `--goroutine-sites --cpu-hz 997`",
+        args: &["--goroutine-sites", "--cpu-hz", "997"],
         target: Some((0.03, 0.03)),
         ops_div: 1,
     },
@@ -174,10 +166,10 @@ pub fn run(dir: &Path) -> Result<()> {
          {PAIRS} pairs of runs without and with `goprobe attach <pid> --json <options>` \
          (goprobe attached before the work starts; which run of a pair goes first alternates; \
          the modes are taken in turn). Ratios are with / without: throughput (ops/s) below 1 \
-         is a loss, p99 latency above 1 is slower. The default mode already turns every signal \
-         on (GC, goroutines, sampled allocations, CPU 97 Hz, page faults); \"all signals\" is the \
-         default with CPU sampling at 997 Hz; \"default, `--no-goroutines`\" (no target, for \
-         diagnosis) leaves out the goroutine probes, the costliest signal for goroutine churn; \
+         is a loss, p99 latency above 1 is slower. The default mode turns on GC, the goroutine count, \
+         sampled allocations, CPU 97 Hz and page faults; \"all signals\" adds the goroutine \
+         creation/exit probes (`--goroutine-sites`, off by default: a probe hit per goroutine) \
+         and samples the CPU at 997 Hz; \
          `--alloc exact` runs a tenth of the operations \
          (it is 30-90× slower on allocation-bound code, for short diagnosis) and has no target. \
          GOMAXPROCS=1 for the workload, the server and the load generator: the box has 2 cores, \

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_alloc;
+mod bench_cost;
 mod bench_goroutines;
 mod bench_overhead;
 mod demo;

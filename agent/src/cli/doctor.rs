@@ -64,6 +64,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         profiles: false,
         exporter: None,
         service_name: None,
+        bpf_stats: false,
     });
     let samples = sampler.stop();
     let observed = observed?;

@@ -22,7 +22,7 @@ use goprobe::{
     },
     output::{Profile, profile},
     privileges,
-    probe::{Options, Probes},
+    probe::{Options, Probes, stats::StatsGuard},
     report::{
         self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live,
         live_signals::LiveSignals,
@@ -45,6 +45,9 @@ pub(super) struct Session<'a> {
     pub(super) exporter: Option<&'a mut Exporter>,
     /// The `service.name` of exported metrics.
     pub(super) service_name: Option<&'a str>,
+    /// Turn BPF run-time statistics on for the window (`--bpf-stats`), so that
+    /// `agent.programs` has numbers without the `kernel.bpf_stats_enabled` sysctl.
+    pub(super) bpf_stats: bool,
 }
 
 /// What a window produced.
@@ -62,6 +65,8 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     let options = s.options;
     let target = Target::analyze(pid)?;
     let clock = Clock::new();
+    // On before the first probe is attached, so every hit of the window is counted.
+    let stats_guard = s.bpf_stats.then(StatsGuard::enable).transpose()?;
     let mut probes = Probes::load()?;
     let logger = probes.take_logger();
     // Open the pidfd before attaching, so an exit in between is still seen.
@@ -217,6 +222,8 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
             "some stacks could not be captured (stack map full?)"
         );
     }
+    let programs = probes.program_stats();
+    drop(stats_guard);
     let (cpu_ms, max_rss_kb) = self_usage();
     let report = Report {
         schema: report::SCHEMA.to_owned(),
@@ -237,6 +244,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
+            programs: programs.into_iter().map(Into::into).collect(),
         },
         gc,
         alloc,

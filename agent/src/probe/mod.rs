@@ -5,6 +5,7 @@ pub mod goroutines;
 pub mod perf;
 pub mod sites;
 pub mod stacks;
+pub mod stats;
 mod targets;
 
 use std::{num::NonZeroU32, os::fd::AsRawFd};
