@@ -35,7 +35,8 @@ pub struct BinaryFacts {
 impl BinaryFacts {
     /// Inspects an executable's bytes; `None` if it is not a Go program.
     pub fn inspect(data: &[u8]) -> Option<Self> {
-        let elf = ElfInfo::parse(data, &[]).ok()?;
+        let (elf, repaired) = ElfInfo::parse_or_repair(data, &[]).ok()?;
+        let data = repaired.as_deref().unwrap_or(data);
         let table = Pclntab::from_elf(data).ok();
         if !elf.is_go && table.is_none() && elf.packer.is_none() {
             return None;

@@ -73,7 +73,7 @@ fn follows_programs_through_start_exec_restart_and_exit() {
     let cfg = config(
         "lifecycle",
         &format!(
-            "[export]\npprof_dir = \"{}\"\npprof_interval_s = 2\n",
+            "[signals]\ngoroutine_sites = true\n[export]\npprof_dir = \"{}\"\npprof_interval_s = 2\n",
             pprof_dir.display()
         ),
     );

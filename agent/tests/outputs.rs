@@ -19,7 +19,7 @@ const GO: &str = "1.27.3";
 fn record(dir: &Path, program: &str, args: &[&str]) -> serde_json::Value {
     let mut prog = start_testprog(program, GO, args, &[]);
     let out = dir.display().to_string();
-    let probe = attach(prog.pid(), &["--out-dir", &out]);
+    let probe = attach(prog.pid(), &["--out-dir", &out, "--goroutine-sites"]);
     prog.send("start");
     let (status, _, stderr) = prog.finish(Duration::from_secs(120));
     assert!(status.success(), "{program} failed: {stderr}");

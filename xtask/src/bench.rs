@@ -2,7 +2,11 @@
 //! binary with DWARF, for blazesym), then runs goprobe-gopclntab's comparison bench
 //! (gopclntab/benches/compare.rs), which writes target/bench/results.md; then goprobe's process
 //! symbolizer on a live hugo server (agent/examples/symbolize_bench.rs), appended to it; then
-//! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program.
+//! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program; the
+//! allocation probes' cost; the target overhead of each goprobe mode on three Go workloads
+//! together with goprobe's own CPU and memory (bench_overhead.rs); and what goprobe itself costs:
+//! BPF time per probe hit, attach latency, agent CPU and RSS with 1 and 50 targets
+//! (bench_cost.rs).
 
 use std::process::Command;
 
@@ -20,6 +24,14 @@ pub fn run() -> Result<()> {
     // `GOPROBE_BENCH_ONLY=alloc`: only the allocation-probe case (xtask/src/bench_alloc.rs).
     if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("alloc") {
         return crate::bench_alloc::run(&dir);
+    }
+    // `GOPROBE_BENCH_ONLY=overhead`: only the target-overhead case (xtask/src/bench_overhead.rs).
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("overhead") {
+        return crate::bench_overhead::run(&dir);
+    }
+    // `GOPROBE_BENCH_ONLY=cost`: only goprobe's own cost (xtask/src/bench_cost.rs).
+    if std::env::var("GOPROBE_BENCH_ONLY").as_deref() == Ok("cost") {
+        return crate::bench_cost::run(&dir);
     }
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
     let unstripped = dir.join("go-unstripped");
@@ -55,7 +67,9 @@ pub fn run() -> Result<()> {
     process_symbolizer(&dir)?;
     crate::bench_goroutines::run(&dir)?;
     perf_signals(&dir)?;
-    crate::bench_alloc::run(&dir)
+    crate::bench_alloc::run(&dir)?;
+    crate::bench_overhead::run(&dir)?;
+    crate::bench_cost::run(&dir)
 }
 
 /// The agent's `Symbolizer` (memo over the gopclntab) on a live hugo: what every signal pays.

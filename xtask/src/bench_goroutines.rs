@@ -1,8 +1,9 @@
 //! The goroutine signal's cost, for `cargo xtask bench`: the `signals` program creating short
 //! goroutines as fast as it can (`-mode goroutine-churn`), bare, under goprobe without the
-//! goroutine probes, and under goprobe with them (other signals off in both). The difference is
-//! what the `runtime.newproc` and `runtime.gdestroy` probes cost per goroutine; the count sampler
-//! runs in goprobe, not in the target. Appended to target/bench/results.md.
+//! goroutine signal, with its default (the count, read by goprobe: nothing runs in the target)
+//! and with `--goroutine-sites` (other signals off in all). The difference is what the
+//! `runtime.newproc` and `runtime.gdestroy` probes cost per goroutine. Appended to
+//! target/bench/results.md.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -33,7 +34,8 @@ pub fn run(dir: &Path) -> Result<()> {
     for (name, goprobe_args) in [
         ("bare", None),
         ("goprobe --no-goroutines", Some(vec!["--no-goroutines"])),
-        ("goprobe (goroutines)", Some(vec![])),
+        ("goprobe (defaults: the count only)", Some(vec![])),
+        ("goprobe --goroutine-sites", Some(vec!["--goroutine-sites"])),
     ] {
         let mut results: Vec<(f64, String)> = (0..RUNS)
             .map(|_| {

@@ -5,7 +5,9 @@
 
 mod bench;
 mod bench_alloc;
+mod bench_cost;
 mod bench_goroutines;
+mod bench_overhead;
 mod demo;
 mod setup;
 mod thirdparty;
@@ -119,7 +121,8 @@ fn build_release() -> Result<()> {
 /// `gcstress-race` (`-race`, cgo-linked); `signals` (the stack-attributed signals' workloads)
 /// plain and stripped (`signals-sw`); and the symbolization programs (`build_symprogs`).
 /// `doctor` is built only with the newest release (plain, `doctor-nl` without optimisations,
-/// `doctor-race`) and with each of `setup::EXTRA_GO` (plain).
+/// `doctor-race`) and with each of `setup::EXTRA_GO` (plain); `overhead` (the target-overhead
+/// bench's workloads) only with the newest release.
 fn build_testprogs() -> Result<PathBuf> {
     let out = root().join("target/testprogs");
     let newest = setup::GO_VERSIONS.last().copied().unwrap_or_default();
@@ -148,6 +151,9 @@ fn build_testprogs() -> Result<PathBuf> {
                 false,
             )?;
             go(&["-race", "-o", &o("doctor-race"), "./doctor"], true)?;
+        }
+        if version == newest {
+            go(&["-o", &o("overhead"), "./overhead"], false)?;
         }
         go(&["-o", &o("signals"), "./signals"], false)?;
         go(

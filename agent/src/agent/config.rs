@@ -67,7 +67,11 @@ pub struct Signals {
     /// On-CPU samples per second and CPU; 0 turns CPU sampling off.
     pub cpu_hz: u32,
     pub page_faults: bool,
+    /// The goroutine count (read from memory: free for the target).
     pub goroutines: bool,
+    /// Goroutine creation sites and created/exited counts (a probe hit per goroutine created
+    /// and exited: about 6 µs each).
+    pub goroutine_sites: bool,
 }
 
 impl Default for Signals {
@@ -78,6 +82,7 @@ impl Default for Signals {
             cpu_hz: 19,
             page_faults: false,
             goroutines: true,
+            goroutine_sites: false,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Signals {
             cpu_hz: self.cpu_hz,
             page_faults: self.page_faults,
             goroutines: self.goroutines,
+            goroutine_sites: self.goroutine_sites,
         })
     }
 }

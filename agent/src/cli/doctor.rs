@@ -56,12 +56,15 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             cpu_hz: 0,
             page_faults: false,
             goroutines: true,
+            // The top creation site of a growing goroutine count is a finding.
+            goroutine_sites: true,
         },
         duration: Some(args.duration),
         quiet: true,
         profiles: false,
         exporter: None,
         service_name: None,
+        bpf_stats: false,
     });
     let samples = sampler.stop();
     let observed = observed?;

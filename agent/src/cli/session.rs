@@ -22,7 +22,7 @@ use goprobe::{
     },
     output::{Profile, profile},
     privileges,
-    probe::{Options, Probes},
+    probe::{Options, Probes, stats::StatsGuard},
     report::{
         self, AgentStats, Cpu, PageFaults, Report, TargetInfo, Window, live::Live,
         live_signals::LiveSignals,
@@ -45,6 +45,9 @@ pub(super) struct Session<'a> {
     pub(super) exporter: Option<&'a mut Exporter>,
     /// The `service.name` of exported metrics.
     pub(super) service_name: Option<&'a str>,
+    /// Turn BPF run-time statistics on for the window (`--bpf-stats`), so that
+    /// `agent.programs` has numbers without the `kernel.bpf_stats_enabled` sysctl.
+    pub(super) bpf_stats: bool,
 }
 
 /// What a window produced.
@@ -66,6 +69,8 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
     let target = Target::analyze(pid)?; // its errors say it best when there is no such process
     let pidfd = pidfd.with_context(|| format!("pidfd_open({pid})"))?;
     let clock = Clock::new();
+    // On before the first probe is attached, so every hit of the window is counted.
+    let stats_guard = s.bpf_stats.then(StatsGuard::enable).transpose()?;
     let mut probes = Probes::load()?;
     let logger = probes.take_logger();
     probes.attach(&target, &options)?;
@@ -241,6 +246,8 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
             "some stacks could not be captured (stack map full?)"
         );
     }
+    let programs = probes.program_stats();
+    drop(stats_guard);
     let (cpu_ms, max_rss_kb) = self_usage();
     let report = Report {
         schema: report::SCHEMA.to_owned(),
@@ -261,6 +268,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
+            programs: programs.into_iter().map(Into::into).collect(),
         },
         gc,
         alloc,
@@ -335,12 +343,48 @@ fn exited(pidfd: &std::os::fd::OwnedFd) -> bool {
     ready > 0 && pfd.revents & libc::POLLIN != 0
 }
 
-/// (CPU ms, max RSS KiB) of this process so far.
+/// (CPU ms, peak RSS KiB) of this process so far. The peak is `VmHWM` of /proc/self/status,
+/// the high-water mark of this process image alone.
+///
+/// NB: not getrusage's `ru_maxrss`, which Linux carries across exec (fs/exec.c `exec_mmap`:
+/// `setmax_mm_hiwater_rss(&tsk->signal->maxrss, old_mm)`): goprobe forked and exec'd by a large
+/// process would report that process's size (seen: 164 MiB reported, 38 MiB real, when started
+/// from a test harness).
 fn self_usage() -> (u64, u64) {
     // SAFETY: zeroed rusage is valid; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
-    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss as u64)
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| vm_hwm_kib(&s))
+        .unwrap_or(ru.ru_maxrss as u64);
+    (ms(ru.ru_utime) + ms(ru.ru_stime), hwm)
+}
+
+/// The `VmHWM:` line of /proc/<pid>/status, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_high_water_mark() {
+        let status = "VmPeak:\t  123456 kB\nVmHWM:\t    38912 kB\nVmRSS:\t   30000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(38912));
+        assert_eq!(vm_hwm_kib("VmRSS:\t 1 kB\n"), None);
+        let (_, own) = self_usage();
+        assert!(own > 0);
+    }
 }

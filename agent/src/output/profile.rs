@@ -176,7 +176,7 @@ pub fn collect(
             window,
         ));
     }
-    if options.goroutines {
+    if options.goroutines && options.goroutine_sites {
         let raw = sites(site_kind::GOROUTINE_CREATE, &|v| vec![v.a as i64]);
         let mut p = build(Spec::goroutines(), &raw, probes, namer, window);
         p.trim_leaf(crate::report::goroutines::runtime_leaf_frames);

@@ -22,7 +22,7 @@ impl Probes {
         target: &Target,
         options: &Options,
     ) -> Result<(), ProbeError> {
-        if !options.goroutines {
+        if !(options.goroutines && options.goroutine_sites) {
             return Ok(());
         }
         let pid = target.process.pid;

@@ -5,6 +5,7 @@ pub mod goroutines;
 pub mod perf;
 pub mod sites;
 pub mod stacks;
+pub mod stats;
 mod targets;
 
 use std::{num::NonZeroU32, os::fd::AsRawFd};
@@ -102,8 +103,12 @@ pub struct Options {
     pub cpu_hz: u32,
     /// Minor and major page faults of the target's threads.
     pub page_faults: bool,
-    /// Goroutine count samples and creation sites.
+    /// Goroutine count samples (read from memory: free for the target).
     pub goroutines: bool,
+    /// Goroutine creation sites and created/exited counts: an entry probe on `runtime.newproc`
+    /// and one on goroutine exit, about 6 µs of the target's time per goroutine (`cargo xtask
+    /// bench`), so off by default.
+    pub goroutine_sites: bool,
 }
 
 impl Default for Options {
@@ -113,6 +118,7 @@ impl Default for Options {
             cpu_hz: 97,
             page_faults: true,
             goroutines: true,
+            goroutine_sites: false,
         }
     }
 }

@@ -9,10 +9,11 @@ pub struct Goroutines {
     /// The count as `runtime.NumGoroutine()` gives it (system goroutines excluded), over time.
     pub samples: Vec<GoroutineSample>,
     pub max: u64,
-    /// Goroutines created and exited in the window.
-    pub created: u64,
-    pub exited: u64,
-    /// By the stack of the `go` statement, most goroutines first.
+    /// Goroutines created and exited in the window; `null` unless creation sites were probed
+    /// (`--goroutine-sites`).
+    pub created: Option<u64>,
+    pub exited: Option<u64>,
+    /// By the stack of the `go` statement, most goroutines first (`--goroutine-sites`).
     pub creation_sites: Vec<CreationSite>,
 }
 
@@ -47,12 +48,11 @@ impl Goroutines {
                 count: s.count,
             })
             .collect();
-        let counts = counts.unwrap_or_default();
         Self {
             max: samples.iter().map(|s| s.count).max().unwrap_or(0),
             samples,
-            created: counts.created,
-            exited: counts.exited,
+            created: counts.map(|c| c.created),
+            exited: counts.map(|c| c.exited),
             creation_sites: sites
                 .into_iter()
                 .map(|s| CreationSite {
@@ -90,16 +90,18 @@ pub fn render(g: Option<&Goroutines>, top: usize, out: &mut String) {
     use std::fmt::Write as _;
     let Some(g) = g else { return };
     let count = |s: Option<&GoroutineSample>| s.map_or("?".to_owned(), |s| s.count.to_string());
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "goroutines: {} at attach, max {}, {} at the end ({} readings); {} created, {} exited",
+        "goroutines: {} at attach, max {}, {} at the end ({} readings)",
         count(g.samples.first()),
         g.max,
         count(g.samples.last()),
         g.samples.len(),
-        g.created,
-        g.exited,
     );
+    let _ = match (g.created, g.exited) {
+        (Some(c), Some(e)) => writeln!(out, "; {c} created, {e} exited"),
+        _ => writeln!(out, "; creation sites not probed (--goroutine-sites)"),
+    };
     if !g.creation_sites.is_empty() {
         let _ = writeln!(out, "top goroutine creation sites:");
     }
@@ -150,7 +152,7 @@ mod tests {
             ],
         );
         assert_eq!(g.max, 1001);
-        assert_eq!((g.created, g.exited), (1002, 999));
+        assert_eq!((g.created, g.exited), (Some(1002), Some(999)));
         assert_eq!(g.creation_sites[0].stack, ["main.leak", "main.main"]);
         assert_eq!(
             g.creation_sites[1].stack,

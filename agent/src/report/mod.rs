@@ -77,6 +77,28 @@ pub struct AgentStats {
     /// time and pauses are still reported, with an empty stack.
     #[serde(default)]
     pub lost_stacks: u64,
+    /// Per BPF program: how often it ran and for how long, from the kernel's program info at the
+    /// end of the window (0 unless BPF run-time statistics were on; docs/report-schema.md).
+    #[serde(default)]
+    pub programs: Vec<ProgramCost>,
+}
+
+/// One BPF program's run count and run time (`bpf_prog_info.run_cnt`, `run_time_ns`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub name: String,
+    pub hits: u64,
+    pub run_ns: u64,
+}
+
+impl From<crate::probe::stats::ProgramStats> for ProgramCost {
+    fn from(s: crate::probe::stats::ProgramStats) -> Self {
+        Self {
+            name: s.name,
+            hits: s.hits,
+            run_ns: s.run_ns,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -139,9 +139,18 @@ fn render_with(r: &Report, top: usize) -> String {
     super::goroutines::render(r.goroutines.as_ref(), top, &mut out);
     super::perf::render_summary(r, top, &mut out);
     let a = &r.agent;
+    let (hits, run_ns) = a
+        .programs
+        .iter()
+        .fold((0, 0), |(h, n), p| (h + p.hits, n + p.run_ns));
+    let bpf = if run_ns > 0 {
+        format!(", BPF {} in {hits} runs", human_ns(run_ns))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}, lost stacks {}",
+        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}, lost stacks {}{bpf}",
         a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events, a.lost_stacks
     );
     out

@@ -99,6 +99,29 @@ impl ElfInfo {
         Ok(info)
     }
 
+    /// [`Self::parse`]; if that fails, the parse of a copy of `data` without section headers
+    /// ([`without_section_headers`]), returned too: the file's bytes are then read from it.
+    ///
+    /// The kernel runs an executable from its program headers alone, so a running Go program
+    /// may have section headers no parser accepts (past the end of the file, say); read as if
+    /// it had none, it is a Go binary whose sections were stripped, which goprobe handles.
+    pub fn parse_or_repair(
+        data: &[u8],
+        wanted: &[&str],
+    ) -> Result<(Self, Option<Vec<u8>>), object::Error> {
+        match Self::parse(data, wanted) {
+            Ok(info) => Ok((info, None)),
+            Err(e) => {
+                let copy = without_section_headers(data).ok_or(e)?;
+                let info = Self::parse(&copy, wanted).map_err(|_| e)?;
+                tracing::debug!(
+                    "unreadable ELF section headers ({e}); reading the file without them"
+                );
+                Ok((info, Some(copy)))
+            }
+        }
+    }
+
     /// File offset of a link-time virtual address.
     pub fn file_offset(&self, vaddr: u64) -> Option<u64> {
         self.segments
@@ -115,6 +138,22 @@ impl ElfInfo {
         let off = usize::try_from(vaddr - va + off).ok()?;
         data.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
+}
+
+/// A copy of ELF64 little-endian file `data` with its section header table dropped from the
+/// file header, `None` if `data` is not such a file.
+///
+/// NB: `Elf64_Ehdr` (include/uapi/linux/elf.h): `e_ident[EI_CLASS]` at 4 (2 = 64-bit),
+/// `e_ident[EI_DATA]` at 5 (1 = little-endian), `e_shoff` at 0x28, `e_shnum` at 0x3c and
+/// `e_shstrndx` at 0x3e; the kernel's ELF loader (fs/binfmt_elf.c) reads program headers only.
+pub fn without_section_headers(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < 0x40 || !data.starts_with(b"\x7fELF") || data[4] != 2 || data[5] != 1 {
+        return None;
+    }
+    let mut copy = data.to_vec();
+    copy[0x28..0x30].fill(0);
+    copy[0x3c..0x40].fill(0);
+    Some(copy)
 }
 
 /// Whether `data` looks packed by UPX: the magic near the start or the end of the file.
@@ -136,6 +175,18 @@ mod tests {
         let info = ElfInfo::parse(&data, &["runtime.main"]).unwrap();
         assert!(!info.is_go);
         assert_eq!(info.go_version, None);
+    }
+
+    #[test]
+    fn section_headers_past_the_end_can_be_dropped() {
+        let mut data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let past = (data.len() as u64 + 4096).to_le_bytes();
+        data[0x28..0x30].copy_from_slice(&past);
+        assert!(ElfInfo::parse(&data, &[]).is_err());
+        let copy = without_section_headers(&data).unwrap();
+        let info = ElfInfo::parse(&copy, &[]).unwrap();
+        assert!(!info.has_symtab);
+        assert!(without_section_headers(b"\x7fELF\x01\x01").is_none());
     }
 
     #[test]

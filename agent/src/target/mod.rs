@@ -229,16 +229,25 @@ impl Target {
     pub fn analyze(pid: u32) -> Result<Self, TargetError> {
         let process = Process::open(pid)?;
         let exe = process.exe_path()?;
-        let data = process.map_exe()?;
-        let elf = ElfInfo::parse(&data, &wanted()).map_err(|e| TargetError::NotElf {
-            pid,
-            exe: exe.clone(),
-            reason: e.to_string(),
-        })?;
+        let mapped = process.map_exe()?;
+        let (elf, repaired) =
+            ElfInfo::parse_or_repair(&mapped, &wanted()).map_err(|e| TargetError::NotElf {
+                pid,
+                exe: exe.clone(),
+                reason: e.to_string(),
+            })?;
+        if repaired.is_some() {
+            tracing::warn!(
+                pid,
+                "{}: unparsable ELF section headers; reading the binary as if it had none",
+                exe.display()
+            );
+        }
+        let data: &[u8] = repaired.as_deref().unwrap_or(&mapped);
         if let Some(packer) = elf.packer {
             return Err(TargetError::Packed { pid, exe, packer });
         }
-        let symbols = RuntimeSymbols::new(&data, &elf);
+        let symbols = RuntimeSymbols::new(data, &elf);
         if !elf.is_go && symbols.table().is_none() {
             return Err(TargetError::NotGo { pid, exe });
         }
@@ -251,7 +260,7 @@ impl Target {
         let raw = match &elf.go_version {
             Some(v) => v.clone(),
             // NB: no build info (esbuild strips it): the runtime's own version string.
-            None => match infer_go_version(&data, symbols.table()) {
+            None => match infer_go_version(data, symbols.table()) {
                 VersionHint::Exact(v) => {
                     tracing::info!(pid, "no Go build info; the runtime says it is {v}");
                     v
@@ -280,7 +289,7 @@ impl Target {
         let layout = layout::for_minor(go_version.minor)
             .filter(|_| go_version.is_supported())
             .ok_or_else(|| unsupported(raw.clone()))?;
-        let (layout, layout_source) = match dwarf::DwarfFields::read(&data) {
+        let (layout, layout_source) = match dwarf::DwarfFields::read(data) {
             Ok(Some(fields)) if !fields.is_empty() => (fields.apply(layout), LayoutSource::Dwarf),
             Ok(_) => (layout, LayoutSource::Table),
             Err(e) => {

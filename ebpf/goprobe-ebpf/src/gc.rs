@@ -201,7 +201,13 @@ fn try_stw_stop_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if ev.reason == STW_GC_SWEEP_TERM {
         ev.trigger = take_trigger(ctx, tgid, &cfg);
     }
-    if STW_PENDING.insert(tid, ev, 0).is_err() {
+    // NB: by reference: a by-value insert copies the 208-byte event once more into this frame,
+    // which with set_stw_caller's frames passed the verifier's 512-byte combined stack limit
+    // ("combined stack size of 2 calls is 528", Linux 6.18, kernel/bpf/verifier.c
+    // check_max_stack_depth) and failed every attach to Go 1.19 and 1.21.
+    #[allow(clippy::needless_borrows_for_generic_args)] // the borrow is the point (NB above)
+    let inserted = STW_PENDING.insert(tid, &ev, 0);
+    if inserted.is_err() {
         pending_full(ctx, tid);
     }
     crate::stacks::set_stw_caller(ctx, &cfg, tid);

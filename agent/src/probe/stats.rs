@@ -1,0 +1,77 @@
+//! What goprobe's BPF programs cost inside the target: the kernel's own run count and run time
+//! per program (`bpf_prog_info.run_cnt` / `run_time_ns`).
+//!
+//! NB: the kernel counts only while BPF run-time statistics are on: `kernel.bpf_stats_enabled`
+//! = 1, or any process holding a `BPF_ENABLE_STATS` file descriptor (Linux 5.8,
+//! kernel/bpf/syscall.c `bpf_enable_runtime_stats`). Otherwise both numbers stay 0.
+
+use std::os::fd::OwnedFd;
+
+use aya::sys::{Stats, enable_stats};
+use tracing::debug;
+
+use super::Probes;
+
+/// One loaded BPF program's counters since it was loaded (only while statistics were on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// The program's name in the BPF object (`gc_start_entry`, `cpu_sample`, …).
+    pub name: String,
+    /// Times the program ran (`run_cnt`).
+    pub hits: u64,
+    /// Nanoseconds it ran in total (`run_time_ns`).
+    pub run_ns: u64,
+}
+
+/// Why BPF run-time statistics could not be turned on.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "turning on BPF run-time statistics (BPF_ENABLE_STATS needs Linux 5.8 and CAP_SYS_ADMIN; \
+     `sysctl kernel.bpf_stats_enabled=1` is the other way)"
+)]
+pub struct StatsError(#[source] aya::sys::SyscallError);
+
+/// BPF run-time statistics, on for every program on the host while this lives.
+pub struct StatsGuard {
+    _fd: OwnedFd,
+}
+
+impl StatsGuard {
+    /// Turns BPF run-time statistics on until the guard is dropped (`goprobe attach
+    /// --bpf-stats`), without changing the sysctl.
+    pub fn enable() -> Result<Self, StatsError> {
+        let fd = enable_stats(Stats::RunTime).map_err(StatsError)?;
+        Ok(Self { _fd: fd })
+    }
+}
+
+/// Whether BPF run-time statistics are on host-wide through the sysctl (a `BPF_ENABLE_STATS`
+/// descriptor held by some process does not show here).
+pub fn sysctl_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
+}
+
+impl Probes {
+    /// Counters of every program goprobe loaded into the kernel, by name; programs never loaded
+    /// (signals turned off) are left out.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let mut out: Vec<ProgramStats> = self
+            .ebpf
+            .programs()
+            .filter(|(_, p)| p.fd().is_ok())
+            .filter_map(|(name, p)| match p.info() {
+                Ok(info) => Some(ProgramStats {
+                    name: name.to_owned(),
+                    hits: info.run_count(),
+                    run_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                }),
+                Err(e) => {
+                    debug!(program = name, "no program info: {e}");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
