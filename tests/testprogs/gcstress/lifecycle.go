@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,10 +20,10 @@ import (
 // execSelf prints out (the JSON line of the program before the exec) and exec()s this binary
 // with -mode pauses -cycles 5: the same pid, a new image of the same file.
 func execSelf(out map[string]any) {
+	finishPauses(out)
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		panic(err)
 	}
-	settle()
 	self, err := os.Executable()
 	if err != nil {
 		panic(err)
@@ -82,5 +85,22 @@ func runFork(out map[string]any, cycles, n int) {
 	runPauses(out, cycles)
 	wg.Wait()
 	out["children"] = results
+	finishPauses(out) // cycles ran while the children finished too
+}
+
+// finishPauses turns GC off, so that no cycle starts after this (SetGCPercent(-1) also waits
+// for one in flight, src/runtime/mgcpacer.go setGCPercent), and adds the cycles that ran since
+// runPauses returned to out: its pauses then cover every cycle of the process until it exits
+// or exec()s.
+func finishPauses(out map[string]any) {
+	debug.SetGCPercent(-1)
 	settle()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out["read_mem_stats"] = out["read_mem_stats"].(int) + 1
+	pauses := out["pause_ns"].(map[string]uint64)
+	for c := out["numgc_end"].(uint32) + 1; c <= ms.NumGC; c++ {
+		pauses[strconv.FormatUint(uint64(c), 10)] = ms.PauseNs[(c+255)%256]
+	}
+	out["numgc_end"] = ms.NumGC
 }

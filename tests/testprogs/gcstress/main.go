@@ -21,10 +21,12 @@
 //	-mode=assist   run main.allocHeavy (allocates) and main.idleWait (does not) until -cycles
 //	               GC cycles completed; report the runtime's GC count and mark assist time
 //	               (/cpu/classes/gc/mark/assist:cpu-seconds, Go 1.20+) before and after.
-//	-mode=exec     as pauses, then print the JSON and exec() this binary with -mode pauses
+//	-mode=exec     as pauses, then turn GC off (the JSON then lists every cycle of this image),
+//	               print the JSON and exec() this binary with -mode pauses
 //	               -cycles 5, which prints "ready" and follows the protocol again (lifecycle.go).
 //	-mode=fork     as pauses while -children copies of this binary (-mode pauses -cycles 10) run
-//	               as child processes; report their results too (lifecycle.go).
+//	               as child processes; report their results too, and (GC off at the end) every
+//	               cycle of the parent until it exits (lifecycle.go).
 //	-mode=mixed    GC (heap-triggered and forced), allocations, mark assists, ReadMemStats,
 //	               short-lived goroutines and page faults until stdin says "stop" (mixed.go).
 //
