@@ -4,32 +4,9 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use support::{Proc, goprobe_output, start_testprog, testprog};
-
-/// Asserts goprobe failed with exactly one error line that contains every `needle`.
-fn assert_clean_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got {:?}; stderr: {stderr}",
-        out.status
-    );
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "want one line, got: {stderr}");
-    assert!(lines[0].starts_with("goprobe: error: "), "{stderr}");
-    for n in needles {
-        assert!(lines[0].contains(n), "{n:?} not in: {stderr}");
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
+use support::{Proc, assert_clean_error, goprobe_output, start_testprog, testprog};
 
 #[test]
 fn pid_that_does_not_exist() {

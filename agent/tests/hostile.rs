@@ -13,14 +13,13 @@
 mod support;
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use support::{Proc, goprobe, testprog};
+use support::{Proc, assert_clean_error, cycle_pauses, goprobe, testprog};
 
 const GO: &str = "1.27.3";
 /// The runtime and goprobe may differ by at most this much per pause (gc_pauses.rs).
@@ -139,17 +138,7 @@ fn attach_as_to(setpriv: &[&str], mut prog: Proc) -> Outcome {
 /// Every cycle the program completed while watched is in the report, with the pause the
 /// runtime recorded.
 fn check_pauses(truth: &Value, report: &Value) {
-    let got: BTreeMap<u64, i64> = report["gc"]["cycles"]
-        .as_array()
-        .expect("cycles")
-        .iter()
-        .map(|c| {
-            (
-                c["cycle"].as_u64().unwrap(),
-                c["pause_ns"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let got = cycle_pauses(report);
     let (start, end) = (
         truth["numgc_start"].as_u64().unwrap(),
         truth["numgc_end"].as_u64().unwrap(),
@@ -424,24 +413,6 @@ fn attach_as(setpriv: &[&str], pid: u32) -> std::process::Output {
         .expect("setpriv (util-linux)")
 }
 
-/// Exit 1, one `goprobe: error:` line holding every needle, nothing on stdout, no panic.
-fn assert_refused(out: &std::process::Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "want one line, got: {stderr}");
-    assert!(lines[0].starts_with("goprobe: error: "), "{stderr}");
-    for n in needles {
-        assert!(lines[0].contains(n), "{n:?} not in: {stderr}");
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
 /// A user who is not root and has no capabilities (bad_input.rs drops capabilities from root,
 /// who keeps uid 0 and its file access): one line that names what is missing and what to do.
 #[test]
@@ -454,7 +425,7 @@ fn non_root_without_capabilities() {
         "--inh-caps=-all",
     ];
     let out = attach_as(&nobody, prog.pid());
-    assert_refused(
+    assert_clean_error(
         &out,
         &["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "run as root"],
     );

@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use serde_json::Value;
-use support::{Proc, attach, goprobe, leaks, start_testprog, testprog};
+use support::{Proc, attach, cycle_pauses, goprobe, leaks, start_testprog, testprog};
 
 const GO: &str = "1.27.3";
 /// The runtime may differ from goprobe by at most this much (as in gc_pauses.rs).
@@ -19,17 +19,7 @@ const TOLERANCE_NS: i64 = 1_000;
 /// The report has exactly the cycles the program's JSON (`-mode pauses`) lists, with the
 /// runtime's pauses, and as many ReadMemStats stops.
 fn assert_cycles_match(report: &Value, truth: &Value, what: &str) {
-    let got: BTreeMap<u64, i64> = report["gc"]["cycles"]
-        .as_array()
-        .expect("cycles")
-        .iter()
-        .map(|c| {
-            (
-                c["cycle"].as_u64().unwrap(),
-                c["pause_ns"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let got = cycle_pauses(report);
     let (start, end) = (
         truth["numgc_start"].as_u64().unwrap(),
         truth["numgc_end"].as_u64().unwrap(),

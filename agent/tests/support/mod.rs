@@ -268,3 +268,41 @@ pub fn watch(
         goprobe_stderr,
     }
 }
+
+/// Asserts goprobe failed with exactly one error line that contains every `needle`.
+pub fn assert_clean_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}; stderr: {stderr}",
+        out.status
+    );
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one line, got: {stderr}");
+    assert!(lines[0].starts_with("goprobe: error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{n:?} not in: {stderr}");
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Each GC cycle of a goprobe report: its number and the pause goprobe measured (ns).
+pub fn cycle_pauses(report: &serde_json::Value) -> std::collections::BTreeMap<u64, i64> {
+    report["gc"]["cycles"]
+        .as_array()
+        .expect("cycles")
+        .iter()
+        .map(|c| {
+            (
+                c["cycle"].as_u64().expect("cycle"),
+                c["pause_ns"].as_i64().expect("pause_ns"),
+            )
+        })
+        .collect()
+}
