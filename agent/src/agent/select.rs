@@ -54,12 +54,19 @@ pub fn pid_ns(path: &str) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
-/// Field 22 of `/proc/<pid>/stat`.
+/// Field 22 of `/proc/<pid>/stat`, the start time of a live process: `None` once it has
+/// exited, zombie included.
+///
+/// NB: a zombie keeps its `/proc/<pid>/stat` (state `Z`, or `X` while it is reaped) until its
+/// parent waits for it (fs/proc/array.c, `task_state_array`); it runs no code any more.
 pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold anything: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+    if matches!(rest.next()?, "Z" | "X") {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
 }
 
 impl Select {
@@ -105,6 +112,22 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_ticks_of_live_and_exited_processes() {
+        assert!(start_ticks(std::process::id()).is_some());
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not waited for yet: a zombie once it has run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while start_ticks(pid).is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(start_ticks(pid), None, "a zombie has no start time");
+        child.wait().expect("wait");
+    }
 
     #[test]
     fn globs() {

@@ -261,8 +261,13 @@ impl Fleet {
         }
         let attaching = Instant::now();
         if let Err(e) = self.probes.attach(&p.target, &self.options) {
-            warn!(pid, "attaching: {:#}", anyhow::Error::new(e));
             self.probes.detach(pid);
+            if select::start_ticks(pid) != Some(p.start_ticks) {
+                // It exited while its probes were being attached.
+                self.skip(pid, "exited before attach");
+                return;
+            }
+            warn!(pid, "attaching: {:#}", anyhow::Error::new(e));
             self.skip(pid, "attach failed");
             return;
         }
