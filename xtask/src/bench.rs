@@ -267,3 +267,35 @@ pub fn wait_attached(mut err: std::io::BufReader<std::process::ChildStderr>) -> 
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     Ok(())
 }
+
+/// Starts `goprobe attach <pid> --json <args>` (stdout piped, for the report) and waits until
+/// its probes are attached.
+pub fn attach_goprobe(
+    goprobe: &std::path::Path,
+    pid: u32,
+    args: &[&str],
+) -> Result<std::process::Child> {
+    use anyhow::Context as _;
+    let mut child = Command::new(goprobe)
+        .args(["attach", &pid.to_string(), "--json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting goprobe")?;
+    wait_attached(std::io::BufReader::new(
+        child.stderr.take().context("stderr")?,
+    ))?;
+    Ok(child)
+}
+
+/// The first number after `"key":` in `json` (xtask has no JSON parser; the programs print flat
+/// JSON lines).
+pub fn json_number(json: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
