@@ -136,32 +136,9 @@ fn event_cost(dir: &Path, goprobe: &Path, gcstress: &Path, go: &str) -> Result<(
     )
 }
 
-/// hugo as `hugo server` on a new site in DIR/hugo-site, as bench::process_symbolizer runs it.
+/// hugo as `hugo server` (bench::hugo_server), killed when dropped.
 fn hugo_server(dir: &Path) -> Result<Killed> {
-    let site = dir.join("hugo-site");
-    if !site.exists() {
-        exec(
-            Command::new(thirdparty::hugo())
-                .args(["new", "site"])
-                .arg(&site),
-        )?;
-    }
-    let child = Command::new(thirdparty::hugo())
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "19398",
-            "--source",
-        ])
-        .arg(&site)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting hugo")?;
-    std::thread::sleep(Duration::from_secs(2));
-    Ok(Killed(child))
+    Ok(Killed(crate::bench::hugo_server(dir, 19398)?))
 }
 
 /// One attach: (ms from spawn to the "attached" line, the report's attach_ms).
