@@ -83,28 +83,7 @@ fn process_symbolizer(dir: &std::path::Path) -> Result<()> {
         "--example",
         "symbolize_bench",
     ]))?;
-    let site = dir.join("hugo-site");
-    if !site.exists() {
-        exec(
-            Command::new(thirdparty::hugo())
-                .args(["new", "site"])
-                .arg(&site),
-        )?;
-    }
-    let mut hugo = Command::new(thirdparty::hugo())
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "19399",
-            "--source",
-        ])
-        .arg(&site)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut hugo = hugo_server(dir, 19399)?;
     let out = Command::new(root().join("target/release/examples/symbolize_bench"))
         .arg(hugo.id().to_string())
         .output();
@@ -266,4 +245,66 @@ pub fn wait_attached(mut err: std::io::BufReader<std::process::ChildStderr>) -> 
     }
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     Ok(())
+}
+
+/// Starts `goprobe attach <pid> --json <args>` (stdout piped, for the report) and waits until
+/// its probes are attached.
+pub fn attach_goprobe(
+    goprobe: &std::path::Path,
+    pid: u32,
+    args: &[&str],
+) -> Result<std::process::Child> {
+    use anyhow::Context as _;
+    let mut child = Command::new(goprobe)
+        .args(["attach", &pid.to_string(), "--json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting goprobe")?;
+    wait_attached(std::io::BufReader::new(
+        child.stderr.take().context("stderr")?,
+    ))?;
+    Ok(child)
+}
+
+/// The first number after `"key":` in `json` (xtask has no JSON parser; the programs print flat
+/// JSON lines).
+pub fn json_number(json: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// hugo's 95 MB stripped binary as `hugo server` on 127.0.0.1:`port`, serving a new site in
+/// DIR/hugo-site; after 2 s, so that it runs its steady state.
+pub fn hugo_server(dir: &std::path::Path, port: u16) -> Result<std::process::Child> {
+    use anyhow::Context as _;
+    let site = dir.join("hugo-site");
+    if !site.exists() {
+        exec(
+            Command::new(thirdparty::hugo())
+                .args(["new", "site"])
+                .arg(&site),
+        )?;
+    }
+    let child = Command::new(thirdparty::hugo())
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--source",
+        ])
+        .arg(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting hugo")?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    Ok(child)
 }

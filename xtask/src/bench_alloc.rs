@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, exec, root, setup};
+use crate::{bench::json_number, cargo, exec, root, setup};
 
 const RUNS: usize = 5;
 
@@ -176,11 +176,4 @@ fn once(
         p.0.wait()?;
     }
     (w.rate)(&line).with_context(|| format!("signals JSON {line:?}"))
-}
-
-/// The number `key` of a flat JSON object (xtask has no JSON parser; signals prints one line).
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
 }

@@ -53,19 +53,6 @@ impl Drop for Killed {
     }
 }
 
-/// Starts `goprobe attach <pid> --json <args>` and waits for its "attached to pid" line.
-fn attach(goprobe: &Path, pid: u32, args: &[&str]) -> Result<Child> {
-    let mut child = Command::new(goprobe)
-        .args(["attach", &pid.to_string(), "--json"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting goprobe")?;
-    crate::bench::wait_attached(BufReader::new(child.stderr.take().context("stderr")?))?;
-    Ok(child)
-}
-
 /// Waits for goprobe to end and parses its report.
 fn report(child: Child) -> Result<Value> {
     let out = child.wait_with_output()?;
@@ -87,7 +74,7 @@ fn mixed_report(goprobe: &Path, gcstress: &Path, args: &[&str]) -> Result<Value>
     ensure!(line.trim() == "ready", "gcstress said {line:?}");
     let mut all = vec!["--bpf-stats"];
     all.extend_from_slice(args);
-    let probe = attach(goprobe, prog.id(), &all)?;
+    let probe = crate::bench::attach_goprobe(goprobe, prog.id(), &all)?;
     let mut stdin = prog.stdin.take().context("stdin")?;
     writeln!(stdin, "start")?;
     std::thread::sleep(EVENT_RUN);
@@ -149,38 +136,15 @@ fn event_cost(dir: &Path, goprobe: &Path, gcstress: &Path, go: &str) -> Result<(
     )
 }
 
-/// hugo as `hugo server` on a new site in DIR/hugo-site, as bench::process_symbolizer runs it.
+/// hugo as `hugo server` (bench::hugo_server), killed when dropped.
 fn hugo_server(dir: &Path) -> Result<Killed> {
-    let site = dir.join("hugo-site");
-    if !site.exists() {
-        exec(
-            Command::new(thirdparty::hugo())
-                .args(["new", "site"])
-                .arg(&site),
-        )?;
-    }
-    let child = Command::new(thirdparty::hugo())
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "19398",
-            "--source",
-        ])
-        .arg(&site)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting hugo")?;
-    std::thread::sleep(Duration::from_secs(2));
-    Ok(Killed(child))
+    Ok(Killed(crate::bench::hugo_server(dir, 19398)?))
 }
 
 /// One attach: (ms from spawn to the "attached" line, the report's attach_ms).
 fn attach_once(goprobe: &Path, pid: u32) -> Result<(u64, u64)> {
     let t = Instant::now();
-    let child = attach(goprobe, pid, &["--duration", "0.2"])?;
+    let child = crate::bench::attach_goprobe(goprobe, pid, &["--duration", "0.2"])?;
     let wall = t.elapsed().as_millis() as u64;
     let r = report(child)?;
     Ok((wall, r["agent"]["attach_ms"].as_u64().unwrap_or(0)))
@@ -404,7 +368,7 @@ fn agent_cost(dir: &Path, goprobe: &Path, demo: &Path, go: &str) -> Result<()> {
     }
     // `goprobe attach` on one demo for 20 s, default signals: its own peak RSS.
     let demos = start_demos(demo, 1)?;
-    let probe = attach(goprobe, demos[0].0.id(), &["--duration", "20"])?;
+    let probe = crate::bench::attach_goprobe(goprobe, demos[0].0.id(), &["--duration", "20"])?;
     let r = report(probe)?;
     row(
         &mut rows,

@@ -8,7 +8,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -87,48 +87,26 @@ fn churn(signals: &Path, goprobe: &Path, args: Option<&[&str]>) -> Result<(f64, 
         bail!("signals said {line:?}");
     }
     let probe = match args {
-        Some(args) => Some(attach(goprobe, prog.id(), args)?),
+        Some(args) => Some(crate::bench::attach_goprobe(goprobe, prog.id(), args)?),
         None => None,
     };
     writeln!(prog.stdin.as_mut().context("stdin")?, "start")?;
     let mut json = String::new();
     out.read_to_string(&mut json)?;
     prog.wait()?;
-    let rate = number(&json, "per_sec").context("no per_sec in the program's output")?;
+    let rate = crate::bench::json_number(&json, "per_sec")
+        .context("no per_sec in the program's output")?;
     let agent = match probe {
         Some(p) => {
             let report = p.wait_with_output()?;
             let report = String::from_utf8_lossy(&report.stdout);
             format!(
                 "{}, {}",
-                number(&report, "cpu_ms").unwrap_or(-1.0),
-                number(&report, "created").map_or("-".into(), |c| c.to_string())
+                crate::bench::json_number(&report, "cpu_ms").unwrap_or(-1.0),
+                crate::bench::json_number(&report, "created").map_or("-".into(), |c| c.to_string())
             )
         }
         None => "-".into(),
     };
     Ok((rate, agent))
-}
-
-/// Starts goprobe on `pid` and waits until its probes are attached.
-fn attach(goprobe: &Path, pid: u32, args: &[&str]) -> Result<Child> {
-    let mut child = Command::new(goprobe)
-        .args(["attach", &pid.to_string(), "--json"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting goprobe")?;
-    crate::bench::wait_attached(BufReader::new(child.stderr.take().context("stderr")?))?;
-    Ok(child)
-}
-
-/// The first number after `"key":` in `json`.
-fn number(json: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, exec, root, setup};
+use crate::{bench::json_number, cargo, exec, root, setup};
 
 /// Interleaved pairs per workload and mode (the issue asks for at least 5).
 const PAIRS: usize = 5;
@@ -408,16 +408,7 @@ impl Bench {
 
     /// Starts `goprobe attach <pid> --json <args>` and waits until its probes are attached.
     fn attach(&self, pid: u32, args: &[&str]) -> Result<Killed> {
-        let mut child = Killed(
-            Command::new(&self.goprobe)
-                .args(["attach", &pid.to_string(), "--json"])
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("starting goprobe")?,
-        );
-        crate::bench::wait_attached(BufReader::new(child.0.stderr.take().context("stderr")?))?;
+        let child = Killed(crate::bench::attach_goprobe(&self.goprobe, pid, args)?);
         Ok(child)
     }
 }
@@ -436,14 +427,4 @@ fn cpu_ns(pid: u32) -> Result<u64> {
             .unwrap_or(0);
     }
     Ok(sum)
-}
-
-/// The first number after `"key":` in `json` (xtask has no JSON parser).
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
