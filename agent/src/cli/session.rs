@@ -28,7 +28,7 @@ use goprobe::{
         live_signals::LiveSignals,
     },
     signal::{self, cycle, gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
-    target::Target,
+    target::{Target, proc::kib_field},
 };
 
 /// What one window watches and how.
@@ -358,21 +358,9 @@ fn self_usage() -> (u64, u64) {
     let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| vm_hwm_kib(&s))
-        .unwrap_or(ru.ru_maxrss as u64);
+        .and_then(|s| kib_field(&s, "VmHWM:"))
+        .map_or(ru.ru_maxrss as u64, |bytes| bytes / 1024);
     (ms(ru.ru_utime) + ms(ru.ru_stime), hwm)
-}
-
-/// The `VmHWM:` line of /proc/<pid>/status, in KiB.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]
@@ -382,8 +370,8 @@ mod tests {
     #[test]
     fn reads_the_high_water_mark() {
         let status = "VmPeak:\t  123456 kB\nVmHWM:\t    38912 kB\nVmRSS:\t   30000 kB\n";
-        assert_eq!(vm_hwm_kib(status), Some(38912));
-        assert_eq!(vm_hwm_kib("VmRSS:\t 1 kB\n"), None);
+        assert_eq!(kib_field(status, "VmHWM:"), Some(38912 * 1024));
+        assert_eq!(kib_field("VmRSS:\t 1 kB\n", "VmHWM:"), None);
         let (_, own) = self_usage();
         assert!(own > 0);
     }

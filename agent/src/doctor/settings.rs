@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     report::Report,
-    target::{Target, cgroup},
+    target::{Target, cgroup, proc::kib_field},
 };
 
 /// The settings of one process; every field optional where the host or binary may not say.
@@ -167,13 +167,6 @@ impl HostMemory {
     }
 }
 
-/// A `Name:   123 kB` line of /proc/meminfo or /proc/<pid>/status, in bytes.
-fn kib_field(text: &str, name: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(name))?;
-    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// The selected word of a sysfs choice list (`always [madvise] never` → `madvise`).
 fn bracketed(s: &str) -> Option<String> {
     let start = s.find('[')? + 1;
@@ -194,11 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn proc_fields_and_sysfs_choices() {
-        let status = "VmRSS:\t   2048 kB\nVmSwap:\t      4 kB\n";
-        assert_eq!(kib_field(status, "VmRSS:"), Some(2 << 20));
-        assert_eq!(kib_field(status, "VmSwap:"), Some(4096));
-        assert_eq!(kib_field(status, "VmPTE:"), None);
+    fn sysfs_choices() {
         assert_eq!(
             bracketed("always [madvise] never\n").as_deref(),
             Some("madvise")

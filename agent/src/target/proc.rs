@@ -212,9 +212,24 @@ fn parse_stat(stat: &str) -> Option<(String, u64)> {
     Some((comm, flags))
 }
 
+/// A `Name:   123 kB` line of /proc/meminfo or /proc/<pid>/status, in bytes.
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kib_fields_of_status() {
+        let status = "VmRSS:\t   2048 kB\nVmSwap:\t      4 kB\n";
+        assert_eq!(kib_field(status, "VmRSS:"), Some(2 << 20));
+        assert_eq!(kib_field(status, "VmSwap:"), Some(4096));
+        assert_eq!(kib_field(status, "VmPTE:"), None);
+    }
 
     #[test]
     fn parses_stat_with_odd_comm() {
