@@ -268,7 +268,7 @@ pub(super) fn observe(s: Session<'_>) -> Result<Observed> {
             // Dropped in the kernel, plus pauses dropped here as unreadable (report-schema.md).
             lost_events: probes.lost_events() + tracker.unreadable + sites_full,
             lost_stacks: failed_stacks,
-            programs: programs.into_iter().map(Into::into).collect(),
+            programs,
         },
         gc,
         alloc,

@@ -12,8 +12,9 @@ use tracing::debug;
 
 use super::Probes;
 
-/// One loaded BPF program's counters since it was loaded (only while statistics were on).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One loaded BPF program's counters since it was loaded (only while statistics were on); the
+/// report's `agent.programs` entries.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProgramStats {
     /// The program's name in the BPF object (`gc_start_entry`, `cpu_sample`, …).
     pub name: String,
@@ -43,12 +44,6 @@ impl StatsGuard {
         let fd = enable_stats(Stats::RunTime).map_err(StatsError)?;
         Ok(Self { _fd: fd })
     }
-}
-
-/// Whether BPF run-time statistics are on host-wide through the sysctl (a `BPF_ENABLE_STATS`
-/// descriptor held by some process does not show here).
-pub fn sysctl_enabled() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
 }
 
 impl Probes {

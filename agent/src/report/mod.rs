@@ -80,25 +80,7 @@ pub struct AgentStats {
     /// Per BPF program: how often it ran and for how long, from the kernel's program info at the
     /// end of the window (0 unless BPF run-time statistics were on; docs/report-schema.md).
     #[serde(default)]
-    pub programs: Vec<ProgramCost>,
-}
-
-/// One BPF program's run count and run time (`bpf_prog_info.run_cnt`, `run_time_ns`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ProgramCost {
-    pub name: String,
-    pub hits: u64,
-    pub run_ns: u64,
-}
-
-impl From<crate::probe::stats::ProgramStats> for ProgramCost {
-    fn from(s: crate::probe::stats::ProgramStats) -> Self {
-        Self {
-            name: s.name,
-            hits: s.hits,
-            run_ns: s.run_ns,
-        }
-    }
+    pub programs: Vec<crate::probe::stats::ProgramStats>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
