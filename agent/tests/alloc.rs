@@ -23,6 +23,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{stackless_objects, u};
 
 const RELEASES: &[&str] = &["1.19", "1.21.13", "1.23.9", "1.25.5", "1.27.3"];
 
@@ -72,10 +73,6 @@ fn run(program: &str, go: &str, env: &[(&str, &str)], alloc: &str) -> Run {
         truth: w.truth,
         alloc: a,
     }
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 /// Bytes of the site whose leaf is `function`.
@@ -337,13 +334,7 @@ fn stack_map_overflow() {
     let mallocs = u(&w.truth["mallocs"]);
     let objects = u(&alloc["objects"]);
     let lost_stacks = u(&w.report["agent"]["lost_stacks"]);
-    let unattributed: u64 = alloc["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["stack"].as_array().is_some_and(Vec::is_empty))
-        .map(|s| u(&s["objects"]))
-        .sum();
+    let unattributed = stackless_objects(alloc);
     eprintln!(
         "Go {go}: {objects} objects vs Mallocs {mallocs}; {lost_stacks} stacks lost, \
          {unattributed} objects without a stack"

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{creation_sites_total, u};
 
 /// The tolerance on the count during a plateau.
 const COUNT_TOLERANCE: i64 = 2;
@@ -32,10 +33,6 @@ fn run(program: &str, go: &str, mode: &str, sites: bool) -> (Value, Value) {
         w.report
     );
     (w.truth, g)
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 fn stack(site: &Value) -> Vec<&str> {
@@ -78,12 +75,7 @@ fn check_created_exited(go: &str, truth: &Value, g: &Value) {
     // NB: mark workers never exit; the program's goroutines all did (it waits until
     // NumGoroutine says so, i.e. until gdestroy/goexit0 put them on a free list).
     assert_eq!(u(&g["exited"]), finished, "Go {go}: {truth}");
-    let sites_total: u64 = g["creation_sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| u(&s["count"]))
-        .sum();
+    let sites_total = creation_sites_total(g);
     assert_eq!(sites_total, u(&g["created"]), "Go {go}: sites vs created");
 }
 

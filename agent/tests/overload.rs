@@ -23,7 +23,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{attach, start_testprog};
+use support::{attach, creation_sites_total, stackless_objects, start_testprog, u};
 
 const GO: &str = "1.27.3";
 /// How long each overload runs under goprobe: long enough for every map to fill.
@@ -39,10 +39,6 @@ const MAX_RSS_KIB: u64 = 256 * 1024;
 /// One overload at a time: each is meant to have the whole machine, and their rates to say
 /// what it can do.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
 
 /// The workload's rate without goprobe, for the record: `rate_key` of a 2-second run.
 fn unprobed(mode: &str, rate_key: &str) -> f64 {
@@ -148,13 +144,7 @@ fn allocation_flood_in_exact_mode() {
     let objects = u(&alloc["objects"]);
     let lost = u(&report["agent"]["lost_events"]);
     let lost_stacks = u(&report["agent"]["lost_stacks"]);
-    let unattributed: u64 = alloc["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["stack"].as_array().is_some_and(Vec::is_empty))
-        .map(|s| u(&s["objects"]))
-        .sum();
+    let unattributed = stackless_objects(alloc);
     eprintln!(
         "Go {GO} overload-alloc on {} Ps: {:.2} M allocations/s under exact mode ({:.2} M/s \
          unprobed), {mallocs} Mallocs in {:.1} s; report: {objects} objects, {lost} lost events, \
@@ -247,11 +237,6 @@ fn goroutine_flood() {
     assert_eq!(u(&g["exited"]), finished, "{truth}");
     // A handful of `go` statements: the per-stack counts cannot overflow either.
     assert_eq!(report["agent"]["lost_events"], 0);
-    let sites_total: u64 = g["creation_sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| u(&s["count"]))
-        .sum();
+    let sites_total = creation_sites_total(g);
     assert_eq!(sites_total, u(&g["created"]), "sites vs created");
 }

@@ -306,3 +306,29 @@ pub fn cycle_pauses(report: &serde_json::Value) -> std::collections::BTreeMap<u6
         })
         .collect()
 }
+
+/// A JSON count (an unsigned integer), or the test fails.
+pub fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Objects of a report's `alloc` section counted under an empty stack (the stack was lost).
+pub fn stackless_objects(alloc: &serde_json::Value) -> u64 {
+    alloc["sites"]
+        .as_array()
+        .expect("alloc.sites")
+        .iter()
+        .filter(|s| s["stack"].as_array().is_some_and(Vec::is_empty))
+        .map(|s| u(&s["objects"]))
+        .sum()
+}
+
+/// The goroutines of a report's `goroutines` section summed over its creation sites.
+pub fn creation_sites_total(g: &serde_json::Value) -> u64 {
+    g["creation_sites"]
+        .as_array()
+        .expect("creation_sites")
+        .iter()
+        .map(|s| u(&s["count"]))
+        .sum()
+}
