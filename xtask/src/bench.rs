@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: builds an unstripped `cmd/go` with the newest Go release (a large Go
 //! binary with DWARF, for blazesym), then runs goprobe-gopclntab's comparison bench
 //! (gopclntab/benches/compare.rs), which writes target/bench/results.md; then goprobe's process
-//! symbolizer on a live hugo server (agent/examples/symbolize_bench.rs), appended to it; then
+//! symbolizer on a live hugo server (goprobe/examples/symbolize_bench.rs), appended to it; then
 //! the cost of goprobe's perf-event signals (page faults, CPU samples) to a Go program; the
 //! allocation probes' cost; the target overhead of each goprobe mode on three Go workloads
 //! together with goprobe's own CPU and memory (bench_overhead.rs); and what goprobe itself costs:

@@ -95,7 +95,7 @@ fn event_cost(dir: &Path, goprobe: &Path, gcstress: &Path, go: &str) -> Result<(
         ),
     ] {
         let r = mixed_report(goprobe, gcstress, &args)?;
-        let programs = r["agent"]["programs"]
+        let programs = r["goprobe"]["programs"]
             .as_array()
             .context("agent.programs")?;
         ensure!(
@@ -147,7 +147,7 @@ fn attach_once(goprobe: &Path, pid: u32) -> Result<(u64, u64)> {
     let child = crate::bench::attach_goprobe(goprobe, pid, &["--duration", "0.2"])?;
     let wall = t.elapsed().as_millis() as u64;
     let r = report(child)?;
-    Ok((wall, r["agent"]["attach_ms"].as_u64().unwrap_or(0)))
+    Ok((wall, r["goprobe"]["attach_ms"].as_u64().unwrap_or(0)))
 }
 
 /// Table b: attach latency, cold (first) and warm (median / max of the rest).
@@ -375,7 +375,7 @@ fn agent_cost(dir: &Path, goprobe: &Path, demo: &Path, go: &str) -> Result<()> {
         "`goprobe attach` (20 s, defaults)",
         1,
         None,
-        r["agent"]["max_rss_kb"].as_u64().unwrap_or(0),
+        r["goprobe"]["max_rss_kb"].as_u64().unwrap_or(0),
     );
     drop(demos);
     append_results(

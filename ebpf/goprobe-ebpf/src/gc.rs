@@ -3,7 +3,7 @@
 //! NB: every stop-the-world, GC or not, ends in `runtime.startTheWorldWithSema`, which runs on
 //! the system stack (g0) of the thread that stopped the world (src/runtime/proc.go, Go 1.21–1.27).
 //! Per-STW state is therefore keyed by thread id between its entry probe and its RET probes.
-//! No uretprobes: RET instructions are probed instead (see agent/src/target/disasm.rs).
+//! No uretprobes: RET instructions are probed instead (see goprobe/src/target/disasm.rs).
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},

@@ -2,7 +2,7 @@
 //! and how many goroutines were created and exited (per process, in `GOROUTINE_COUNTS`).
 //!
 //! The goroutine count over time is not probed: user space reads it from the runtime's own
-//! variables (agent/src/signal/goroutines.rs), which costs the target nothing.
+//! variables (goprobe/src/signal/goroutines.rs), which costs the target nothing.
 
 use aya_ebpf::{
     macros::{map, uprobe},

@@ -1,14 +1,14 @@
 //! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, one sample per
 //! fault) and on-CPU samples (software `CPU_CLOCK`), counted per user stack into `SITES`.
 //!
-//! The events are opened by user space (agent/src/probe/perf.rs) once per online CPU for all
+//! The events are opened by user space (goprobe/src/probe/perf.rs) once per online CPU for all
 //! processes; these programs keep only the threads of attached processes (`TARGETS`).
 //!
 //! A frame-pointer walk from a sample taken where the function has not (or no longer) pushed
 //! RBP — inside a frameless assembly leaf such as `memmove` or `memclrNoHeapPointers`, or at a
 //! function's entry — misses the immediate caller: its return address is at `[SP]`, not at
 //! `[RBP+8]`. User space passes the pc ranges where that is so (`FRAMELESS`, computed from the
-//! function table's pcsp, agent/src/target/frameless.rs); when the sampled user IP is in one, the
+//! function table's pcsp, goprobe/src/target/frameless.rs); when the sampled user IP is in one, the
 //! word at the user SP is kept as `CallerStack::ret` and inserted as the second frame.
 
 use aya_ebpf::{

@@ -1,6 +1,6 @@
 //! Per-stack counters shared by every stack-attributed signal (allocations, goroutine creation,
 //! page faults, CPU samples): one per-CPU hash map keyed by (process, kind, stack), summed by
-//! user space (`agent/src/probe/sites.rs`). Nothing here sends an event per occurrence.
+//! user space (`goprobe/src/probe/sites.rs`). Nothing here sends an event per occurrence.
 
 use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 use goprobe_common::{CallerStack, MAX_SITES, SiteCounts, SiteKey, counter};

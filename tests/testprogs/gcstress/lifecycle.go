@@ -1,7 +1,7 @@
 package main
 
 // -mode=exec and -mode=fork: a target that replaces its program or starts child processes
-// while goprobe watches it (agent/tests/target_lifecycle.rs).
+// while goprobe watches it (goprobe/tests/target_lifecycle.rs).
 
 import (
 	"bufio"

@@ -1,7 +1,7 @@
 package main
 
 // -mode=mixed: every kind of work goprobe measures, at once and for as long as a test needs, so
-// that each panel of the Grafana dashboards has series to show (agent/tests/dashboards.rs runs
+// that each panel of the Grafana dashboards has series to show (goprobe/tests/dashboards.rs runs
 // every panel's query against a Prometheus that scrapes goprobe).
 
 import (

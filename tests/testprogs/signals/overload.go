@@ -1,4 +1,4 @@
-// Overload workloads (agent/tests/overload.rs): as many allocations, or as many short-lived
+// Overload workloads (goprobe/tests/overload.rs): as many allocations, or as many short-lived
 // goroutines, as this machine can make, on every P, for -overload-for. Each checks its own work
 // (a wrong value read back, or a goroutine that never finished, is an error and exit 1) and
 // reports what the runtime counted over the window, so the test can compare goprobe's counts

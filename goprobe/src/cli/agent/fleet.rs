@@ -1,0 +1,491 @@
+//! The processes `goprobe agent` profiles: finding them (a /proc scan, then exec events),
+//! attaching, routing each GC event to its process, refreshing metrics, and detaching on exit,
+//! exec or shutdown.
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    os::unix::fs::MetadataExt as _,
+    rc::Rc,
+    time::Instant,
+};
+
+use goprobe::{
+    analysis::Target,
+    clock::{self, Clock},
+    daemon::{Candidate, Config, meta, select},
+    export::{
+        Exporter, TargetMetrics,
+        collect::{Inputs, Refresher},
+        resource::{self, ProcessInfo},
+    },
+    output::{pprof, profile},
+    probe::{Options, Probes},
+    report::Window,
+    signal::{gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
+};
+use tracing::{debug, info, warn};
+
+use super::os::is_go;
+
+/// How long a process that just exec'd may take to set its runtime up before it is attached
+/// anyway.
+///
+/// NB: the runtime fills `runtime.gomaxprocs` in schedinit → procresize, after it applied
+/// `disableMemoryProfiling` to `MemProfileRate` (src/runtime/proc.go, Go 1.19–1.27); attaching
+/// after that keeps the heap-profile sampler choice right. It takes well under a millisecond.
+const RUNTIME_SETUP_MAX_MS: u128 = 200;
+
+/// How long one metrics refresh may keep the event loop (see [`Fleet::refresh`]).
+const REFRESH_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Binaries whose analysis is kept for their next process (each a few hundred KiB).
+const ANALYSES_KEPT: usize = 64;
+
+/// One profiled process.
+pub(super) struct Running {
+    start_ticks: u64,
+    target: Target,
+    tracker: GcTracker,
+    goroutines: Option<GoroutineSampler>,
+    goroutine_count: Option<u64>,
+    metrics: Option<TargetMetrics>,
+    refresher: Refresher,
+    /// Shared by the processes of one (non-PIE) binary: one symbolizer, one name cache.
+    namer: Rc<RefCell<StackNamer>>,
+    binary: BinaryKey,
+    attached_unix_ns: i64,
+}
+
+/// A binary file: device, inode, modification time.
+type BinaryKey = (u64, u64, i64);
+
+/// A process that exec'd a Go program, analysed, waiting for its runtime to be set up.
+struct Pending {
+    target: Target,
+    binary: BinaryKey,
+    start_ticks: u64,
+    attributes: Vec<(&'static str, String)>,
+    since: Instant,
+    exec_ktime_ns: Option<u64>,
+}
+
+/// Every process the agent knows.
+pub(super) struct Fleet {
+    pub(super) probes: Probes,
+    pub(super) options: Options,
+    config: Config,
+    pub(super) exporter: Exporter,
+    /// Unix time of attaches and profile windows.
+    clock: Clock,
+    own_ns: Option<u64>,
+    pub(super) running: HashMap<u32, Running>,
+    pending: Vec<Pending>,
+    /// Binaries (device, inode) known not to be Go, or not profilable.
+    not_go: HashSet<(u64, u64)>,
+    /// The analysis of each binary (device, inode, modification time) seen, for the next
+    /// process that runs it ([`Target::for_process`]).
+    analyses: HashMap<BinaryKey, Target>,
+    /// The stack namer of each binary with profiled processes (see [`Running::namer`]).
+    namers: HashMap<BinaryKey, Rc<RefCell<StackNamer>>>,
+    /// The process whose metrics [`Self::refresh`] updated last.
+    refreshed_last: u32,
+    /// Processes not profiled, by reason (logged when the agent stops).
+    pub(super) skipped: HashMap<&'static str, u64>,
+}
+
+impl Fleet {
+    pub(super) fn new(
+        probes: Probes,
+        options: Options,
+        config: Config,
+        exporter: Exporter,
+    ) -> Self {
+        Self {
+            probes,
+            options,
+            config,
+            exporter,
+            clock: Clock::new(),
+            own_ns: select::pid_ns("/proc/self/ns/pid"),
+            running: HashMap::new(),
+            pending: Vec::new(),
+            not_go: HashSet::new(),
+            analyses: HashMap::new(),
+            namers: HashMap::new(),
+            refreshed_last: 0,
+            skipped: HashMap::new(),
+        }
+    }
+
+    fn skip(&mut self, pid: u32, reason: &'static str) {
+        if reason == "not selected" {
+            debug!(pid, reason, "not profiled");
+        } else {
+            info!(pid, reason, "not profiled");
+        }
+        *self.skipped.entry(reason).or_default() += 1;
+    }
+
+    /// Attaches to every matching Go process already running.
+    pub(super) fn scan(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut pids: Vec<u32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        for pid in pids {
+            if let Some(p) = self.consider(pid, None) {
+                self.attach(p);
+            }
+        }
+    }
+
+    /// A process exec'd: whatever it ran before is gone; the new program may be Go.
+    pub(super) fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
+        debug!(
+            pid,
+            lag_ms = (clock::monotonic_ns() as u64).saturating_sub(ktime_ns) as f64 / 1e6,
+            "exec"
+        );
+        if self.running.contains_key(&pid) {
+            info!(pid, "exec: detaching from the previous program");
+            self.remove(pid);
+        }
+        self.pending.retain(|p| p.target.process.pid != pid);
+        if let Some(p) = self.consider(pid, Some(ktime_ns)) {
+            self.pending.push(p);
+            // The analysis usually outlasts the runtime's setup: attach now if so.
+            self.attach_ready();
+        }
+    }
+
+    /// The process ended.
+    pub(super) fn on_exit(&mut self, pid: u32) {
+        self.pending.retain(|p| p.target.process.pid != pid);
+        if self.running.contains_key(&pid) {
+            self.remove(pid);
+        }
+    }
+
+    /// Selection and analysis of process `pid`; `None` (counted) when it is not profiled.
+    fn consider(&mut self, pid: u32, exec_ktime_ns: Option<u64>) -> Option<Pending> {
+        if pid == std::process::id() {
+            return None;
+        }
+        let candidate = Candidate::read(pid)?;
+        let meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+        let file = (meta.dev(), meta.ino());
+        if self.not_go.contains(&file) {
+            return None;
+        }
+        if !is_go(pid) {
+            self.not_go.insert(file);
+            return None;
+        }
+        if !self.config.select.matches(&candidate, self.own_ns) {
+            self.skip(pid, "not selected");
+            return None;
+        }
+        if self.running.len() + self.pending.len() >= self.config.max_targets() {
+            warn!(
+                pid,
+                max_targets = self.config.max_targets(),
+                "not profiled: max_targets reached"
+            );
+            self.skip(pid, "max_targets");
+            return None;
+        }
+        let analysis = Instant::now();
+        let key = (meta.dev(), meta.ino(), meta.mtime());
+        let analysed = match self.analyses.get(&key).and_then(|t| t.for_process(pid)) {
+            Some(r) => r,
+            None => Target::analyze(pid),
+        };
+        let target = match analysed {
+            Ok(t) => t,
+            Err(_) if select::start_ticks(pid) != Some(candidate.start_ticks) => {
+                self.skip(pid, "exited before attach");
+                return None;
+            }
+            Err(e) => {
+                warn!(pid, "not profiled: {e}");
+                self.skip(pid, "unsupported");
+                return None;
+            }
+        };
+        debug!(pid, ms = analysis.elapsed().as_millis() as u64, "analysed");
+        if !self.analyses.contains_key(&key)
+            && let Some(Ok(copy)) = target.for_process(pid)
+        {
+            if self.analyses.len() >= ANALYSES_KEPT {
+                self.analyses.clear();
+            }
+            self.analyses.insert(key, copy);
+        }
+        Some(Pending {
+            target,
+            binary: key,
+            start_ticks: candidate.start_ticks,
+            attributes: meta::of_process(pid, &candidate.cgroups),
+            since: Instant::now(),
+            exec_ktime_ns,
+        })
+    }
+
+    /// Attaches the processes whose runtime is set up by now.
+    pub(super) fn attach_ready(&mut self) {
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| {
+                p.since.elapsed().as_millis() >= RUNTIME_SETUP_MAX_MS
+                    || p.target
+                        .vars
+                        .gomaxprocs
+                        .and_then(|a| p.target.process.read_u32(a).ok())
+                        .is_some_and(|n| n > 0)
+            });
+        self.pending = waiting;
+        for p in ready {
+            self.attach(p);
+        }
+    }
+
+    fn attach(&mut self, p: Pending) {
+        let pid = p.target.process.pid;
+        if select::start_ticks(pid) != Some(p.start_ticks) {
+            self.skip(pid, "exited before attach");
+            return;
+        }
+        let attaching = Instant::now();
+        if let Err(e) = self.probes.attach(&p.target, &self.options) {
+            self.probes.detach(pid);
+            if select::start_ticks(pid) != Some(p.start_ticks) {
+                // It exited while its probes were being attached.
+                self.skip(pid, "exited before attach");
+                return;
+            }
+            warn!(pid, "attaching: {:#}", anyhow::Error::new(e));
+            self.skip(pid, "attach failed");
+            return;
+        }
+        let metrics = if self.exporter.enabled() {
+            let info = ProcessInfo {
+                pid,
+                exe: &p.target.exe,
+                go_version: &p.target.go_version.raw,
+                service_name: p
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| *k == "service.name")
+                    .map(|(_, v)| v.as_str()),
+                attributes: &p.attributes,
+            };
+            self.exporter
+                .target(resource::of_process(&info))
+                .inspect_err(|e| warn!(pid, "exporting: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let since_exec_ms = p
+            .exec_ktime_ns
+            .map(|t| (clock::monotonic_ns() as u64).saturating_sub(t) as f64 / 1e6);
+        info!(
+            pid,
+            exe = %p.target.exe.display(),
+            go = %p.target.go_version,
+            uprobes = self.probes.attached(),
+            since_exec_ms,
+            attach_ms = attaching.elapsed().as_millis() as u64,
+            "attached"
+        );
+        let mut target = p.target;
+        // The frameless ranges went into the BPF map if this is the first target with CPU
+        // samples; 200 copies of a binary's (~130 KiB each) need not stay.
+        target.frameless = Vec::new();
+        // NB: a PIE binary is loaded at another address in each process: its own namer.
+        let namer = match self.namers.get(&p.binary) {
+            Some(n) if !target.pie => n.clone(),
+            _ => {
+                let n = Rc::new(RefCell::new(StackNamer::new(pid, target.gc_start.addr)));
+                if !target.pie {
+                    self.namers.insert(p.binary, n.clone());
+                }
+                n
+            }
+        };
+        self.running.insert(
+            pid,
+            Running {
+                start_ticks: p.start_ticks,
+                tracker: GcTracker::new(target.layout.stw_abi)
+                    .with_go_minor(target.go_version.minor),
+                goroutines: self
+                    .options
+                    .goroutines
+                    .then(|| GoroutineSampler::new(&target).ok())
+                    .flatten(),
+                goroutine_count: None,
+                metrics,
+                refresher: Refresher::default(),
+                namer,
+                binary: p.binary,
+                attached_unix_ns: self.clock.now_unix(),
+                target,
+            },
+        );
+    }
+
+    /// Detaches `pid` and ends its export (the final OTLP push runs on its own thread: a slow
+    /// collector must not hold the others up).
+    pub(super) fn remove(&mut self, pid: u32) {
+        let Some(r) = self.running.remove(&pid) else {
+            return;
+        };
+        if !self.running.values().any(|o| o.binary == r.binary) {
+            self.namers.remove(&r.binary);
+        }
+        self.drain();
+        let uprobes = self.probes.detach(pid);
+        info!(pid, uprobes, remaining = self.probes.attached(), "detached");
+        if let Some(m) = r.metrics {
+            std::thread::spawn(move || m.shutdown());
+        }
+    }
+
+    /// Routes the waiting GC events to their processes and records completed cycles.
+    pub(super) fn drain(&mut self) {
+        let running = &mut self.running;
+        self.probes.drain(|ev| {
+            let Some(r) = running.get_mut(&ev.tgid) else {
+                return;
+            };
+            let others = r.tracker.other.len();
+            if let Some(c) = r.tracker.on_event(&ev)
+                && let Some(m) = &r.metrics
+            {
+                m.cycles().record_cycle(c);
+            }
+            if let Some(m) = &r.metrics {
+                for s in r.tracker.other.get(others..).unwrap_or_default() {
+                    m.cycles().record_other_stw(s);
+                }
+            }
+            // Recorded: the agent keeps no history (memory stays flat however long it runs).
+            r.tracker.cycles.clear();
+            r.tracker.other.clear();
+        });
+    }
+
+    /// Reads each process' goroutine count.
+    pub(super) fn sample_goroutines(&mut self) {
+        for r in self.running.values_mut() {
+            if let Some(s) = &r.goroutines {
+                r.goroutine_count = s.read_count().ok().or(r.goroutine_count);
+            }
+        }
+    }
+
+    /// Refreshes the exported metrics of the processes, in turn, for at most
+    /// [`REFRESH_BUDGET`] (all of them when `all`): the per-stack series of a process are
+    /// named every few seconds, which can take a while, and exec events must not wait on it.
+    pub(super) fn refresh(&mut self, all: bool) {
+        let started = Instant::now();
+        let mut pids: Vec<u32> = self.running.keys().copied().collect();
+        pids.sort_unstable();
+        // Start after the last process refreshed, so that each gets its turn.
+        let first = pids.partition_point(|&p| p <= self.refreshed_last);
+        pids.rotate_left(first);
+        let probes = &self.probes;
+        for pid in pids {
+            if !all && started.elapsed() >= REFRESH_BUDGET {
+                break;
+            }
+            let Some(r) = self.running.get_mut(&pid) else {
+                continue;
+            };
+            let Some(m) = &r.metrics else {
+                continue;
+            };
+            let namer = &r.namer;
+            let inputs = Inputs {
+                probes,
+                target: &r.target,
+                options: &self.options,
+                goroutines: r.goroutine_count,
+                lost_events: probes.lost_events() + r.tracker.unreadable + probes.sites_full(),
+                names: &mut |c| namer.borrow_mut().names(probes, c),
+            };
+            let t = Instant::now();
+            r.refresher.refresh(m, inputs, all);
+            debug!(
+                pid,
+                ms = t.elapsed().as_millis() as u64,
+                "metrics refreshed"
+            );
+            self.refreshed_last = pid;
+        }
+    }
+
+    /// Writes each process' profiles (since its attach) into `dir`, then rotates it.
+    pub(super) fn write_profiles(&mut self, dir: &super::pprof::PprofDir) {
+        let now = self.clock.now_unix();
+        let probes = &self.probes;
+        for (&pid, r) in &self.running {
+            let window = Window {
+                start_unix_ns: r.attached_unix_ns,
+                end_unix_ns: now,
+            };
+            let assist = probes.assist_totals(pid);
+            let profiles = profile::collect(
+                probes,
+                pid,
+                &self.options,
+                &assist,
+                &mut r.namer.borrow_mut(),
+                &window,
+            );
+            let exe = r
+                .target
+                .exe
+                .file_name()
+                .map_or_else(|| "go".into(), |n| n.to_string_lossy().into_owned());
+            for p in profiles.iter().filter(|p| !p.samples.is_empty()) {
+                let name = super::pprof::file_name(&exe, pid, p.spec.name, now / 1_000_000_000);
+                dir.write(&name, &pprof::encode_gz(p));
+            }
+        }
+        dir.rotate();
+    }
+
+    /// Drops the processes that ended without an exit event reaching us (ring buffer full).
+    pub(super) fn sweep(&mut self) {
+        let gone: Vec<u32> = self
+            .running
+            .iter()
+            .filter(|(pid, r)| select::start_ticks(**pid) != Some(r.start_ticks))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            debug!(pid, "gone without an exit event");
+            self.remove(pid);
+        }
+    }
+
+    /// Detaches everything (SIGTERM).
+    pub(super) fn shutdown(&mut self) {
+        self.refresh(true);
+        let pids: Vec<u32> = self.running.keys().copied().collect();
+        for pid in pids {
+            if let Some(r) = self.running.remove(&pid) {
+                self.probes.detach(pid);
+                if let Some(m) = r.metrics {
+                    m.shutdown();
+                }
+            }
+        }
+    }
+}

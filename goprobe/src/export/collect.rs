@@ -1,0 +1,157 @@
+//! Refreshing a process' metrics [`Snapshot`] from the probes' maps and the target's memory.
+
+use std::time::{Duration, Instant};
+
+use goprobe_common::{CallerStack, site_kind};
+
+use super::{
+    TargetMetrics,
+    topn::{TopN, charged_function},
+};
+use crate::{
+    analysis::{Target, process::cgroup},
+    probe::{AllocMode, Options, Probes},
+    signal::alloc::{raw_sites, trim_allocator},
+};
+
+/// Per-stack maps are read and named at most this often: a scrape every second must not
+/// symbolize every second.
+const SITES_EVERY: Duration = Duration::from_secs(5);
+/// The cgroup's CPU quota is re-read this often (it can change while the process runs).
+const CGROUP_EVERY: Duration = Duration::from_secs(30);
+
+/// What goes into one refresh besides the probes.
+pub struct Inputs<'a> {
+    pub probes: &'a Probes,
+    pub target: &'a Target,
+    pub options: &'a Options,
+    /// The last goroutine count read, if any.
+    pub goroutines: Option<u64>,
+    /// As report.json counts them: kernel drops, unreadable pauses, full SITES map.
+    pub lost_events: u64,
+    /// Frame names of a stack, leaf first.
+    pub names: &'a mut dyn FnMut(&CallerStack) -> Vec<String>,
+}
+
+/// Keeps the bounded-cardinality series of one process between refreshes.
+#[derive(Debug, Default)]
+pub struct Refresher {
+    assist: TopN,
+    alloc_bytes: TopN,
+    alloc_objects: TopN,
+    sites_at: Option<Instant>,
+    cgroup_at: Option<Instant>,
+}
+
+impl Refresher {
+    /// Updates `metrics`' snapshot; per-stack totals only every few seconds unless `all`
+    /// (the last refresh before the final export).
+    pub fn refresh(&mut self, metrics: &TargetMetrics, mut i: Inputs<'_>, all: bool) {
+        let pid = i.target.process.pid;
+        let now = Instant::now();
+        let due = |at: Option<Instant>, every| all || at.is_none_or(|t| now - t >= every);
+        let gomaxprocs = i
+            .target
+            .vars
+            .gomaxprocs
+            .and_then(|a| i.target.process.read_u32(a).ok())
+            .map(u64::from);
+        let cpu_limit = due(self.cgroup_at, CGROUP_EVERY).then(|| {
+            self.cgroup_at = Some(now);
+            cgroup::cpu_limit(&cgroup::of_process(pid))
+        });
+        let sites = due(self.sites_at, SITES_EVERY).then(|| {
+            self.sites_at = Some(now);
+            self.read_sites(&mut i)
+        });
+        let (cpu, rss) = own_usage();
+        let lost_stacks = i.probes.failed_stacks();
+        metrics.update(|s| {
+            s.goroutines = i.goroutines.or(s.goroutines);
+            s.gomaxprocs = gomaxprocs.or(s.gomaxprocs);
+            if let Some(l) = cpu_limit {
+                s.cpu_limit = l;
+            }
+            if let Some(page_faults) = sites {
+                s.page_faults = page_faults;
+                s.assist_seconds = series(&self.assist);
+                s.alloc_bytes = series(&self.alloc_bytes);
+                s.alloc_objects = series(&self.alloc_objects);
+                s.alloc_exact = i.options.alloc == AllocMode::Exact;
+            }
+            s.lost_events = i.lost_events;
+            s.lost_stacks = lost_stacks;
+            s.agent_cpu_seconds = cpu;
+            s.agent_rss_bytes = rss;
+            s.targets = 1;
+        });
+    }
+
+    /// Folds the per-stack maps into the function series; returns the page fault totals.
+    fn read_sites(&mut self, i: &mut Inputs<'_>) -> Option<(u64, u64)> {
+        let pid = i.target.process.pid;
+        let names = &mut *i.names;
+        let assist = i.probes.assist_totals(pid);
+        self.assist.update(by_function(
+            assist.by_stack.iter().map(|(c, ns)| (c, *ns as f64 * 1e-9)),
+            |c| names(c),
+        ));
+        if let Some(raw) = raw_sites(i.probes, pid) {
+            let mut bytes = Vec::with_capacity(raw.len());
+            let mut objects = Vec::with_capacity(raw.len());
+            for (c, counts) in &raw {
+                let f = charged_function(&trim_allocator(names(c))).to_owned();
+                bytes.push((f.clone(), counts.a as f64));
+                objects.push((f, counts.b as f64));
+            }
+            self.alloc_bytes.update(sum_by_key(bytes));
+            self.alloc_objects.update(sum_by_key(objects));
+        }
+        i.options.page_faults.then(|| {
+            let raw = i.probes.sites(pid, site_kind::PAGE_FAULT);
+            raw.iter()
+                .fold((0, 0), |(mi, ma), (_, c)| (mi + c.a, ma + c.b))
+        })
+    }
+}
+
+fn by_function<'c>(
+    values: impl Iterator<Item = (&'c CallerStack, f64)>,
+    mut names: impl FnMut(&CallerStack) -> Vec<String>,
+) -> Vec<(String, f64)> {
+    sum_by_key(
+        values
+            .map(|(c, v)| (charged_function(&names(c)).to_owned(), v))
+            .collect(),
+    )
+}
+
+fn sum_by_key(v: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    let mut m: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for (k, x) in v {
+        *m.entry(k).or_default() += x;
+    }
+    m.into_iter().collect()
+}
+
+fn series(t: &TopN) -> Vec<(String, f64)> {
+    t.series().map(|(f, v)| (f.to_owned(), v)).collect()
+}
+
+/// goprobe's CPU time (seconds) and resident memory (bytes) now.
+pub fn own_usage() -> (f64, u64) {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    let cpu = secs(ru.ru_utime) + secs(ru.ru_stime);
+    // /proc/self/statm: size resident shared … in pages.
+    let rss_pages: u64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: plain sysconf query.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    (cpu, rss_pages * page)
+}

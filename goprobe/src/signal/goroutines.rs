@@ -1,0 +1,216 @@
+//! The goroutine count over time, read from the target's memory the way
+//! `runtime.NumGoroutine()` computes it: no probe, nothing runs in the target.
+//!
+//! NB: `gcount()` (src/runtime/proc.go, Go 1.19–1.27; `gcount(includeSys bool)` since 1.26,
+//! `NumGoroutine` passing `false`) is `allglen − sched.gFree counts − sched.ngsys −
+//! Σ allp[i].gFree count`, clamped to ≥ 1. Every goroutine ever allocated stays in `allgs`;
+//! dead ones wait on the free lists, and system goroutines are counted in `ngsys`. The runtime
+//! reads these without a lock, and so does this sampler (through `/proc/<pid>/mem`).
+
+use std::{fs::File, io, os::unix::fs::FileExt};
+
+use crate::{
+    analysis::{Target, layout::sched::SchedLayout},
+    clock::Clock,
+};
+
+/// NB: `_MaxGomaxprocs` is 1<<10 (src/runtime/runtime2.go, Go 1.19–1.27); anything larger read
+/// as `len(allp)` is a torn or wrong read, not a P count.
+const MAX_PROCS: u64 = 1 << 10;
+
+/// Why the goroutine count cannot be sampled.
+#[derive(Debug, thiserror::Error)]
+pub enum GoroutineError {
+    /// A runtime variable gcount() reads could not be located (stripped binary whose recipes
+    /// did not agree).
+    #[error("pid {pid}: {var} could not be located; the goroutine count is unavailable")]
+    MissingVar { pid: u32, var: &'static str },
+    /// The struct offsets for this Go release are not verified and the binary has no DWARF.
+    #[error(
+        "pid {pid}: goprobe has no verified runtime.schedt/runtime.p offsets for {version} \
+         without DWARF; the goroutine count is unavailable (profile an unstripped build)"
+    )]
+    Unverified { pid: u32, version: String },
+    /// The first reading is implausible: the offsets do not fit this binary (a GOEXPERIMENT or
+    /// -race build without DWARF).
+    #[error(
+        "pid {pid}: the goroutine count's inputs read as implausible ({what}); the runtime \
+         layout differs from what goprobe knows for {version}: the count is unavailable"
+    )]
+    Implausible {
+        pid: u32,
+        version: String,
+        what: String,
+    },
+    /// `/proc/<pid>/mem` could not be opened.
+    #[error("pid {pid}: opening /proc/{pid}/mem")]
+    Mem {
+        pid: u32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One reading of the goroutine count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Unix time of the reading (the middle of its reads).
+    pub t_unix_ns: i64,
+    pub count: u64,
+}
+
+/// Reads `runtime.NumGoroutine()`'s value from a live process, periodically.
+#[derive(Debug)]
+pub struct GoroutineSampler {
+    mem: File,
+    /// Run-time addresses of `runtime.allglen`, `runtime.sched` and `runtime.allp`.
+    allglen: u64,
+    sched: u64,
+    allp: u64,
+    layout: SchedLayout,
+    samples: Vec<Sample>,
+    stopped: bool,
+}
+
+impl GoroutineSampler {
+    /// A sampler for `target`; fails when a variable is missing or its memory is unreadable.
+    pub fn new(target: &Target) -> Result<Self, GoroutineError> {
+        let pid = target.process.pid;
+        let v = &target.vars;
+        let need = |addr: Option<u64>, var| addr.ok_or(GoroutineError::MissingVar { pid, var });
+        let allglen = need(v.allglen, "runtime.allglen")?;
+        let sched = need(v.sched, "runtime.sched")?;
+        let allp = need(v.allp, "runtime.allp")?;
+        let version = target.go_version.raw.clone();
+        if !target.layout.sched.verified {
+            return Err(GoroutineError::Unverified { pid, version });
+        }
+        let mem = File::open(format!("/proc/{pid}/mem"))
+            .map_err(|source| GoroutineError::Mem { pid, source })?;
+        let sampler = Self {
+            mem,
+            allglen,
+            sched,
+            allp,
+            layout: target.layout.sched,
+            samples: Vec::new(),
+            stopped: false,
+        };
+        let gomaxprocs = v
+            .gomaxprocs
+            .and_then(|a| sampler.i32_at(a).ok())
+            .and_then(|n| u64::try_from(n).ok());
+        sampler
+            .check(gomaxprocs)
+            .map_err(|what| GoroutineError::Implausible { pid, version, what })?;
+        Ok(sampler)
+    }
+
+    /// A live check of the layout: every count subtracted lies in `0..=allglen`, and `allp`
+    /// has one P per `gomaxprocs` when that is known (src/runtime/proc.go procresize keeps
+    /// `len(allp) == gomaxprocs` outside a resize, Go 1.19–1.27).
+    fn check(&self, gomaxprocs: Option<u64>) -> Result<(), String> {
+        let l = &self.layout;
+        let read = |r: io::Result<i32>| r.map_err(|e| e.to_string());
+        let allglen = self.u64_at(self.allglen).map_err(|e| e.to_string())?;
+        let mut counts = vec![(
+            "sched.ngsys",
+            read(self.i32_at(self.sched + u64::from(l.sched_ngsys)))?,
+        )];
+        for off in l.sched_counts() {
+            counts.push((
+                "sched.gFree",
+                read(self.i32_at(self.sched + u64::from(off)))?,
+            ));
+        }
+        let len = self.u64_at(self.allp + 8).map_err(|e| e.to_string())?;
+        if len == 0 || gomaxprocs.is_some_and(|g| g != len) {
+            return Err(format!("len(allp) {len}, gomaxprocs {gomaxprocs:?}"));
+        }
+        let array = self.u64_at(self.allp).map_err(|e| e.to_string())?;
+        let first = self.u64_at(array).map_err(|e| e.to_string())?;
+        counts.push((
+            "allp[0].gFree",
+            read(self.i32_at(first + u64::from(l.p_count())))?,
+        ));
+        for (what, n) in counts {
+            if !(0..=allglen as i64).contains(&i64::from(n)) {
+                return Err(format!("{what} = {n} with allglen {allglen}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The count as `runtime.NumGoroutine()` would return it now.
+    pub fn read_count(&self) -> io::Result<u64> {
+        let l = &self.layout;
+        let allglen = self.u64_at(self.allglen)? as i64;
+        let mut n = allglen - i64::from(self.i32_at(self.sched + u64::from(l.sched_ngsys))?);
+        for off in l.sched_counts() {
+            n -= i64::from(self.i32_at(self.sched + u64::from(off))?);
+        }
+        let array = self.u64_at(self.allp)?;
+        let len = self.u64_at(self.allp + 8)?;
+        if len > MAX_PROCS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("len(runtime.allp) = {len}"),
+            ));
+        }
+        let mut ptrs = vec![0u8; len as usize * 8];
+        self.mem.read_exact_at(&mut ptrs, array)?;
+        for p in ptrs.chunks_exact(8) {
+            let p = u64::from_le_bytes(p.try_into().unwrap_or_default());
+            if p != 0 {
+                n -= i64::from(self.i32_at(p + u64::from(l.p_count()))?);
+            }
+        }
+        // NB: gcount() clamps to 1: "at least the current goroutine is running".
+        Ok(n.max(1) as u64)
+    }
+
+    /// Takes one sample; once a read fails (the target is exiting) sampling stops for good.
+    /// Returns whether sampling goes on.
+    pub fn sample(&mut self, clock: &Clock) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let before = clock.now_unix();
+        match self.read_count() {
+            Ok(count) => {
+                let after = clock.now_unix();
+                self.samples.push(Sample {
+                    t_unix_ns: before + (after - before) / 2,
+                    count,
+                });
+            }
+            Err(e) => {
+                tracing::debug!("goroutine count unreadable, sampling ends: {e}");
+                self.stopped = true;
+            }
+        }
+        !self.stopped
+    }
+
+    /// Whether sampling goes on (no read has failed yet).
+    pub fn active(&self) -> bool {
+        !self.stopped
+    }
+
+    /// Every sample taken, oldest first.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    fn u64_at(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.mem.read_exact_at(&mut b, addr)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn i32_at(&self, addr: u64) -> io::Result<i32> {
+        let mut b = [0u8; 4];
+        self.mem.read_exact_at(&mut b, addr)?;
+        Ok(i32::from_le_bytes(b))
+    }
+}
