@@ -7,7 +7,7 @@ pub mod layout;
 pub mod plan;
 pub mod process;
 
-use std::{io, path::PathBuf};
+use std::{io, path::PathBuf, sync::Arc};
 
 use binary::{
     buildinfo, disasm, disasm::DisasmError, elf::ElfInfo, frameless, symbols::RuntimeSymbols, vars,
@@ -167,12 +167,30 @@ pub enum LayoutSource {
     Table,
 }
 
-/// A Go process ready to be probed.
+/// A Go process ready to be probed: the process, and the analysis of the binary it runs,
+/// shared by every process of that binary that goprobe watches. Its binary's fields read
+/// through it (`target.layout`): a target is its binary as seen in one process.
 #[derive(Debug)]
 pub struct Target {
     pub process: Process,
     /// The executable as the process sees it.
     pub exe: PathBuf,
+    pub binary: Arc<Binary>,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Binary;
+
+    fn deref(&self) -> &Binary {
+        &self.binary
+    }
+}
+
+/// What goprobe knows of one executable before the first probe fires: its Go version, runtime
+/// layout, runtime variables and probe plans. Addresses are run-time ones: for a PIE binary
+/// they hold for the process it was analysed in only ([`Target::for_process`]).
+#[derive(Debug)]
+pub struct Binary {
     pub go_version: GoVersion,
     pub stripped: bool,
     /// Position-independent (`-buildmode=pie`).
@@ -325,7 +343,7 @@ impl Target {
                 source,
             }
         })?;
-        let target = Self {
+        let binary = Binary {
             vars: vars.biased(bias),
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
@@ -341,8 +359,11 @@ impl Target {
             layout,
             layout_source,
             go_version,
+        };
+        let target = Self {
             exe,
             process,
+            binary: Arc::new(binary),
         };
         target.check_layout()?;
         Ok(target)
@@ -362,21 +383,7 @@ impl Target {
             let target = Self {
                 exe: process.exe_path()?,
                 process,
-                go_version: self.go_version.clone(),
-                stripped: self.stripped,
-                pie: self.pie,
-                build_info: self.build_info.clone(),
-                layout: self.layout,
-                layout_source: self.layout_source,
-                vars: self.vars.clone(),
-                start_the_world: self.start_the_world.clone(),
-                stop_the_world: self.stop_the_world.clone(),
-                gc_start: self.gc_start.clone(),
-                stw_caller: self.stw_caller.clone(),
-                assist: self.assist.clone(),
-                goroutines: self.goroutines.clone(),
-                frameless: self.frameless.clone(),
-                alloc: self.alloc.clone(),
+                binary: self.binary.clone(),
             };
             target.check_layout()?;
             Ok(target)

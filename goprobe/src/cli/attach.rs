@@ -6,14 +6,12 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::session::{Session, observe};
-
 use goprobe::{
     export::Exporter,
     output::{self, Format, OutputConfig, Profile},
-    privileges,
     probe::{AllocMode, Options},
     report::{self, Report},
+    session::{End, Note, WindowConfig, observe},
 };
 
 /// Arguments of `goprobe attach`.
@@ -117,20 +115,63 @@ pub(super) fn parse_seconds(s: &str) -> Result<Duration, String> {
 
 /// Runs `goprobe attach`.
 pub fn run(args: AttachArgs) -> Result<()> {
-    privileges::check()?;
     let export_config = args.export.config().map_err(anyhow::Error::msg)?;
     let mut exporter = Exporter::new(export_config)?;
-    let observed = observe(Session {
+    let config = WindowConfig {
         pid: args.pid,
         options: args.options(),
         duration: args.duration,
         quiet: false,
         profiles: args.out_dir.is_some(),
-        exporter: Some(&mut exporter),
-        service_name: args.export.service_name.as_deref(),
+        service_name: args.export.service_name.clone(),
         bpf_stats: args.bpf_stats,
+    };
+    let observed = observe(config, Some(&mut exporter), &mut |n| {
+        tell(n, "Ctrl-C to stop")
     })?;
     write_outputs(&args, &observed.report, &observed.profiles)
+}
+
+/// Prints what the window tells the user on stderr; `until` says how the watch ends.
+pub(super) fn tell(note: Note<'_>, until: &str) {
+    match note {
+        Note::Attached {
+            target,
+            probes,
+            attach_ms,
+        } => eprintln!(
+            "goprobe: attached to pid {} ({}, {}) with {probes} probes in {attach_ms} ms; {until}",
+            target.process.pid,
+            target.exe.display(),
+            target.go_version,
+        ),
+        Note::Serving(addr) => {
+            eprintln!("goprobe: serving Prometheus metrics on http://{addr}/metrics");
+        }
+        Note::Gone {
+            target,
+            end: End::TargetExeced { .. },
+            seconds,
+        } => {
+            let pid = target.process.pid;
+            eprintln!(
+                "goprobe: pid {pid} exec()ed {} after {seconds:.1} s, so it no longer runs the \
+                 program goprobe attached to ({}); stopped watching, the report covers that \
+                 program until then. Attach again to profile the new one.",
+                std::fs::read_link(format!("/proc/{pid}/exe")).map_or_else(
+                    |_| "another program".to_owned(),
+                    |p| p.display().to_string()
+                ),
+                target.exe.display()
+            );
+        }
+        Note::Gone {
+            target, seconds, ..
+        } => eprintln!(
+            "goprobe: pid {} exited after {seconds:.1} s; the report covers it until then",
+            target.process.pid
+        ),
+    }
 }
 
 fn write_outputs(args: &AttachArgs, report: &Report, profiles: &[Profile]) -> Result<()> {

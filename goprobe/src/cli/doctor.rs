@@ -6,15 +6,12 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::Result;
 use clap::Args;
 
-use super::{
-    attach::parse_seconds,
-    session::{Session, observe},
-};
+use super::attach::{parse_seconds, tell};
 
 use goprobe::{
     doctor::{Behaviour, DoctorReport, Settings, behaviour::Sampler},
-    privileges,
     probe::{AllocMode, Options},
+    session::{WindowConfig, observe},
 };
 
 /// How often the process' CPU time, page faults and its cgroup's throttling counters are read.
@@ -47,9 +44,9 @@ pub struct DoctorArgs {
 
 /// Runs `goprobe doctor`.
 pub fn run(args: DoctorArgs) -> Result<()> {
-    privileges::check()?;
+    goprobe::privileges::check()?;
     let sampler = Sampler::start(args.pid, SAMPLE_EVERY);
-    let observed = observe(Session {
+    let config = WindowConfig {
         pid: args.pid,
         options: Options {
             alloc: AllocMode::Sampled,
@@ -62,10 +59,11 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         duration: Some(args.duration),
         quiet: true,
         profiles: false,
-        exporter: None,
         service_name: None,
         bpf_stats: false,
-    });
+    };
+    let until = format!("watching for {:.1} s", args.duration.as_secs_f64());
+    let observed = observe(config, None, &mut |n| tell(n, &until));
     let samples = sampler.stop();
     let observed = observed?;
     let settings = Settings::read(&observed.target, &observed.report);

@@ -6,8 +6,6 @@ pub mod attach;
 pub mod doctor;
 pub mod export;
 pub mod ps;
-mod session;
-mod watch;
 
 use clap::{Parser, Subcommand};
 

@@ -1,8 +1,7 @@
-//! Refreshing a process' metrics [`Snapshot`] from the probes' maps and the target's memory.
+//! Refreshing a process' metrics [`Snapshot`](super::metrics::Snapshot) from its signals'
+//! records and the target's memory.
 
 use std::time::{Duration, Instant};
-
-use goprobe_common::{CallerStack, site_kind};
 
 use super::{
     TargetMetrics,
@@ -10,8 +9,7 @@ use super::{
 };
 use crate::{
     analysis::{Target, process::cgroup},
-    probe::{AllocMode, Options, Probes},
-    signal::alloc::{raw_sites, trim_allocator},
+    signal::{Reading, Site},
 };
 
 /// Per-stack maps are read and named at most this often: a scrape every second must not
@@ -20,17 +18,19 @@ const SITES_EVERY: Duration = Duration::from_secs(5);
 /// The cgroup's CPU quota is re-read this often (it can change while the process runs).
 const CGROUP_EVERY: Duration = Duration::from_secs(30);
 
-/// What goes into one refresh besides the probes.
+/// What goes into one refresh.
 pub struct Inputs<'a> {
-    pub probes: &'a Probes,
     pub target: &'a Target,
-    pub options: &'a Options,
     /// The last goroutine count read, if any.
     pub goroutines: Option<u64>,
     /// As report.json counts them: kernel drops, unreadable pauses, full SITES map.
     pub lost_events: u64,
-    /// Frame names of a stack, leaf first.
-    pub names: &'a mut dyn FnMut(&CallerStack) -> Vec<String>,
+    /// Stacks the kernel side could not capture.
+    pub lost_stacks: u64,
+    /// Whether allocations are counted exactly (`--alloc exact`), not estimated.
+    pub alloc_exact: bool,
+    /// Reads the signals (allocations, assists, page faults) when the per-stack series are due.
+    pub read: &'a mut dyn FnMut() -> Reading,
 }
 
 /// Keeps the bounded-cardinality series of one process between refreshes.
@@ -65,7 +65,6 @@ impl Refresher {
             self.read_sites(&mut i)
         });
         let (cpu, rss) = own_usage();
-        let lost_stacks = i.probes.failed_stacks();
         metrics.update(|s| {
             s.goroutines = i.goroutines.or(s.goroutines);
             s.gomaxprocs = gomaxprocs.or(s.gomaxprocs);
@@ -77,51 +76,47 @@ impl Refresher {
                 s.assist_seconds = series(&self.assist);
                 s.alloc_bytes = series(&self.alloc_bytes);
                 s.alloc_objects = series(&self.alloc_objects);
-                s.alloc_exact = i.options.alloc == AllocMode::Exact;
+                s.alloc_exact = i.alloc_exact;
             }
             s.lost_events = i.lost_events;
-            s.lost_stacks = lost_stacks;
+            s.lost_stacks = i.lost_stacks;
             s.agent_cpu_seconds = cpu;
             s.agent_rss_bytes = rss;
             s.targets = 1;
         });
     }
 
-    /// Folds the per-stack maps into the function series; returns the page fault totals.
+    /// Folds the per-stack records into the function series; returns the page fault totals.
     fn read_sites(&mut self, i: &mut Inputs<'_>) -> Option<(u64, u64)> {
-        let pid = i.target.process.pid;
-        let names = &mut *i.names;
-        let assist = i.probes.assist_totals(pid);
-        self.assist.update(by_function(
-            assist.by_stack.iter().map(|(c, ns)| (c, *ns as f64 * 1e-9)),
-            |c| names(c),
-        ));
-        if let Some(raw) = raw_sites(i.probes, pid) {
-            let mut bytes = Vec::with_capacity(raw.len());
-            let mut objects = Vec::with_capacity(raw.len());
-            for (c, counts) in &raw {
-                let f = charged_function(&trim_allocator(names(c))).to_owned();
-                bytes.push((f.clone(), counts.a as f64));
-                objects.push((f, counts.b as f64));
-            }
-            self.alloc_bytes.update(sum_by_key(bytes));
-            self.alloc_objects.update(sum_by_key(objects));
+        let reading = (i.read)();
+        if let Some(a) = &reading.assist {
+            self.assist
+                .update(by_function(&a.by_stack, |&ns| ns as f64 * 1e-9));
         }
-        i.options.page_faults.then(|| {
-            let raw = i.probes.sites(pid, site_kind::PAGE_FAULT);
-            raw.iter()
-                .fold((0, 0), |(mi, ma), (_, c)| (mi + c.a, ma + c.b))
+        if let Some(a) = reading.alloc.as_ref().filter(|a| a.unavailable.is_none()) {
+            self.alloc_bytes
+                .update(by_function(&a.sites, |c| c.bytes as f64));
+            self.alloc_objects
+                .update(by_function(&a.sites, |c| c.objects as f64));
+        }
+        reading.page_faults.map(|p| {
+            let t = p.totals();
+            (t.minor, t.major)
         })
     }
 }
 
-fn by_function<'c>(
-    values: impl Iterator<Item = (&'c CallerStack, f64)>,
-    mut names: impl FnMut(&CallerStack) -> Vec<String>,
-) -> Vec<(String, f64)> {
+/// `sites`' values summed by the function each is charged to.
+fn by_function<V>(sites: &[Site<V>], value: impl Fn(&V) -> f64) -> Vec<(String, f64)> {
     sum_by_key(
-        values
-            .map(|(c, v)| (charged_function(&names(c)).to_owned(), v))
+        sites
+            .iter()
+            .map(|s| {
+                (
+                    charged_function(&s.stack.names()).to_owned(),
+                    value(&s.value),
+                )
+            })
             .collect(),
     )
 }

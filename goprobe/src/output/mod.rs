@@ -17,11 +17,10 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     str::FromStr,
-    sync::Arc,
 };
 
 use crate::report::Report;
-pub use crate::symbolize::Frame;
+pub use crate::symbolize::{Frame, Location};
 
 /// Why outputs could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -106,14 +105,6 @@ impl ValueType {
     }
 }
 
-/// One address of a stack and what is there: inlined frames first, then the function that
-/// contains the address (as pprof's `Location.line` lists them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub address: u64,
-    pub frames: Arc<[Frame]>,
-}
-
 /// One stack (leaf first) and its values, one per [`Profile::sample_types`] entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -155,43 +146,12 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Drops leading (leaf-side) frames of every sample: `count(names)` gets the sample's frame
-    /// names leaf first and says how many to drop — the same trimming the report applies to its
-    /// stacks (e.g. the allocator's own frames), so both show the same sites.
-    pub fn trim_leaf(&mut self, count: impl Fn(&[&str]) -> usize) {
-        for s in &mut self.samples {
-            let names: Vec<&str> = s
-                .locations
-                .iter()
-                .flat_map(|l| l.frames.iter().map(|f| &*f.function))
-                .collect();
-            let mut drop = count(&names).min(names.len());
-            drop_frames(&mut s.locations, &mut drop);
-        }
-    }
-
     /// The sum of `sample_types[index]` over all samples.
     pub fn total(&self, index: usize) -> i64 {
         self.samples
             .iter()
             .map(|s| s.values.get(index).copied().unwrap_or(0))
             .sum()
-    }
-}
-
-/// Removes the first `n` frames of `locations` (leaf first): whole locations while they have
-/// no more frames than left to drop, then the leading (inlined) frames of the next one.
-fn drop_frames(locations: &mut Vec<Location>, n: &mut usize) {
-    while *n > 0 && !locations.is_empty() {
-        let len = locations[0].frames.len();
-        if len <= *n {
-            locations.remove(0);
-            *n -= len;
-        } else {
-            let rest: Arc<[Frame]> = locations[0].frames[*n..].into();
-            locations[0].frames = rest;
-            *n = 0;
-        }
     }
 }
 

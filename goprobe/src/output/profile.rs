@@ -1,13 +1,12 @@
-//! Signals → [`Profile`]s: what each stack-attributed signal's values are called in pprof, and
-//! the resolution of its captured stacks into locations.
+//! Signal records → [`Profile`]s: what each stack-attributed signal's values are called in
+//! pprof. The stacks are the records' own, so a profile and the report built from the same
+//! [`Reading`] have the same totals.
 
-use goprobe_common::{CallerStack, SiteCounts, site_kind};
-
-use super::{Profile, Sample, ValueType};
+use super::{MappingInfo, Profile, Sample, ValueType};
 use crate::{
-    probe::{Options, Probes, stacks::AssistTotals},
     report::Window,
-    signal::stacks::StackNamer,
+    signal::{Reading, Site},
+    symbolize,
 };
 
 /// How one signal is described in its profile.
@@ -100,23 +99,40 @@ impl Spec {
     }
 }
 
-/// The profile of `spec` from per-stack values (one per sample type each) of process `pid`.
-pub fn build(
+/// The profile of `spec` from `sites`, each site's values (one per sample type) from `values`;
+/// `mappings` are the process' mappings the stacks lie in (at least).
+pub fn build<V>(
     spec: Spec,
-    raw: &[(CallerStack, Vec<i64>)],
-    probes: &Probes,
-    namer: &mut StackNamer,
+    sites: &[Site<V>],
+    values: impl Fn(&V) -> Vec<i64>,
+    mappings: &[symbolize::MappingInfo],
     window: &Window,
 ) -> Profile {
-    let samples: Vec<Sample> = raw
+    let samples: Vec<Sample> = sites
         .iter()
+        .map(|s| (s, values(&s.value)))
         .filter(|(_, v)| v.iter().any(|&x| x != 0))
-        .map(|(caller, values)| Sample {
-            locations: namer.locations(probes, caller),
-            values: values.clone(),
+        .map(|(s, values)| Sample {
+            locations: s.stack.locations.to_vec(),
+            values,
         })
         .collect();
-    let mappings = namer.mappings(samples.iter().flat_map(|s| &s.locations));
+    let mappings = mappings
+        .iter()
+        .filter(|m| {
+            samples
+                .iter()
+                .flat_map(|s| &s.locations)
+                .any(|l| (m.start..m.end).contains(&l.address))
+        })
+        .map(|m| MappingInfo {
+            start: m.start,
+            limit: m.end,
+            file_offset: m.file_offset,
+            path: m.path.clone(),
+            build_id: m.build_id.clone(),
+        })
+        .collect();
     Profile {
         spec,
         samples,
@@ -126,61 +142,54 @@ pub fn build(
     }
 }
 
-/// The profiles of every stack-attributed signal `options` turned on.
+/// The profile of every stack-attributed signal `reading` has (allocations only when they
+/// could be watched), in the order assist, alloc, pagefaults, cpu, goroutines.
 pub fn collect(
-    probes: &Probes,
-    pid: u32,
-    options: &Options,
-    assist: &AssistTotals,
-    namer: &mut StackNamer,
+    reading: &Reading,
+    mappings: &[symbolize::MappingInfo],
     window: &Window,
 ) -> Vec<Profile> {
     let mut out = Vec::new();
-    let assist_raw: Vec<_> = assist
-        .by_stack
-        .iter()
-        .map(|(c, ns)| (*c, vec![*ns as i64]))
-        .collect();
-    out.push(build(Spec::assist(), &assist_raw, probes, namer, window));
-    if let Some(raw) = crate::signal::alloc::raw_sites(probes, pid) {
-        // Values in the spec's order: objects, bytes.
-        let raw: Vec<_> = raw
-            .into_iter()
-            .map(|(c, v)| (c, vec![v.b as i64, v.a as i64]))
-            .collect();
-        let mut p = build(Spec::alloc(), &raw, probes, namer, window);
-        p.trim_leaf(crate::signal::alloc::allocator_frames);
-        out.push(p);
-    }
-    let sites = |kind, values: &dyn Fn(SiteCounts) -> Vec<i64>| -> Vec<(CallerStack, Vec<i64>)> {
-        probes
-            .sites(pid, kind)
-            .into_iter()
-            .map(|(c, v)| (c, values(v)))
-            .collect()
-    };
-    if options.page_faults {
-        let raw = sites(site_kind::PAGE_FAULT, &|v| {
-            vec![(v.a + v.b) as i64, v.a as i64, v.b as i64]
-        });
-        out.push(build(Spec::page_faults(), &raw, probes, namer, window));
-    }
-    if options.cpu_hz > 0 {
-        let period = 1_000_000_000 / i64::from(options.cpu_hz);
-        let raw = sites(site_kind::CPU, &|v| vec![v.a as i64, v.a as i64 * period]);
+    if let Some(a) = &reading.assist {
         out.push(build(
-            Spec::cpu(options.cpu_hz),
-            &raw,
-            probes,
-            namer,
+            Spec::assist(),
+            &a.by_stack,
+            |&ns| vec![ns as i64],
+            mappings,
             window,
         ));
     }
-    if options.goroutines && options.goroutine_sites {
-        let raw = sites(site_kind::GOROUTINE_CREATE, &|v| vec![v.a as i64]);
-        let mut p = build(Spec::goroutines(), &raw, probes, namer, window);
-        p.trim_leaf(crate::report::goroutines::runtime_leaf_frames);
-        out.push(p);
+    if let Some(a) = reading.alloc.as_ref().filter(|a| a.unavailable.is_none()) {
+        // Values in the spec's order: objects, bytes.
+        let values = |c: &crate::signal::alloc::AllocCounts| vec![c.objects as i64, c.bytes as i64];
+        out.push(build(Spec::alloc(), &a.sites, values, mappings, window));
+    }
+    if let Some(p) = &reading.page_faults {
+        let values = |c: &crate::signal::pagefault::FaultCounts| {
+            vec![(c.minor + c.major) as i64, c.minor as i64, c.major as i64]
+        };
+        out.push(build(
+            Spec::page_faults(),
+            &p.sites,
+            values,
+            mappings,
+            window,
+        ));
+    }
+    if let Some(c) = &reading.cpu {
+        let period = c.period_ns();
+        let values = |&n: &u64| vec![n as i64, n as i64 * period];
+        out.push(build(Spec::cpu(c.hz), &c.sites, values, mappings, window));
+    }
+    if let Some(c) = &reading.creations {
+        let values = |&n: &u64| vec![n as i64];
+        out.push(build(
+            Spec::goroutines(),
+            &c.sites,
+            values,
+            mappings,
+            window,
+        ));
     }
     out
 }

@@ -12,18 +12,6 @@ use tracing::debug;
 
 use super::Probes;
 
-/// One loaded BPF program's counters since it was loaded (only while statistics were on); the
-/// report's `agent.programs` entries.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ProgramStats {
-    /// The program's name in the BPF object (`gc_start_entry`, `cpu_sample`, …).
-    pub name: String,
-    /// Times the program ran (`run_cnt`).
-    pub hits: u64,
-    /// Nanoseconds it ran in total (`run_time_ns`).
-    pub run_ns: u64,
-}
-
 /// Why BPF run-time statistics could not be turned on.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -47,26 +35,26 @@ impl StatsGuard {
 }
 
 impl Probes {
-    /// Counters of every program goprobe loaded into the kernel, by name; programs never loaded
-    /// (signals turned off) are left out.
-    pub fn program_stats(&self) -> Vec<ProgramStats> {
-        let mut out: Vec<ProgramStats> = self
+    /// Counters of every program goprobe loaded into the kernel: (name, runs, run time ns),
+    /// sorted by name; programs never loaded (signals turned off) are left out.
+    pub fn program_stats(&self) -> impl Iterator<Item = (&str, u64, u64)> {
+        let mut out: Vec<(&str, u64, u64)> = self
             .ebpf
             .programs()
             .filter(|(_, p)| p.fd().is_ok())
             .filter_map(|(name, p)| match p.info() {
-                Ok(info) => Some(ProgramStats {
-                    name: name.to_owned(),
-                    hits: info.run_count(),
-                    run_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
-                }),
+                Ok(info) => Some((
+                    name,
+                    info.run_count(),
+                    u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                )),
                 Err(e) => {
                     debug!(program = name, "no program info: {e}");
                     None
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out.into_iter()
     }
 }

@@ -37,6 +37,30 @@ pub struct AllocSite {
     pub objects: u64,
 }
 
+impl Alloc {
+    /// The report section of the allocation records `a`: sites named and merged.
+    pub fn from_record(a: &crate::signal::alloc::Allocations) -> Self {
+        let sites: Vec<AllocSite> = super::sites::name_sites(&a.sites, |c| (c.bytes, c.objects))
+            .into_iter()
+            .map(|s| AllocSite {
+                stack: s.stack,
+                bytes: s.a,
+                objects: s.b,
+            })
+            .collect();
+        Self {
+            mode: a.mode.to_owned(),
+            sampler: a.sampler.map(str::to_owned),
+            sample_rate: a.sample_rate,
+            sample_rate_set_by_goprobe: a.rate_set_by_goprobe,
+            unavailable: a.unavailable.clone(),
+            bytes: sites.iter().map(|s| s.bytes).sum(),
+            objects: sites.iter().map(|s| s.objects).sum(),
+            sites,
+        }
+    }
+}
+
 /// `bytes` with a binary unit: `12.3MiB`.
 fn human_bytes(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];

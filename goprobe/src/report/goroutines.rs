@@ -33,14 +33,16 @@ pub struct CreationSite {
 }
 
 impl Goroutines {
-    /// The report section from the count `samples`, the probes' created/exited `counts` and
-    /// the named creation `sites` (`a` = goroutines created; see
-    /// [`goprobe_common::site_kind::GOROUTINE_CREATE`]).
+    /// The report section from the count `samples` and, when creation sites were probed, the
+    /// `creations` records.
     pub fn build(
         samples: &[crate::signal::goroutines::Sample],
-        counts: Option<goprobe_common::GoroutineCounts>,
-        sites: Vec<super::sites::NamedSite>,
+        creations: Option<&crate::signal::goroutines::Creations>,
     ) -> Self {
+        let counts = creations.and_then(|c| c.counts);
+        let sites = creations.map_or_else(Vec::new, |c| {
+            super::sites::name_sites(&c.sites, |&n| (n, 0))
+        });
         let samples: Vec<GoroutineSample> = samples
             .iter()
             .map(|s| GoroutineSample {
@@ -56,31 +58,12 @@ impl Goroutines {
             creation_sites: sites
                 .into_iter()
                 .map(|s| CreationSite {
-                    stack: strip_runtime_leaf(s.stack),
+                    stack: s.stack,
                     count: s.a,
                 })
                 .collect(),
         }
     }
-}
-
-/// NB: creation stacks are taken at the entry of `runtime.newproc` / `runtime.newcoro`
-/// (src/runtime/proc.go, coro.go): that frame is the same for every site and not the user's
-/// code, so it is dropped; the leaf is then the function with the `go` statement.
-fn strip_runtime_leaf(mut stack: Vec<String>) -> Vec<String> {
-    let names: Vec<&str> = stack.iter().map(String::as_str).collect();
-    let n = runtime_leaf_frames(&names);
-    stack.drain(..n);
-    stack
-}
-
-/// How many leaf frames of a creation stack (names leaf first) are the runtime's entry point.
-pub fn runtime_leaf_frames(names: &[&str]) -> usize {
-    usize::from(
-        names
-            .first()
-            .is_some_and(|f| *f == "runtime.newproc" || *f == "runtime.newcoro"),
-    )
 }
 
 /// How many creation sites the summary lists.
@@ -112,55 +95,56 @@ pub fn render(g: Option<&Goroutines>, top: usize, out: &mut String) {
     }
 }
 
-/// The live view's goroutine line: the latest count and the window's maximum.
-pub fn live_section(
-    samples: &[crate::signal::goroutines::Sample],
-) -> Option<super::screen::Section> {
-    let last = samples.last()?;
-    let max = samples.iter().map(|s| s.count).max().unwrap_or(0);
-    Some(super::screen::Section {
-        title: format!("Goroutines {} (max {max} while attached)", last.count),
-        lines: Vec::new(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::sites::NamedSite;
+    use crate::signal::{
+        Site,
+        goroutines::{Creations, Sample},
+    };
 
     #[test]
-    fn newproc_frame_is_dropped_and_max_is_the_largest_reading() {
-        let s = |t, count| crate::signal::goroutines::Sample {
+    fn max_is_the_largest_reading_and_sites_are_listed() {
+        let s = |t, count| Sample {
             t_unix_ns: t,
             count,
         };
-        let site = |stack: &[&str], a| NamedSite {
-            stack: stack.iter().map(|f| f.to_string()).collect(),
-            a,
-            b: 0,
+        let two = |a: &str, b: &str| {
+            let mut s = crate::report::sites::tests::stack(a);
+            let outer = crate::report::sites::tests::stack(b);
+            s.locations = s
+                .locations
+                .iter()
+                .chain(outer.locations.iter())
+                .cloned()
+                .collect();
+            s
         };
-        let g = Goroutines::build(
-            &[s(1, 3), s(2, 1001), s(3, 2)],
-            Some(goprobe_common::GoroutineCounts {
+        let creations = Creations {
+            counts: Some(goprobe_common::GoroutineCounts {
                 created: 1002,
                 exited: 999,
             }),
-            vec![
-                site(&["runtime.newproc", "main.leak", "main.main"], 1000),
-                site(&["runtime.gcBgMarkStartWorkers", "runtime.gcStart"], 2),
+            sites: vec![
+                Site {
+                    stack: two("main.leak", "main.main"),
+                    value: 1000,
+                },
+                Site {
+                    stack: two("runtime.gcBgMarkStartWorkers", "runtime.gcStart"),
+                    value: 2,
+                },
             ],
-        );
+        };
+        let g = Goroutines::build(&[s(1, 3), s(2, 1001), s(3, 2)], Some(&creations));
         assert_eq!(g.max, 1001);
         assert_eq!((g.created, g.exited), (Some(1002), Some(999)));
         assert_eq!(g.creation_sites[0].stack, ["main.leak", "main.main"]);
-        assert_eq!(
-            g.creation_sites[1].stack,
-            ["runtime.gcBgMarkStartWorkers", "runtime.gcStart"]
-        );
         let mut out = String::new();
         render(Some(&g), 5, &mut out);
         assert!(out.contains("3 at attach, max 1001, 2 at the end"), "{out}");
         assert!(out.contains("1000  main.leak ← main.main"), "{out}");
+        let none = Goroutines::build(&[s(1, 3)], None);
+        assert_eq!((none.created, none.creation_sites.len()), (None, 0));
     }
 }

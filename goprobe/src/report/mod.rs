@@ -3,10 +3,7 @@
 
 pub mod alloc;
 pub mod goroutines;
-pub mod live;
-pub mod live_signals;
 pub mod perf;
-pub mod screen;
 pub mod sites;
 pub mod stacks;
 pub mod summary;
@@ -20,11 +17,56 @@ pub use stacks::{Assist, AssistSite};
 
 use crate::{
     clock::Clock,
-    signal::{cycle::Phases, gc},
+    signal::{
+        Reading,
+        assist::Assists,
+        cycle::Phases,
+        gc::{self, GcStacks},
+        goroutines::Sample,
+    },
 };
 
 /// The schema identifier written into every report.
 pub const SCHEMA: &str = "goprobe.report.v2";
+
+/// What a window's report is made of besides the signals' [`Reading`].
+pub struct Inputs<'a> {
+    pub target: TargetInfo,
+    pub window: Window,
+    pub goprobe: OwnCost,
+    pub tracker: &'a gc::GcTracker,
+    /// The stacks of `tracker`'s records.
+    pub gc_stacks: &'a GcStacks,
+    pub clock: &'a Clock,
+    /// Report fields the target cannot provide (`Gc::unavailable`).
+    pub unavailable: Vec<String>,
+    /// The window's one read of the stack-attributed signals.
+    pub reading: &'a Reading,
+    /// The goroutine count readings; `None` with the goroutine signal off.
+    pub goroutines: Option<&'a [Sample]>,
+}
+
+impl Report {
+    /// The report of one window.
+    pub fn build(i: Inputs<'_>) -> Self {
+        let mut gc = Gc::from_tracker(i.tracker, i.clock, i.unavailable);
+        let no_assist = Assists::default();
+        gc.add_stacks(i.gc_stacks, i.reading.assist.as_ref().unwrap_or(&no_assist));
+        Self {
+            schema: SCHEMA.to_owned(),
+            target: i.target,
+            window: i.window,
+            goprobe: i.goprobe,
+            gc,
+            alloc: i.reading.alloc.as_ref().map(Alloc::from_record),
+            goroutines: i
+                .goroutines
+                .map(|samples| Goroutines::build(samples, i.reading.creations.as_ref())),
+            page_faults: i.reading.page_faults.as_ref().map(PageFaults::from_record),
+            cpu: i.reading.cpu.as_ref().map(Cpu::from_record),
+        }
+    }
+}
 
 /// A whole report. Field names are a public contract: once landed, keep them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -80,7 +122,7 @@ pub struct OwnCost {
     /// Per BPF program: how often it ran and for how long, from the kernel's program info at the
     /// end of the window (0 unless BPF run-time statistics were on; docs/report-schema.md).
     #[serde(default)]
-    pub programs: Vec<crate::probe::stats::ProgramStats>,
+    pub programs: Vec<crate::signal::cost::ProgramStats>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -1,9 +1,9 @@
 //! The perf-event parts of the report: page faults and on-CPU samples, by stack.
 
-use goprobe_common::{CallerStack, SiteCounts};
 use serde::{Deserialize, Serialize};
 
 use super::sites::name_sites;
+use crate::signal::{cpu::CpuSamples, pagefault};
 
 /// Page faults of the target's threads in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -42,13 +42,9 @@ pub struct CpuSite {
 }
 
 impl PageFaults {
-    /// The page faults of one process from its per-stack counts (`a` minor, `b` major; see
-    /// [`goprobe_common::site_kind::PAGE_FAULT`]), stacks named by `name`.
-    pub fn from_sites(
-        raw: &[(CallerStack, SiteCounts)],
-        name: impl FnMut(&CallerStack) -> Vec<String>,
-    ) -> Self {
-        let sites: Vec<FaultSite> = name_sites(raw, name)
+    /// The report section of one process' page fault records.
+    pub fn from_record(p: &pagefault::PageFaults) -> Self {
+        let sites: Vec<FaultSite> = name_sites(&p.sites, |c| (c.minor, c.major))
             .into_iter()
             .map(|s| FaultSite {
                 stack: s.stack,
@@ -65,14 +61,10 @@ impl PageFaults {
 }
 
 impl Cpu {
-    /// The on-CPU samples of one process, taken at `hz`, from its per-stack counts (`a`
-    /// samples; see [`goprobe_common::site_kind::CPU`]), stacks named by `name`.
-    pub fn from_sites(
-        hz: u32,
-        raw: &[(CallerStack, SiteCounts)],
-        name: impl FnMut(&CallerStack) -> Vec<String>,
-    ) -> Self {
-        let sites: Vec<CpuSite> = name_sites(raw, name)
+    /// The report section of one process' on-CPU sample records.
+    pub fn from_record(c: &CpuSamples) -> Self {
+        let hz = c.hz;
+        let sites: Vec<CpuSite> = name_sites(&c.sites, |&n| (n, 0))
             .into_iter()
             .map(|s| CpuSite {
                 stack: s.stack,
@@ -147,20 +139,35 @@ pub(super) fn render_summary(r: &super::Report, n: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signal::{Site, Stack, pagefault::FaultCounts};
 
     #[test]
     fn totals_are_the_sum_of_sites() {
-        let s = |id| CallerStack { id, ret: 0 };
-        let c = |a, b| SiteCounts { a, b };
-        let raw = [(s(1), c(5, 1)), (s(2), c(7, 0)), (s(-1), c(2, 0))];
-        let name = |cs: &CallerStack| match cs.id {
-            -1 => Vec::new(),
-            id => vec![format!("main.f{id}")],
+        let stack = |id: u64| {
+            if id == 0 {
+                Stack::default()
+            } else {
+                crate::report::sites::tests::stack(&format!("main.f{id}"))
+            }
         };
-        let pf = PageFaults::from_sites(&raw, name);
+        let c = |minor, major| FaultCounts { minor, major };
+        let fault = |id, value| Site {
+            stack: stack(id),
+            value,
+        };
+        let pf = PageFaults::from_record(&pagefault::PageFaults {
+            sites: vec![fault(1, c(5, 1)), fault(2, c(7, 0)), fault(0, c(2, 0))],
+        });
+        let site = |id, value| Site {
+            stack: stack(id),
+            value,
+        };
         assert_eq!((pf.minor, pf.major), (14, 1));
         assert_eq!(pf.sites[0].stack, ["main.f2"]);
-        let cpu = Cpu::from_sites(97, &raw, name);
+        let cpu = Cpu::from_record(&CpuSamples {
+            hz: 97,
+            sites: vec![site(1, 5), site(2, 7), site(0, 2)],
+        });
         assert_eq!((cpu.hz, cpu.samples), (97, 14));
         assert_eq!(cpu.sites.last().map(|s| s.stack.len()), Some(0));
     }

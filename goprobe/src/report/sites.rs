@@ -1,9 +1,9 @@
-//! Per-stack counts → report sites: stacks named, merged when they name the same frames (two
+//! Per-stack records → report sites: stacks named, merged when they name the same frames (two
 //! captured stacks can differ only in addresses inside one function), heaviest first.
 
 use std::collections::HashMap;
 
-use goprobe_common::{CallerStack, SiteCounts};
+use crate::signal::Site;
 
 /// One named stack and its two counters (their meaning is the signal's, see
 /// [`goprobe_common::site_kind`]).
@@ -15,17 +15,15 @@ pub struct NamedSite {
     pub b: u64,
 }
 
-/// Names every stack of `raw` with `name`, merges equal names, and sorts by `a`, then `b`,
-/// descending (then by stack, so the order is deterministic).
-pub fn name_sites(
-    raw: &[(CallerStack, SiteCounts)],
-    mut name: impl FnMut(&CallerStack) -> Vec<String>,
-) -> Vec<NamedSite> {
+/// Names every stack of `sites`, takes its two counters from `counts`, merges equal names, and
+/// sorts by `a`, then `b`, descending (then by stack, so the order is deterministic).
+pub fn name_sites<V>(sites: &[Site<V>], counts: impl Fn(&V) -> (u64, u64)) -> Vec<NamedSite> {
     let mut merged: HashMap<Vec<String>, (u64, u64)> = HashMap::new();
-    for (stack, counts) in raw {
-        let e = merged.entry(name(stack)).or_default();
-        e.0 += counts.a;
-        e.1 += counts.b;
+    for s in sites {
+        let (a, b) = counts(&s.value);
+        let e = merged.entry(s.stack.names()).or_default();
+        e.0 += a;
+        e.1 += b;
     }
     let mut sites: Vec<NamedSite> = merged
         .into_iter()
@@ -40,19 +38,43 @@ pub fn name_sites(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::{
+        signal::Stack,
+        symbolize::{Frame, FrameKind, Location},
+    };
+
+    /// A one-frame stack named `name`.
+    pub(crate) fn stack(name: &str) -> Stack {
+        let frame = Frame {
+            function: name.into(),
+            file: None,
+            line: 0,
+            inlined: false,
+            kind: FrameKind::Go,
+        };
+        Stack {
+            locations: vec![Location {
+                address: 1,
+                frames: vec![frame].into(),
+            }]
+            .into(),
+        }
+    }
 
     #[test]
     fn equal_names_merge_and_heaviest_comes_first() {
-        let s = |id| CallerStack { id, ret: 0 };
-        let c = |a, b| SiteCounts { a, b };
-        let raw = [(s(1), c(5, 1)), (s(2), c(7, 2)), (s(3), c(1, 0))];
-        let names = |cs: &CallerStack| match cs.id {
-            1 | 2 => vec!["main.f".to_owned()],
-            _ => vec!["main.g".to_owned()],
+        let site = |name, value| Site {
+            stack: stack(name),
+            value,
         };
-        let sites = name_sites(&raw, names);
+        let sites = [
+            site("main.f", (5, 1)),
+            site("main.f", (7, 2)),
+            site("main.g", (1, 0)),
+        ];
+        let sites = name_sites(&sites, |&v| v);
         assert_eq!(
             sites,
             [

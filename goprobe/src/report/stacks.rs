@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use goprobe_common::CallerStack;
 use serde::{Deserialize, Serialize};
 
 use super::Gc;
-use crate::{probe::stacks::AssistTotals, signal::gc::GcTracker};
+use crate::signal::{assist::Assists, gc::GcStacks};
 
 /// Mark assist time: goroutines made to do GC marking work because they allocated while a cycle
 /// was marking (`runtime.gcAssistAlloc1`, timed entry to return).
@@ -33,26 +32,21 @@ fn is_forced(trigger: &str) -> bool {
 }
 
 impl Gc {
-    /// Fills in stacks and assist time. `t` must be the tracker this `Gc` was built from (its
-    /// cycles and other STWs in the same order); `name` turns a captured stack into frame names.
-    pub fn add_stacks(
-        &mut self,
-        t: &GcTracker,
-        assist: &AssistTotals,
-        mut name: impl FnMut(&CallerStack) -> Vec<String>,
-    ) {
-        for (s, raw) in self.other_stw.iter_mut().zip(&t.other) {
-            s.stack = Some(name(&raw.caller));
+    /// Fills in stacks and assist time. `stacks` must be resolved from the tracker this `Gc`
+    /// was built from (its cycles and other STWs in the same order).
+    pub fn add_stacks(&mut self, stacks: &GcStacks, assist: &Assists) {
+        for (s, stack) in self.other_stw.iter_mut().zip(&stacks.other) {
+            s.stack = Some(stack.names());
         }
-        for (c, raw) in self.cycles.iter_mut().zip(&t.cycles) {
+        for (c, stack) in self.cycles.iter_mut().zip(&stacks.triggers) {
             if is_forced(&c.trigger) {
-                c.trigger_stack = Some(name(&raw.trigger_caller));
+                c.trigger_stack = Some(stack.names());
             }
             c.assist_ns = assist.by_cycle.get(&c.cycle).copied().unwrap_or(0);
         }
         let mut by_names: HashMap<Vec<String>, u64> = HashMap::new();
-        for (caller, ns) in &assist.by_stack {
-            *by_names.entry(name(caller)).or_default() += ns;
+        for s in &assist.by_stack {
+            *by_names.entry(s.stack.names()).or_default() += s.value;
         }
         let mut sites: Vec<AssistSite> = by_names
             .into_iter()
@@ -73,10 +67,26 @@ mod tests {
     use goprobe_common::{CallerStack, StwEvent, TRIGGER_UNKNOWN, stw_abi};
 
     use super::*;
-    use crate::clock::Clock;
+    use crate::{
+        clock::Clock,
+        report::sites::tests::stack as named,
+        signal::gc::GcTracker,
+        signal::{Site, Stack},
+    };
 
     fn caller(id: i64) -> CallerStack {
         CallerStack { id, ret: 0 }
+    }
+
+    fn two(leaf: &str, caller: &str) -> Stack {
+        let mut s = named(leaf);
+        s.locations = s
+            .locations
+            .iter()
+            .chain(named(caller).locations.iter())
+            .cloned()
+            .collect();
+        s
     }
 
     #[test]
@@ -105,25 +115,29 @@ mod tests {
         heap.trigger = 0;
         t.on_event(&heap);
         t.on_event(&ev(1, 6, 6, CallerStack::NONE));
-        let assist = AssistTotals {
+        let stack = |c: &CallerStack| -> Stack {
+            match c.id {
+                -1 => Stack::default(),
+                // Two distinct stack ids with the same names are one site.
+                4 | 6 => two("runtime.gcAssistAlloc", "main.a"),
+                id => named(&format!("f{id}")),
+            }
+        };
+        let site = |c, value| Site {
+            stack: stack(&c),
+            value,
+        };
+        let assist = Assists {
             by_stack: vec![
-                (caller(4), 10),
-                (caller(5), 30),
-                (caller(6), 5),
-                (CallerStack::NONE, 1),
+                site(caller(4), 10),
+                site(caller(5), 30),
+                site(caller(6), 5),
+                site(CallerStack::NONE, 1),
             ],
             by_cycle: BTreeMap::from([(5, 40), (6, 6)]),
         };
         let mut gc = Gc::from_tracker(&t, &Clock::new(), Vec::new());
-        let name = |c: &CallerStack| -> Vec<String> {
-            match c.id {
-                -1 => vec![],
-                // Two distinct stack ids with the same names are one site.
-                4 | 6 => vec!["runtime.gcAssistAlloc".into(), "main.a".into()],
-                id => vec![format!("f{id}")],
-            }
-        };
-        gc.add_stacks(&t, &assist, name);
+        gc.add_stacks(&GcStacks::new(&t, stack), &assist);
         assert_eq!(gc.cycles[0].trigger_stack, Some(vec!["f1".to_owned()]));
         assert_eq!(gc.cycles[1].trigger_stack, None);
         assert_eq!((gc.cycles[0].assist_ns, gc.cycles[1].assist_ns), (40, 6));

@@ -1,26 +1,63 @@
-//! What the allocation probes counted → the report's `alloc` section: profilealloc samples
-//! unbiased into estimates, stacks named with the allocator's own frames trimmed off.
+//! What the allocation probes counted → [`Allocations`]: profilealloc samples unbiased into
+//! estimates, stacks resolved with the allocator's own frames trimmed off.
 
 use std::collections::HashMap;
 
 use goprobe_common::{CallerStack, SiteCounts, alloc_sampler, site_kind};
 
+use super::stacks::{Site, StackNamer};
 use crate::{
     analysis::Target,
     probe::{
         AllocMode, Probes,
         alloc::{choose, sampler_name},
     },
-    report::{Alloc, AllocSite, sites::name_sites},
 };
 
-/// The `alloc` section for `target` watched in `mode`; `None` with `AllocMode::Off`.
-pub fn collect(
+/// Bytes and objects allocated by one stack (estimates unless the sampler is `exact`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocCounts {
+    pub bytes: u64,
+    pub objects: u64,
+}
+
+/// The allocations of one process since attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocations {
+    /// `sampled`, `spans` or `exact` (see `goprobe attach --help`).
+    pub mode: &'static str,
+    /// How the counts were taken: `exact`, `profilealloc` or `span-refill`; `None` when the
+    /// allocation probes were not attached.
+    pub sampler: Option<&'static str>,
+    /// `runtime.MemProfileRate` the profilealloc sampler ran with.
+    pub sample_rate: Option<u64>,
+    /// Whether goprobe wrote `sample_rate` into the target's `runtime.MemProfileRate`.
+    pub rate_set_by_goprobe: bool,
+    /// Why allocations could not be watched; `None` when they were.
+    pub unavailable: Option<String>,
+    /// By allocating stack, the allocator's own frames trimmed ([`trim_allocator`]).
+    pub sites: Vec<Site<AllocCounts>>,
+}
+
+impl Allocations {
+    /// Bytes and objects over all sites.
+    pub fn totals(&self) -> AllocCounts {
+        self.sites
+            .iter()
+            .fold(AllocCounts::default(), |t, s| AllocCounts {
+                bytes: t.bytes + s.value.bytes,
+                objects: t.objects + s.value.objects,
+            })
+    }
+}
+
+/// The allocations of `target` watched in `mode`; `None` with `AllocMode::Off`.
+pub fn read(
     probes: &Probes,
     target: &Target,
     mode: AllocMode,
-    mut names: impl FnMut(&CallerStack) -> Vec<String>,
-) -> Option<Alloc> {
+    namer: &mut StackNamer,
+) -> Option<Allocations> {
     let mode_name = match mode {
         AllocMode::Off => return None,
         AllocMode::Sampled => "sampled",
@@ -28,9 +65,13 @@ pub fn collect(
         AllocMode::Exact => "exact",
     };
     let pid = target.process.pid;
-    let mut alloc = Alloc {
-        mode: mode_name.to_owned(),
-        ..Alloc::default()
+    let mut alloc = Allocations {
+        mode: mode_name,
+        sampler: None,
+        sample_rate: None,
+        rate_set_by_goprobe: false,
+        unavailable: None,
+        sites: Vec::new(),
     };
     let Some(cfg) = probes.alloc_config(pid) else {
         alloc.unavailable = Some(match choose(target, mode, false) {
@@ -39,21 +80,26 @@ pub fn collect(
         });
         return Some(alloc);
     };
-    let raw = raw_sites(probes, pid).unwrap_or_default();
-    alloc.sampler = Some(sampler_name(cfg.sampler).to_owned());
+    let raw = if cfg.sampler == alloc_sampler::PROFILEALLOC {
+        unbias(&probes.alloc_samples(pid), cfg.mem_profile_rate)
+    } else {
+        probes.sites(pid, site_kind::ALLOC)
+    };
+    alloc.sampler = Some(sampler_name(cfg.sampler));
     alloc.sample_rate =
         (cfg.sampler == alloc_sampler::PROFILEALLOC).then_some(cfg.mem_profile_rate);
-    alloc.sample_rate_set_by_goprobe = probes.alloc_rate_set_by_goprobe(pid);
-    alloc.sites = name_sites(&raw, |s| trim_allocator(names(s)))
+    alloc.rate_set_by_goprobe = probes.alloc_rate_set_by_goprobe(pid);
+    alloc.sites = namer
+        .sites(probes, raw, |c| AllocCounts {
+            bytes: c.a,
+            objects: c.b,
+        })
         .into_iter()
-        .map(|s| AllocSite {
-            stack: s.stack,
-            bytes: s.a,
-            objects: s.b,
+        .map(|s| Site {
+            stack: s.stack.trim_leaf(allocator_frames),
+            value: s.value,
         })
         .collect();
-    alloc.bytes = alloc.sites.iter().map(|s| s.bytes).sum();
-    alloc.objects = alloc.sites.iter().map(|s| s.objects).sum();
     Some(alloc)
 }
 
@@ -127,17 +173,6 @@ pub fn allocator_frames(names: &[&str]) -> usize {
         .take_while(|f| is_allocator(f))
         .count();
     first + run
-}
-
-/// The per-stack bytes (`a`) and objects (`b`) of process `pid`'s allocations, weighted as the
-/// attached sampler requires; `None` when no allocation probe is attached.
-pub fn raw_sites(probes: &Probes, pid: u32) -> Option<Vec<(CallerStack, SiteCounts)>> {
-    let cfg = probes.alloc_config(pid)?;
-    Some(if cfg.sampler == alloc_sampler::PROFILEALLOC {
-        unbias(&probes.alloc_samples(pid), cfg.mem_profile_rate)
-    } else {
-        probes.sites(pid, site_kind::ALLOC)
-    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use goprobe_common::{
 };
 use tracing::{debug, warn};
 
-use super::cycle::{self, CycleDetails};
+use super::{
+    cycle::{self, CycleDetails},
+    stacks::Stack,
+};
 
 /// NB: `stwReason` (src/runtime/proc.go), identical in Go 1.21–1.27; names are the constants'
 /// without the `stw` prefix, `text` is the runtime's own `stwReasonStrings` entry.
@@ -149,6 +152,24 @@ struct OpenCycle {
     trigger_caller: CallerStack,
     stw: Vec<Stw>,
     saw_sweep_term: bool,
+}
+
+/// The stacks of a tracker's records, resolved: `other[i]` asked for `GcTracker::other[i]`,
+/// `triggers[i]` started `GcTracker::cycles[i]` (empty unless it was forced).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcStacks {
+    pub other: Vec<Stack>,
+    pub triggers: Vec<Stack>,
+}
+
+impl GcStacks {
+    /// Resolves the callers of `t`'s records with `stack`.
+    pub fn new(t: &GcTracker, mut stack: impl FnMut(&CallerStack) -> Stack) -> Self {
+        Self {
+            other: t.other.iter().map(|s| stack(&s.caller)).collect(),
+            triggers: t.cycles.iter().map(|c| stack(&c.trigger_caller)).collect(),
+        }
+    }
 }
 
 /// Folds STW events into GC cycles and other pauses.

@@ -9,9 +9,13 @@
 
 use std::{fs::File, io, os::unix::fs::FileExt};
 
+use goprobe_common::{GoroutineCounts, site_kind};
+
+use super::stacks::{Site, StackNamer};
 use crate::{
     analysis::{Target, layout::sched::SchedLayout},
     clock::Clock,
+    probe::Probes,
 };
 
 /// NB: `_MaxGomaxprocs` is 1<<10 (src/runtime/runtime2.go, Go 1.19–1.27); anything larger read
@@ -212,5 +216,60 @@ impl GoroutineSampler {
         let mut b = [0u8; 4];
         self.mem.read_exact_at(&mut b, addr)?;
         Ok(i32::from_le_bytes(b))
+    }
+}
+
+/// Goroutines created and exited since attach, and by whom (`--goroutine-sites`: entry probes
+/// on `runtime.newproc` and goroutine exit, ebpf/goprobe-ebpf/src/goroutines.rs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Creations {
+    /// Created and exited, summed over CPUs; `None` when the probes are not attached.
+    pub counts: Option<GoroutineCounts>,
+    /// Goroutines created per stack of the `go` statement, the runtime's entry frame trimmed
+    /// ([`runtime_leaf_frames`]).
+    pub sites: Vec<Site<u64>>,
+}
+
+impl Creations {
+    /// The creation counts and sites of process `pid`.
+    pub fn read(probes: &Probes, pid: u32, namer: &mut StackNamer) -> Self {
+        let raw = probes.sites(pid, site_kind::GOROUTINE_CREATE);
+        Self {
+            counts: probes.goroutine_counts(pid),
+            sites: namer
+                .sites(probes, raw, |c| c.a)
+                .into_iter()
+                .map(|s| Site {
+                    stack: s.stack.trim_leaf(runtime_leaf_frames),
+                    value: s.value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How many leaf frames of a creation stack (names leaf first) are the runtime's entry point.
+///
+/// NB: creation stacks are taken at the entry of `runtime.newproc` / `runtime.newcoro`
+/// (src/runtime/proc.go, coro.go): that frame is the same for every site and not the user's
+/// code, so it is dropped; the leaf is then the function with the `go` statement.
+pub fn runtime_leaf_frames(names: &[&str]) -> usize {
+    usize::from(
+        names
+            .first()
+            .is_some_and(|f| *f == "runtime.newproc" || *f == "runtime.newcoro"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_leaf_frames;
+
+    #[test]
+    fn only_the_runtime_entry_frame_is_dropped() {
+        assert_eq!(runtime_leaf_frames(&["runtime.newproc", "main.leak"]), 1);
+        assert_eq!(runtime_leaf_frames(&["runtime.newcoro", "iter.Pull"]), 1);
+        assert_eq!(runtime_leaf_frames(&["runtime.gcBgMarkStartWorkers"]), 0);
+        assert_eq!(runtime_leaf_frames(&[]), 0);
     }
 }

@@ -55,6 +55,14 @@ impl Frame {
     }
 }
 
+/// One address of a stack and what is there: inlined frames first, then the function that
+/// contains the address (as pprof's `Location.line` lists them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub address: u64,
+    pub frames: Arc<[Frame]>,
+}
+
 /// A file's identity across processes: `(dev, inode)` as `/proc/<pid>/maps` prints them.
 type FileKey = (u64, u64);
 

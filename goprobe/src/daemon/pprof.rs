@@ -11,14 +11,14 @@ use std::{
 use tracing::{debug, warn};
 
 /// A directory of rotated pprof files.
-pub(super) struct PprofDir {
+pub struct PprofDir {
     dir: PathBuf,
     max_bytes: u64,
 }
 
 impl PprofDir {
     /// Creates `dir` if needed.
-    pub(super) fn new(dir: &Path, max_mb: u64) -> io::Result<Self> {
+    pub fn new(dir: &Path, max_mb: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -27,7 +27,7 @@ impl PprofDir {
     }
 
     /// Writes `bytes` as `name` (through a temporary file, so a reader never sees half of it).
-    pub(super) fn write(&self, name: &str, bytes: &[u8]) {
+    pub fn write(&self, name: &str, bytes: &[u8]) {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let res =
             std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, self.dir.join(name)));
@@ -37,7 +37,7 @@ impl PprofDir {
     }
 
     /// Deletes the oldest `.pb.gz` files until the directory's total is under the cap.
-    pub(super) fn rotate(&self) {
+    pub fn rotate(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -67,7 +67,7 @@ impl PprofDir {
 }
 
 /// The file name of `signal`'s profile of process `pid` (`exe`) taken at `unix_s`.
-pub(super) fn file_name(exe: &str, pid: u32, signal: &str, unix_s: i64) -> String {
+pub fn file_name(exe: &str, pid: u32, signal: &str, unix_s: i64) -> String {
     let exe: String = exe
         .chars()
         .map(|c| {

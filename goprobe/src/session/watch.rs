@@ -1,73 +1,29 @@
-//! The attach session's event loop: drains the kernel's events, redraws the live view, samples
-//! goroutines and refreshes exported metrics until a stop condition.
+//! One window's event loop: drains the kernel's events into the session, redraws the live
+//! view, samples goroutines and refreshes exported metrics until a stop condition.
 
 use std::{
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::OwnedFd,
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
 use goprobe_common::{LifecycleEvent, lifecycle_kind};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::debug;
 
-use goprobe::{
+use super::{End, Session};
+use crate::{
     clock::Clock,
-    export::TargetMetrics,
+    live::{Live, screen},
     probe::{BpfLogger, Probes},
-    report::{self, live::Live, screen},
-    signal::{gc::GcTracker, goroutines::GoroutineSampler},
+    signal::{Parts, goroutines::GoroutineSampler},
 };
-
-/// Why the watch ended.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum End {
-    Duration,
-    Signal,
-    /// `q` in the live view.
-    Quit,
-    TargetExited,
-    /// The target exec()ed (at `at_ns`, CLOCK_MONOTONIC): it runs another program now, which
-    /// the analysis does not describe.
-    TargetExeced {
-        at_ns: u64,
-    },
-}
-
-impl End {
-    /// Whether the target is gone (exited, or replaced by another program): its pid may already
-    /// name another process.
-    pub(super) fn target_gone(self) -> bool {
-        matches!(self, Self::TargetExited | Self::TargetExeced { .. })
-    }
-
-    /// Events after this CLOCK_MONOTONIC time are not the target's (see [`drain_cycles`]).
-    pub(super) fn until_ns(self) -> Option<u64> {
-        match self {
-            Self::TargetExeced { at_ns } => Some(at_ns),
-            _ => None,
-        }
-    }
-}
-
-/// Refreshes the exported metrics: (probes, tracker, last goroutine count, everything).
-pub(super) type Refresh<'a> = dyn FnMut(&Probes, &GcTracker, Option<u64>, bool) + 'a;
 
 /// What the watch loop updates.
 pub(super) struct Watch<'a> {
-    pub(super) tracker: &'a mut GcTracker,
+    pub(super) session: &'a mut Session,
     pub(super) live: &'a mut Live,
-    /// The signals' blocks of the live view.
-    pub(super) sections: &'a mut dyn FnMut(&Probes) -> Vec<screen::Section>,
-    /// Where completed cycles are recorded, when metrics are exported.
-    pub(super) metrics: Option<&'a TargetMetrics>,
-    pub(super) refresh: &'a mut Refresh<'a>,
-    pub(super) goroutines: &'a mut Option<GoroutineSampler>,
     pub(super) clock: &'a Clock,
-    /// The target, and whether its mark assist probes are attached.
-    pub(super) pid: u32,
-    pub(super) assist_on: bool,
 }
 
 pub(super) async fn watch(
@@ -77,18 +33,14 @@ pub(super) async fn watch(
     logger: Option<BpfLogger>,
     w: Watch<'_>,
     duration: Option<Duration>,
-) -> Result<End> {
+) -> std::io::Result<End> {
     let Watch {
-        tracker,
+        session,
         live,
-        sections,
-        metrics,
-        refresh,
-        goroutines,
         clock,
-        pid,
-        assist_on,
     } = w;
+    let pid = session.pid();
+    let mut live_signals = crate::live::signals::LiveSignals::default();
     // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
     let events = unsafe { register(probes.events_fd()) }?;
     // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
@@ -123,7 +75,7 @@ pub(super) async fn watch(
     // taken for the target's, whichever of the two fds is found ready first.
     let mut exec_at = None;
     let mut drain = |probes: &mut Probes,
-                     tracker: &mut GcTracker,
+                     session: &mut Session,
                      live: &mut Live,
                      execs: &mut Option<AsyncFd<RingBuf<MapData>>>| {
         if exec_at.is_none()
@@ -131,21 +83,22 @@ pub(super) async fn watch(
         {
             exec_at = exec_time(ring.get_mut(), pid);
         }
-        drain_cycles(probes, tracker, live, pid, assist_on, metrics, exec_at);
+        drain_cycles(probes, session, live, exec_at);
         exec_at
     };
+    let exporting = session.exports();
     let end = loop {
         tokio::select! {
             guard = events.readable() => {
                 let mut guard = guard?;
-                let execed = drain(probes, tracker, live, &mut execs);
+                let execed = drain(probes, session, live, &mut execs);
                 guard.clear_ready();
                 if let Some(at_ns) = execed {
                     break End::TargetExeced { at_ns };
                 }
             }
             _ = drain_tick.tick() => {
-                if let Some(at_ns) = drain(probes, tracker, live, &mut execs) {
+                if let Some(at_ns) = drain(probes, session, live, &mut execs) {
                     break End::TargetExeced { at_ns };
                 }
             }
@@ -165,7 +118,7 @@ pub(super) async fn watch(
             _ = exited.readable() => break End::TargetExited,
             guard = async { execs.as_mut().expect("guarded").readable_mut().await }, if execs.is_some() => {
                 guard?.clear_ready();
-                if let Some(at_ns) = drain(probes, tracker, live, &mut execs) {
+                if let Some(at_ns) = drain(probes, session, live, &mut execs) {
                     break End::TargetExeced { at_ns };
                 }
             }
@@ -175,20 +128,21 @@ pub(super) async fn watch(
                 break End::Duration;
             }
             _ = tick.tick() => {
-                live.tick(tracker, started.elapsed().as_secs_f64(), || {
-                    let mut all = sections(probes);
-                    if let Some(s) = goroutines.as_ref() {
-                        all.extend(report::goroutines::live_section(s.samples()));
+                let s = &*session;
+                live.tick(&s.tracker, started.elapsed().as_secs_f64(), || {
+                    let parts = Parts { assist: false, creations: false, ..Parts::ALL };
+                    let mut all = live_signals.sections(&s.read(probes, parts));
+                    if let Some(g) = s.goroutines.as_ref() {
+                        all.extend(crate::live::signals::goroutine_section(g.samples()));
                     }
                     all
                 });
             }
-            _ = metrics_tick.tick(), if metrics.is_some() => {
-                let count = goroutines.as_ref().and_then(|s| s.samples().last()).map(|s| s.count);
-                refresh(probes, tracker, count, false);
+            _ = metrics_tick.tick(), if exporting => {
+                session.refresh_metrics(probes, false);
             }
-            _ = goroutine_tick.tick(), if goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
-                if let Some(s) = goroutines.as_mut()
+            _ = goroutine_tick.tick(), if session.goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
+                if let Some(s) = session.goroutines.as_mut()
                     && !s.sample(clock)
                 {
                     debug!(samples = s.samples().len(), "goroutine sampling ended");
@@ -199,20 +153,15 @@ pub(super) async fn watch(
     Ok(end)
 }
 
-/// Drains the STW events into `tracker` and shows each completed cycle, with its mark assist
-/// time when the assist probes of process `pid` are attached; records the cycles and other
-/// pauses into `metrics`. Events whose world started after `until_ns` (the target's exec) are
-/// the new program's and dropped.
+/// Drains the STW events into `session` and shows each completed cycle, with its mark assist
+/// time when the assist probes are attached. Events whose world started after `until_ns` (the
+/// target's exec) are the new program's and dropped.
 pub(super) fn drain_cycles(
     probes: &mut Probes,
-    tracker: &mut GcTracker,
+    session: &mut Session,
     live: &mut Live,
-    pid: u32,
-    assist_on: bool,
-    metrics: Option<&TargetMetrics>,
     until_ns: Option<u64>,
 ) {
-    let others_before = tracker.other.len();
     let mut done = Vec::new();
     probes.drain(|ev| {
         // NB: `now` is the runtime's nanotime() (CLOCK_MONOTONIC, src/runtime/time_nofake.go),
@@ -221,21 +170,14 @@ pub(super) fn drain_cycles(
             debug!(cycles = ev.cycles, "STW after the exec: not the target's");
             return;
         }
-        if let Some(c) = tracker.on_event(&ev) {
+        if let Some(c) = session.on_event(&ev) {
             debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
-            done.push(c.clone());
+            done.push(c);
         }
     });
+    let (pid, assist_on) = (session.pid(), session.target.assist.is_some());
     for c in &done {
         live.cycle(c, assist_on.then(|| probes.assist_ns(pid, c.cycle)));
-    }
-    if let Some(m) = metrics {
-        for c in &done {
-            m.cycles().record_cycle(c);
-        }
-        for s in tracker.other.get(others_before..).unwrap_or_default() {
-            m.cycles().record_other_stw(s);
-        }
     }
 }
 
@@ -262,14 +204,4 @@ fn exec_time(ring: &mut RingBuf<MapData>, pid: u32) -> Option<u64> {
 unsafe fn register<T: std::os::fd::AsRawFd>(fd: T) -> std::io::Result<AsyncFd<T>> {
     // SAFETY: upheld by the caller.
     Ok(unsafe { AsyncFd::register(fd) }?)
-}
-
-pub(super) fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned fd is owned by us from here on.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor returned by the kernel.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

@@ -3,11 +3,12 @@
 
 use std::io::{IsTerminal as _, Write as _};
 
-use super::{
-    screen::{Screen, Section},
-    summary::human_ns,
-};
+pub mod screen;
+pub mod signals;
+
+use crate::report::summary::human_ns;
 use crate::signal::gc::{Cycle, GcTracker};
+use screen::{Screen, Section};
 
 /// Formats bytes as MiB with one decimal (`12.3MiB`).
 fn mib(bytes: u64) -> String {

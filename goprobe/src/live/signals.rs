@@ -1,12 +1,13 @@
 //! The signals' blocks of the full-screen live view ([`super::screen`]): rates since the last
-//! redraw and the current top sites, read from the kernel side's per-stack counters.
+//! redraw and the current top sites, from one [`Reading`] of the session's signals.
 
 use std::time::Instant;
 
-use goprobe_common::{CallerStack, SiteCounts, site_kind};
-
-use super::{screen::Section, sites::name_sites};
-use crate::probe::{Options, Probes};
+use super::screen::Section;
+use crate::{
+    report::sites::name_sites,
+    signal::{Reading, Site, goroutines::Sample},
+};
 
 /// How many sites a block lists.
 const TOP: usize = 4;
@@ -20,19 +21,12 @@ pub struct LiveSignals {
 }
 
 impl LiveSignals {
-    /// The allocation, page-fault and CPU blocks of process `pid` (what `options` turned on);
-    /// stacks named by `name`.
-    pub fn sections(
-        &mut self,
-        probes: &Probes,
-        pid: u32,
-        options: &Options,
-        mut name: impl FnMut(&CallerStack) -> Vec<String>,
-    ) -> Vec<Section> {
+    /// The allocation, page-fault and CPU blocks of what `reading` has.
+    pub fn sections(&mut self, reading: &Reading) -> Vec<Section> {
         let mut out = Vec::new();
         let now = Instant::now();
-        if let Some(raw) = crate::signal::alloc::raw_sites(probes, pid) {
-            let bytes: u64 = raw.iter().map(|(_, c)| c.a).sum();
+        if let Some(a) = reading.alloc.as_ref().filter(|a| a.unavailable.is_none()) {
+            let bytes = a.totals().bytes;
             let rate = match self.last_alloc {
                 Some((t, b0)) if now > t => format!(
                     "{:.1} MiB/s",
@@ -41,24 +35,18 @@ impl LiveSignals {
                 _ => "rate at the next redraw".to_owned(),
             };
             self.last_alloc = Some((now, bytes));
-            let mut named = |c: &CallerStack| crate::signal::alloc::trim_allocator(name(c));
             out.push(Section {
                 title: format!(
                     "Allocations {rate} · {:.1} MiB while attached · top sites by bytes",
                     bytes as f64 / 1048576.0
                 ),
-                lines: top_lines(&raw, |c| c.a, &mut named),
+                lines: top_lines(&a.sites, |c| c.bytes),
             });
         }
-        let faults = if options.page_faults {
-            probes.sites(pid, site_kind::PAGE_FAULT)
-        } else {
-            Vec::new()
-        };
-        let (minor, major) = faults
-            .iter()
-            .fold((0, 0), |(a, b), (_, c)| (a + c.a, b + c.b));
-        if options.page_faults {
+        let faults = reading.page_faults.as_ref();
+        let totals = faults.map(|p| p.totals()).unwrap_or_default();
+        let (minor, major) = (totals.minor, totals.major);
+        if let Some(p) = faults {
             let rate = match self.last {
                 Some((t, m0, j0)) if now > t => {
                     let s = (now - t).as_secs_f64();
@@ -72,37 +60,39 @@ impl LiveSignals {
             };
             out.push(Section {
                 title: format!("Page faults {rate} · {minor} minor, {major} major while attached"),
-                lines: top_lines(&faults, |c| c.a + c.b, &mut name),
+                lines: top_lines(&p.sites, |c| c.minor + c.major),
             });
         }
         self.last = Some((now, minor, major));
-        if options.cpu_hz > 0 {
-            let cpu = probes.sites(pid, site_kind::CPU);
-            let samples: u64 = cpu.iter().map(|(_, c)| c.a).sum();
+        if let Some(cpu) = &reading.cpu {
             out.push(Section {
                 title: format!(
-                    "On-CPU samples {samples} at {} Hz · top stacks",
-                    options.cpu_hz
+                    "On-CPU samples {} at {} Hz · top stacks",
+                    cpu.total(),
+                    cpu.hz
                 ),
-                lines: top_lines(&cpu, |c| c.a, &mut name),
+                lines: top_lines(&cpu.sites, |&n| n),
             });
         }
         out
     }
 }
 
-/// The heaviest `TOP` stacks of `raw` by `weight`, as `share%  leaf ← caller ← caller`.
-fn top_lines(
-    raw: &[(CallerStack, SiteCounts)],
-    weight: impl Fn(&SiteCounts) -> u64,
-    name: &mut impl FnMut(&CallerStack) -> Vec<String>,
-) -> Vec<String> {
-    let weighted: Vec<(CallerStack, SiteCounts)> = raw
-        .iter()
-        .map(|(s, c)| (*s, SiteCounts { a: weight(c), b: 0 }))
-        .collect();
-    let total: u64 = weighted.iter().map(|(_, c)| c.a).sum();
-    name_sites(&weighted, name)
+/// The live view's goroutine line: the latest count and the window's maximum.
+pub fn goroutine_section(samples: &[Sample]) -> Option<Section> {
+    let last = samples.last()?;
+    let max = samples.iter().map(|s| s.count).max().unwrap_or(0);
+    Some(Section {
+        title: format!("Goroutines {} (max {max} while attached)", last.count),
+        lines: Vec::new(),
+    })
+}
+
+/// The heaviest `TOP` stacks of `sites` by `weight`, as `share%  leaf ← caller ← caller`.
+fn top_lines<V>(sites: &[Site<V>], weight: impl Fn(&V) -> u64) -> Vec<String> {
+    let named = name_sites(sites, |v| (weight(v), 0));
+    let total: u64 = named.iter().map(|s| s.a).sum();
+    named
         .into_iter()
         .take(TOP)
         .map(|s| {

@@ -10,23 +10,21 @@ use std::{
     time::Instant,
 };
 
-use goprobe::{
-    analysis::Target,
-    clock::{self, Clock},
-    daemon::{Candidate, Config, meta, select},
-    export::{
-        Exporter, TargetMetrics,
-        collect::{Inputs, Refresher},
-        resource::{self, ProcessInfo},
-    },
-    output::{pprof, profile},
-    probe::{Options, Probes},
-    report::Window,
-    signal::{gc::GcTracker, goroutines::GoroutineSampler, stacks::StackNamer},
-};
 use tracing::{debug, info, warn};
 
-use super::os::is_go;
+use super::{Candidate, Config, meta, os::is_go, pprof::PprofDir, select};
+use crate::{
+    analysis::Target,
+    clock::{self, Clock},
+    export::{
+        Exporter,
+        resource::{self, ProcessInfo},
+    },
+    output::pprof,
+    probe::{Options, Probes},
+    session::{Session, SharedNamer},
+    signal::StackNamer,
+};
 
 /// How long a process that just exec'd may take to set its runtime up before it is attached
 /// anyway.
@@ -42,19 +40,12 @@ const REFRESH_BUDGET: std::time::Duration = std::time::Duration::from_millis(50)
 /// Binaries whose analysis is kept for their next process (each a few hundred KiB).
 const ANALYSES_KEPT: usize = 64;
 
-/// One profiled process.
-pub(super) struct Running {
+/// One profiled process: its session, and what tells it apart from a process that reuses its
+/// pid.
+pub struct Running {
     start_ticks: u64,
-    target: Target,
-    tracker: GcTracker,
-    goroutines: Option<GoroutineSampler>,
-    goroutine_count: Option<u64>,
-    metrics: Option<TargetMetrics>,
-    refresher: Refresher,
-    /// Shared by the processes of one (non-PIE) binary: one symbolizer, one name cache.
-    namer: Rc<RefCell<StackNamer>>,
+    pub session: Session,
     binary: BinaryKey,
-    attached_unix_ns: i64,
 }
 
 /// A binary file: device, inode, modification time.
@@ -71,36 +62,32 @@ struct Pending {
 }
 
 /// Every process the agent knows.
-pub(super) struct Fleet {
-    pub(super) probes: Probes,
-    pub(super) options: Options,
+pub struct Fleet {
+    pub probes: Probes,
+    pub options: Options,
     config: Config,
-    pub(super) exporter: Exporter,
+    pub exporter: Exporter,
     /// Unix time of attaches and profile windows.
     clock: Clock,
     own_ns: Option<u64>,
-    pub(super) running: HashMap<u32, Running>,
+    pub running: HashMap<u32, Running>,
     pending: Vec<Pending>,
     /// Binaries (device, inode) known not to be Go, or not profilable.
     not_go: HashSet<(u64, u64)>,
     /// The analysis of each binary (device, inode, modification time) seen, for the next
     /// process that runs it ([`Target::for_process`]).
     analyses: HashMap<BinaryKey, Target>,
-    /// The stack namer of each binary with profiled processes (see [`Running::namer`]).
-    namers: HashMap<BinaryKey, Rc<RefCell<StackNamer>>>,
+    /// The stack namer of each non-PIE binary with profiled processes: its processes share one
+    /// symbolizer and one name cache.
+    namers: HashMap<BinaryKey, SharedNamer>,
     /// The process whose metrics [`Self::refresh`] updated last.
     refreshed_last: u32,
     /// Processes not profiled, by reason (logged when the agent stops).
-    pub(super) skipped: HashMap<&'static str, u64>,
+    pub skipped: HashMap<&'static str, u64>,
 }
 
 impl Fleet {
-    pub(super) fn new(
-        probes: Probes,
-        options: Options,
-        config: Config,
-        exporter: Exporter,
-    ) -> Self {
+    pub fn new(probes: Probes, options: Options, config: Config, exporter: Exporter) -> Self {
         Self {
             probes,
             options,
@@ -128,7 +115,7 @@ impl Fleet {
     }
 
     /// Attaches to every matching Go process already running.
-    pub(super) fn scan(&mut self) {
+    pub fn scan(&mut self) {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return;
         };
@@ -144,7 +131,7 @@ impl Fleet {
     }
 
     /// A process exec'd: whatever it ran before is gone; the new program may be Go.
-    pub(super) fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
+    pub fn on_exec(&mut self, pid: u32, ktime_ns: u64) {
         debug!(
             pid,
             lag_ms = (clock::monotonic_ns() as u64).saturating_sub(ktime_ns) as f64 / 1e6,
@@ -163,7 +150,7 @@ impl Fleet {
     }
 
     /// The process ended.
-    pub(super) fn on_exit(&mut self, pid: u32) {
+    pub fn on_exit(&mut self, pid: u32) {
         self.pending.retain(|p| p.target.process.pid != pid);
         if self.running.contains_key(&pid) {
             self.remove(pid);
@@ -236,7 +223,7 @@ impl Fleet {
     }
 
     /// Attaches the processes whose runtime is set up by now.
-    pub(super) fn attach_ready(&mut self) {
+    pub fn attach_ready(&mut self) {
         let (ready, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|p| {
@@ -267,7 +254,7 @@ impl Fleet {
                 self.skip(pid, "exited before attach");
                 return;
             }
-            warn!(pid, "attaching: {:#}", anyhow::Error::new(e));
+            warn!(pid, "attaching: {}", error_chain(&e));
             self.skip(pid, "attach failed");
             return;
         }
@@ -302,10 +289,7 @@ impl Fleet {
             attach_ms = attaching.elapsed().as_millis() as u64,
             "attached"
         );
-        let mut target = p.target;
-        // The frameless ranges went into the BPF map if this is the first target with CPU
-        // samples; 200 copies of a binary's (~130 KiB each) need not stay.
-        target.frameless = Vec::new();
+        let target = p.target;
         // NB: a PIE binary is loaded at another address in each process: its own namer.
         let namer = match self.namers.get(&p.binary) {
             Some(n) if !target.pie => n.clone(),
@@ -317,32 +301,28 @@ impl Fleet {
                 n
             }
         };
+        let session = Session::new(
+            target,
+            self.options.clone(),
+            namer,
+            metrics,
+            self.clock.now_unix(),
+        )
+        .without_history();
         self.running.insert(
             pid,
             Running {
                 start_ticks: p.start_ticks,
-                tracker: GcTracker::new(target.layout.stw_abi)
-                    .with_go_minor(target.go_version.minor),
-                goroutines: self
-                    .options
-                    .goroutines
-                    .then(|| GoroutineSampler::new(&target).ok())
-                    .flatten(),
-                goroutine_count: None,
-                metrics,
-                refresher: Refresher::default(),
-                namer,
+                session,
                 binary: p.binary,
-                attached_unix_ns: self.clock.now_unix(),
-                target,
             },
         );
     }
 
     /// Detaches `pid` and ends its export (the final OTLP push runs on its own thread: a slow
     /// collector must not hold the others up).
-    pub(super) fn remove(&mut self, pid: u32) {
-        let Some(r) = self.running.remove(&pid) else {
+    pub fn remove(&mut self, pid: u32) {
+        let Some(mut r) = self.running.remove(&pid) else {
             return;
         };
         if !self.running.values().any(|o| o.binary == r.binary) {
@@ -351,48 +331,32 @@ impl Fleet {
         self.drain();
         let uprobes = self.probes.detach(pid);
         info!(pid, uprobes, remaining = self.probes.attached(), "detached");
-        if let Some(m) = r.metrics {
+        if let Some(m) = r.session.take_metrics() {
             std::thread::spawn(move || m.shutdown());
         }
     }
 
-    /// Routes the waiting GC events to their processes and records completed cycles.
-    pub(super) fn drain(&mut self) {
+    /// Routes the waiting GC events to their processes' sessions.
+    pub fn drain(&mut self) {
         let running = &mut self.running;
         self.probes.drain(|ev| {
-            let Some(r) = running.get_mut(&ev.tgid) else {
-                return;
-            };
-            let others = r.tracker.other.len();
-            if let Some(c) = r.tracker.on_event(&ev)
-                && let Some(m) = &r.metrics
-            {
-                m.cycles().record_cycle(c);
+            if let Some(r) = running.get_mut(&ev.tgid) {
+                r.session.on_event(&ev);
             }
-            if let Some(m) = &r.metrics {
-                for s in r.tracker.other.get(others..).unwrap_or_default() {
-                    m.cycles().record_other_stw(s);
-                }
-            }
-            // Recorded: the agent keeps no history (memory stays flat however long it runs).
-            r.tracker.cycles.clear();
-            r.tracker.other.clear();
         });
     }
 
     /// Reads each process' goroutine count.
-    pub(super) fn sample_goroutines(&mut self) {
+    pub fn sample_goroutines(&mut self) {
         for r in self.running.values_mut() {
-            if let Some(s) = &r.goroutines {
-                r.goroutine_count = s.read_count().ok().or(r.goroutine_count);
-            }
+            r.session.read_goroutine_count();
         }
     }
 
     /// Refreshes the exported metrics of the processes, in turn, for at most
     /// [`REFRESH_BUDGET`] (all of them when `all`): the per-stack series of a process are
     /// named every few seconds, which can take a while, and exec events must not wait on it.
-    pub(super) fn refresh(&mut self, all: bool) {
+    pub fn refresh(&mut self, all: bool) {
         let started = Instant::now();
         let mut pids: Vec<u32> = self.running.keys().copied().collect();
         pids.sort_unstable();
@@ -407,20 +371,11 @@ impl Fleet {
             let Some(r) = self.running.get_mut(&pid) else {
                 continue;
             };
-            let Some(m) = &r.metrics else {
+            if !r.session.exports() {
                 continue;
-            };
-            let namer = &r.namer;
-            let inputs = Inputs {
-                probes,
-                target: &r.target,
-                options: &self.options,
-                goroutines: r.goroutine_count,
-                lost_events: probes.lost_events() + r.tracker.unreadable + probes.sites_full(),
-                names: &mut |c| namer.borrow_mut().names(probes, c),
-            };
+            }
             let t = Instant::now();
-            r.refresher.refresh(m, inputs, all);
+            r.session.refresh_metrics(probes, all);
             debug!(
                 pid,
                 ms = t.elapsed().as_millis() as u64,
@@ -431,26 +386,12 @@ impl Fleet {
     }
 
     /// Writes each process' profiles (since its attach) into `dir`, then rotates it.
-    pub(super) fn write_profiles(&mut self, dir: &super::pprof::PprofDir) {
+    pub fn write_profiles(&mut self, dir: &PprofDir) {
         let now = self.clock.now_unix();
-        let probes = &self.probes;
         for (&pid, r) in &self.running {
-            let window = Window {
-                start_unix_ns: r.attached_unix_ns,
-                end_unix_ns: now,
-            };
-            let assist = probes.assist_totals(pid);
-            let profiles = profile::collect(
-                probes,
-                pid,
-                &self.options,
-                &assist,
-                &mut r.namer.borrow_mut(),
-                &window,
-            );
-            let exe = r
-                .target
-                .exe
+            let profiles = r.session.profiles(&self.probes, now);
+            let exe = &r.session.target.exe;
+            let exe = exe
                 .file_name()
                 .map_or_else(|| "go".into(), |n| n.to_string_lossy().into_owned());
             for p in profiles.iter().filter(|p| !p.samples.is_empty()) {
@@ -462,7 +403,7 @@ impl Fleet {
     }
 
     /// Drops the processes that ended without an exit event reaching us (ring buffer full).
-    pub(super) fn sweep(&mut self) {
+    pub fn sweep(&mut self) {
         let gone: Vec<u32> = self
             .running
             .iter()
@@ -476,16 +417,28 @@ impl Fleet {
     }
 
     /// Detaches everything (SIGTERM).
-    pub(super) fn shutdown(&mut self) {
+    pub fn shutdown(&mut self) {
         self.refresh(true);
         let pids: Vec<u32> = self.running.keys().copied().collect();
         for pid in pids {
-            if let Some(r) = self.running.remove(&pid) {
+            if let Some(mut r) = self.running.remove(&pid) {
                 self.probes.detach(pid);
-                if let Some(m) = r.metrics {
+                if let Some(m) = r.session.take_metrics() {
                     m.shutdown();
                 }
             }
         }
     }
+}
+
+/// `e` and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! The full-screen live view of `goprobe attach` on a terminal, like `py-spy top`: redrawn about
 //! once a second on the alternate screen, ended by `q` (or Ctrl-C). Off a terminal, goprobe
-//! prints plain lines instead ([`super::live`]).
+//! prints plain lines instead ([`super`]).
 
 use std::{
     collections::VecDeque,
@@ -8,10 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    live::cycle_line,
-    summary::{human_ns, percentile},
-};
+use super::cycle_line;
+use crate::report::summary::{human_ns, percentile};
 use crate::signal::gc::{Cycle, GcTracker};
 
 /// How many completed cycles the view lists.

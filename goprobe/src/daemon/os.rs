@@ -6,7 +6,7 @@
 /// NB: the Go linker writes `.note.go.buildid` (unless `-buildid=`), `.go.buildinfo` (Go 1.13+)
 /// and, outside PIE, `.gopclntab` (cmd/link/internal/ld/elf.go, data.go); `-s -w` strips
 /// neither.
-pub(super) fn is_go(pid: u32) -> bool {
+pub fn is_go(pid: u32) -> bool {
     use object::{Object as _, ObjectSection as _};
     let Ok(file) = std::fs::File::open(format!("/proc/{pid}/exe")) else {
         return false;

@@ -1,0 +1,58 @@
+//! What observing costs and loses: events and stacks the kernel side had to drop, and each BPF
+//! program's run count and run time inside the target (`goprobe attach --bpf-stats`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::probe::Probes;
+
+/// One loaded BPF program's counters since it was loaded (only while BPF run-time statistics
+/// were on); the report's `goprobe.programs` entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStats {
+    /// The program's name in the BPF object (`gc_start_entry`, `cpu_sample`, …).
+    pub name: String,
+    /// Times the program ran (`run_cnt`).
+    pub hits: u64,
+    /// Nanoseconds it ran in total (`run_time_ns`).
+    pub run_ns: u64,
+}
+
+/// What the kernel side dropped since the probes were loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// STW events dropped (ring buffer or pending-STW map full).
+    pub events: u64,
+    /// Per-stack counts dropped because the `SITES` map was full.
+    pub sites_full: u64,
+    /// Stacks that could not be captured (no user stack to walk, or the stack map full).
+    pub stacks: u64,
+}
+
+impl Losses {
+    /// The kernel side's loss counters.
+    pub fn read(probes: &Probes) -> Self {
+        Self {
+            events: probes.lost_events(),
+            sites_full: probes.sites_full(),
+            stacks: probes.failed_stacks(),
+        }
+    }
+
+    /// Events lost as report.json and the metrics count them: kernel drops, pauses dropped as
+    /// `unreadable` by the GC tracker, and full-`SITES` drops (docs/report-schema.md).
+    pub fn lost_events(&self, unreadable: u64) -> u64 {
+        self.events + unreadable + self.sites_full
+    }
+}
+
+/// Every loaded program's counters, by name.
+pub fn programs(probes: &Probes) -> Vec<ProgramStats> {
+    probes
+        .program_stats()
+        .map(|(name, hits, run_ns)| ProgramStats {
+            name: name.to_owned(),
+            hits,
+            run_ns,
+        })
+        .collect()
+}
