@@ -3,15 +3,19 @@
 
 use std::time::Duration;
 
-use goprobe_common::{LifecycleEvent, lifecycle_kind};
-use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
+use aya::maps::{MapData, RingBuf};
+use goprobe_common::lifecycle_kind;
 use tracing::info;
 
 use super::{Config, fleet::Fleet, pprof::PprofDir};
 use crate::{
     export::{ExportConfig, ExportError, Exporter},
     privileges::{self, MissingCapabilities},
-    probe::{BpfLogger, Options, ProbeError, Probes, Scope},
+    probe::{Options, ProbeError, Probes, Scope},
+    session::{
+        End,
+        watch::{Host, Sources, Tick, Timer, lifecycle_events, watch},
+    },
 };
 
 /// How long released probes stay attached (unused) before they are detached: past the burst
@@ -85,95 +89,105 @@ pub fn run(
     if let Some(server) = server {
         rt.spawn(server);
     }
+    let timers = timers(pprof.is_some().then_some(pprof_every));
+    let sources = Sources {
+        lifecycle: Some(lifecycle),
+        logger,
+        pidfd: None,
+        keys: false,
+        duration: None,
+    };
     rt.block_on(async {
         // The exec events from now on are queued while the scan runs: nothing falls between.
         fleet.scan();
         fleet.exporter.set_ready(true);
         info!(targets = fleet.running.len(), "initial scan done");
         note(DaemonNote::Ready(fleet.running.len()));
-        watch(
-            &mut fleet,
-            lifecycle,
-            logger,
-            pprof.map(|d| (d, pprof_every)),
-        )
-        .await
+        let mut agent = Agent {
+            fleet: &mut fleet,
+            pprof,
+        };
+        watch(&mut agent, sources, &timers).await
     })?;
+    fleet.drain();
     fleet.shutdown();
     let skipped: u64 = fleet.skipped.values().sum();
     info!(?fleet.skipped, skipped, "agent stopped; everything detached");
     Ok(())
 }
 
-async fn watch(
-    fleet: &mut Fleet,
-    lifecycle: aya::maps::RingBuf<aya::maps::MapData>,
-    logger: Option<BpfLogger>,
-    pprof: Option<(PprofDir, Duration)>,
-) -> std::io::Result<()> {
-    // SAFETY: the ring buffer and the logger own their fds and move into their AsyncFd.
-    let mut lifecycle = unsafe { AsyncFd::register(lifecycle) }?;
-    let mut logs = match logger {
-        // SAFETY: as above.
-        Some(l) => Some(unsafe { AsyncFd::register(l) }?),
-        None => None,
-    };
-    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let interval = |ms| {
-        let mut i = tokio::time::interval(Duration::from_millis(ms));
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
-    };
-    // NB: as in attach (cli/watch.rs), the GC probes submit without waking user space.
-    let mut drain_tick = interval(100);
-    let mut pending_tick = interval(20);
-    // Per-process work (goroutine count, metric values, per-stack series) every 5 s: export
-    // intervals and scrapes are 10 s or more, and with 200 processes at 1 s this was most of
-    // the agent's CPU.
-    let mut refresh_tick = interval(REFRESH_EVERY_MS);
-    let mut reap_tick = interval(1000);
-    let mut sweep_tick = interval(10_000);
-    // The first profiles one interval after start (the branch is off without pprof_dir).
-    let pprof_every = pprof.as_ref().map_or(Duration::from_secs(3600), |p| p.1);
-    let mut pprof_tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + pprof_every, pprof_every);
-    loop {
-        tokio::select! {
-            guard = lifecycle.readable_mut() => {
-                let mut guard = guard?;
-                guard.clear_ready();
-                lifecycle_events(fleet, guard.get_inner_mut());
-            }
-            guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
-                let mut guard = guard?;
-                guard.get_inner_mut().flush();
-                guard.clear_ready();
-            }
-            _ = pending_tick.tick() => {
+/// The loop's host in agent mode: the fleet and its pprof directory.
+struct Agent<'a> {
+    fleet: &'a mut Fleet,
+    pprof: Option<PprofDir>,
+}
+
+impl Host for Agent<'_> {
+    fn events_fd(&self) -> std::os::fd::RawFd {
+        self.fleet.probes.events_fd()
+    }
+
+    fn drain(&mut self, _: Option<&mut RingBuf<MapData>>) -> Option<End> {
+        self.fleet.drain();
+        None
+    }
+
+    fn lifecycle(&mut self, ring: &mut RingBuf<MapData>) -> Option<End> {
+        on_lifecycle(self.fleet, ring);
+        None
+    }
+
+    fn tick(&mut self, tick: Tick, lifecycle: Option<&mut RingBuf<MapData>>) -> Option<End> {
+        let fleet = &mut *self.fleet;
+        match tick {
+            Tick::Pending => {
                 // NB: an event submitted between the last read and clear_ready() wakes no one;
                 // reading here too bounds its wait by this tick.
-                lifecycle_events(fleet, lifecycle.get_mut());
+                if let Some(ring) = lifecycle {
+                    on_lifecycle(fleet, ring);
+                }
                 fleet.attach_ready();
             }
-            _ = drain_tick.tick() => fleet.drain(),
-            _ = refresh_tick.tick() => {
+            Tick::Drain => fleet.drain(),
+            Tick::Goroutines | Tick::Metrics => {
                 fleet.sample_goroutines();
                 fleet.refresh(false);
             }
-            _ = reap_tick.tick() => fleet.probes.reap(REAP_AFTER),
-            _ = sweep_tick.tick() => fleet.sweep(),
-            _ = pprof_tick.tick(), if pprof.is_some() => {
-                if let Some((dir, _)) = &pprof {
+            Tick::Reap => fleet.probes.reap(REAP_AFTER),
+            Tick::Sweep => fleet.sweep(),
+            Tick::Profiles => {
+                if let Some(dir) = &self.pprof {
                     fleet.write_profiles(dir);
                 }
             }
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            Tick::Redraw => {}
         }
+        None
     }
-    fleet.drain();
-    Ok(())
+}
+
+/// The agent's timers; `pprof_every` when profiles are written.
+fn timers(pprof_every: Option<Duration>) -> Vec<Timer> {
+    let ms = Duration::from_millis;
+    let mut timers = vec![
+        Timer::every(Tick::Drain, ms(100)),
+        Timer::every(Tick::Pending, ms(20)),
+        // Per-process work (goroutine count, metric values, per-stack series) every 5 s:
+        // export intervals and scrapes are 10 s or more, and with 200 processes at 1 s this
+        // was most of the agent's CPU.
+        Timer::every(Tick::Metrics, ms(REFRESH_EVERY_MS)),
+        Timer::every(Tick::Reap, ms(1000)),
+        Timer::every(Tick::Sweep, ms(10_000)),
+    ];
+    if let Some(every) = pprof_every {
+        // The first profiles one interval after start.
+        timers.push(Timer {
+            tick: Tick::Profiles,
+            every,
+            at_start: false,
+        });
+    }
+    timers
 }
 
 /// Raises the soft limit of open files to the hard one: each profiled process holds a few
@@ -189,18 +203,9 @@ fn raise_fd_limit() {
     }
 }
 
-/// Handles the lifecycle events waiting in the ring buffer.
-fn lifecycle_events(fleet: &mut Fleet, ring: &mut aya::maps::RingBuf<aya::maps::MapData>) {
-    let mut events = Vec::new();
-    while let Some(item) = ring.next() {
-        if item.len() >= size_of::<LifecycleEvent>() {
-            // SAFETY: the kernel side writes one LifecycleEvent per record; records are 8-byte
-            // aligned, so read_unaligned.
-            events
-                .push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LifecycleEvent>()) });
-        }
-    }
-    for ev in events {
+/// Handles the lifecycle events waiting in `ring`.
+fn on_lifecycle(fleet: &mut Fleet, ring: &mut RingBuf<MapData>) {
+    for ev in lifecycle_events(ring) {
         match ev.kind {
             lifecycle_kind::EXEC => fleet.on_exec(ev.tgid, ev.ktime_ns),
             lifecycle_kind::EXIT => fleet.on_exit(ev.tgid),

@@ -8,7 +8,7 @@
 //! records, which the report, the live view, the profiles and the exporters consume.
 
 mod observe;
-mod watch;
+pub mod watch;
 
 use std::{cell::RefCell, rc::Rc};
 

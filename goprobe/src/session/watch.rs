@@ -1,200 +1,221 @@
-//! One window's event loop: drains the kernel's events into the session, redraws the live
-//! view, samples goroutines and refreshes exported metrics until a stop condition.
+//! The one watch loop of goprobe: it waits on the probes' ring buffers, the target's pidfd, the
+//! terminal, signals and timers, and hands each event to its [`Host`] — the one window of
+//! `goprobe attach` and `goprobe doctor` ([`super::observe`]), or the fleet of `goprobe agent`
+//! (crate::daemon) — until the host or a stop condition ends it.
 
 use std::{
-    os::fd::OwnedFd,
-    time::{Duration, Instant},
+    os::fd::{OwnedFd, RawFd},
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
 use goprobe_common::{LifecycleEvent, lifecycle_kind};
-use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
-use tracing::debug;
+use tokio::{io::unix::AsyncFd, signal::unix::SignalKind, time::Instant};
 
-use super::{End, Session};
-use crate::{
-    clock::Clock,
-    live::{Live, screen},
-    probe::{BpfLogger, Probes},
-    signal::{Parts, goroutines::GoroutineSampler},
-};
+use super::End;
+use crate::{live::screen, probe::BpfLogger};
 
-/// What the watch loop updates.
-pub(super) struct Watch<'a> {
-    pub(super) session: &'a mut Session,
-    pub(super) live: &'a mut Live,
-    pub(super) clock: &'a Clock,
+/// What a timer of the loop is for; the host says what each does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Take the STW events waiting in the ring buffer.
+    ///
+    /// NB: the kernel side submits events without waking this loop (a wake-up costs the
+    /// goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the
+    /// ring buffer is drained on a timer; a ring a quarter full still wakes the loop.
+    Drain,
+    /// Redraw the live view.
+    Redraw,
+    /// Refresh the exported metrics.
+    Metrics,
+    /// Read the goroutine count.
+    Goroutines,
+    /// Attach the processes whose runtime is set up by now (agent).
+    Pending,
+    /// Detach released probes (agent).
+    Reap,
+    /// Drop processes that ended unseen (agent).
+    Sweep,
+    /// Write the rotated pprof files (agent).
+    Profiles,
 }
 
-pub(super) async fn watch(
-    probes: &mut Probes,
-    pidfd: OwnedFd,
-    lifecycle: Option<RingBuf<MapData>>,
-    logger: Option<BpfLogger>,
-    w: Watch<'_>,
-    duration: Option<Duration>,
+/// One timer: what, how often, and whether it first fires at once or one period later.
+#[derive(Clone, Copy, Debug)]
+pub struct Timer {
+    pub tick: Tick,
+    pub every: Duration,
+    pub at_start: bool,
+}
+
+impl Timer {
+    /// A timer that fires at once, then every `every`.
+    pub fn every(tick: Tick, every: Duration) -> Self {
+        Self {
+            tick,
+            every,
+            at_start: true,
+        }
+    }
+}
+
+/// What the loop waits on besides the STW ring buffer and the timers.
+pub struct Sources {
+    /// The process lifecycle ring buffer (exec and exit events).
+    pub lifecycle: Option<RingBuf<MapData>>,
+    /// The BPF programs' log messages.
+    pub logger: Option<BpfLogger>,
+    /// The watch ends with [`End::TargetExited`] when this pidfd's process exits.
+    pub pidfd: Option<OwnedFd>,
+    /// Read the keys typed on stdin (the live view).
+    pub keys: bool,
+    /// The watch ends with [`End::Duration`] after this long.
+    pub duration: Option<Duration>,
+}
+
+/// What the loop drives. Each method returns `Some` to end the watch.
+pub trait Host {
+    /// The STW ring buffer's file descriptor (owned by the host's probes).
+    fn events_fd(&self) -> RawFd;
+    /// STW events are waiting. `lifecycle` is the lifecycle ring, for a host that must know of
+    /// an exec before it takes the events.
+    fn drain(&mut self, lifecycle: Option<&mut RingBuf<MapData>>) -> Option<End>;
+    /// Lifecycle events are waiting in `ring`.
+    fn lifecycle(&mut self, ring: &mut RingBuf<MapData>) -> Option<End>;
+    /// Timer `tick` fired.
+    fn tick(&mut self, tick: Tick, lifecycle: Option<&mut RingBuf<MapData>>) -> Option<End>;
+    /// Keys were typed in the live view.
+    fn keys(&mut self, typed: &[u8]) -> Option<End> {
+        screen::wants_quit(typed).then_some(End::Quit)
+    }
+}
+
+/// Runs the loop until `host`, the pidfd, a signal or the duration ends it.
+pub async fn watch(
+    host: &mut impl Host,
+    sources: Sources,
+    timers: &[Timer],
 ) -> std::io::Result<End> {
-    let Watch {
-        session,
-        live,
-        clock,
-    } = w;
-    let pid = session.pid();
-    let mut live_signals = crate::live::signals::LiveSignals::default();
-    // SAFETY: the ring buffer fd belongs to `probes`, which outlives `events`.
-    let events = unsafe { register(probes.events_fd()) }?;
-    // SAFETY: the pidfd and the logger own their fds and move into their AsyncFd.
-    let exited = unsafe { register(pidfd) }?;
-    // SAFETY: the ring buffer owns its fd and moves into its AsyncFd.
-    let mut execs = lifecycle.map(|l| unsafe { register(l) }).transpose()?;
-    let mut logs = logger.map(|l| unsafe { register(l) }).transpose()?;
+    // SAFETY: the ring buffer fd belongs to the host's probes, which outlive `events`.
+    let events = unsafe { register(host.events_fd()) }?;
+    // SAFETY: the pidfd, the rings and the logger own their fds and move into their AsyncFd.
+    let exited = sources.pidfd.map(|p| unsafe { register(p) }).transpose()?;
+    // SAFETY: as above.
+    let mut lifecycle = sources
+        .lifecycle
+        .map(|l| unsafe { register(l) })
+        .transpose()?;
+    // SAFETY: as above.
+    let mut logs = sources.logger.map(|l| unsafe { register(l) }).transpose()?;
     // SAFETY: stdin stays open for the whole run.
-    let keys = if live.reads_keys() {
+    let keys = if sources.keys {
         Some(unsafe { register(std::io::stdin()) }?)
     } else {
         None
     };
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // NB: the kernel side submits events without waking this loop (a wake-up costs the
-    // goroutine that stopped the world ~29 µs, see ebpf gc.rs `try_stw_start_ret`), so the ring
-    // buffer is drained on this timer; a ring a quarter full still makes `events` readable.
-    let mut drain_tick = tokio::time::interval(Duration::from_millis(100));
-    // The goroutine count is read from the target's memory at ≥ 10 Hz (signal/goroutines.rs).
-    let mut goroutine_tick = tokio::time::interval(Duration::from_millis(100));
-    goroutine_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Exported metrics are refreshed each second; a scrape or push reads the latest.
-    let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
-    metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The time of the target's exec, once seen. NB: checked before each drain of the STW
-    // events, so that none of the new program's (a re-exec of the same binary re-arms the
-    // uprobes; its runtime stops the world for the first time milliseconds after the exec) is
-    // taken for the target's, whichever of the two fds is found ready first.
-    let mut exec_at = None;
-    let mut drain = |probes: &mut Probes,
-                     session: &mut Session,
-                     live: &mut Live,
-                     execs: &mut Option<AsyncFd<RingBuf<MapData>>>| {
-        if exec_at.is_none()
-            && let Some(ring) = execs.as_mut()
-        {
-            exec_at = exec_time(ring.get_mut(), pid);
-        }
-        drain_cycles(probes, session, live, exec_at);
-        exec_at
-    };
-    let exporting = session.exports();
+    let deadline = sources.duration.map(|d| Instant::now() + d);
+    let mut timers = Timers::new(timers);
     let end = loop {
-        tokio::select! {
+        let end = tokio::select! {
             guard = events.readable() => {
                 let mut guard = guard?;
-                let execed = drain(probes, session, live, &mut execs);
+                let end = host.drain(ring(&mut lifecycle));
                 guard.clear_ready();
-                if let Some(at_ns) = execed {
-                    break End::TargetExeced { at_ns };
-                }
-            }
-            _ = drain_tick.tick() => {
-                if let Some(at_ns) = drain(probes, session, live, &mut execs) {
-                    break End::TargetExeced { at_ns };
-                }
+                end
             }
             guard = async { logs.as_mut().expect("guarded").readable_mut().await }, if logs.is_some() => {
                 let mut guard = guard?;
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
+                None
             }
             guard = async { keys.as_ref().expect("guarded").readable().await }, if keys.is_some() => {
                 let mut guard = guard?;
                 let typed = screen::read_keys();
                 guard.clear_ready();
-                if screen::wants_quit(&typed) {
-                    break End::Quit;
-                }
+                host.keys(&typed)
             }
-            _ = exited.readable() => break End::TargetExited,
-            guard = async { execs.as_mut().expect("guarded").readable_mut().await }, if execs.is_some() => {
-                guard?.clear_ready();
-                if let Some(at_ns) = drain(probes, session, live, &mut execs) {
-                    break End::TargetExeced { at_ns };
-                }
+            _ = async { exited.as_ref().expect("guarded").readable().await }, if exited.is_some() => {
+                Some(End::TargetExited)
             }
-            _ = int.recv() => break End::Signal,
-            _ = term.recv() => break End::Signal,
+            guard = async { lifecycle.as_mut().expect("guarded").readable_mut().await }, if lifecycle.is_some() => {
+                let mut guard = guard?;
+                guard.clear_ready();
+                host.lifecycle(guard.get_inner_mut())
+            }
+            _ = int.recv() => Some(End::Signal),
+            _ = term.recv() => Some(End::Signal),
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                break End::Duration;
+                Some(End::Duration)
             }
-            _ = tick.tick() => {
-                let s = &*session;
-                live.tick(&s.tracker, started.elapsed().as_secs_f64(), || {
-                    let parts = Parts { assist: false, creations: false, ..Parts::ALL };
-                    let mut all = live_signals.sections(&s.read(probes, parts));
-                    if let Some(g) = s.goroutines.as_ref() {
-                        all.extend(crate::live::signals::goroutine_section(g.samples()));
-                    }
-                    all
-                });
-            }
-            _ = metrics_tick.tick(), if exporting => {
-                session.refresh_metrics(probes, false);
-            }
-            _ = goroutine_tick.tick(), if session.goroutines.as_ref().is_some_and(GoroutineSampler::active) => {
-                if let Some(s) = session.goroutines.as_mut()
-                    && !s.sample(clock)
-                {
-                    debug!(samples = s.samples().len(), "goroutine sampling ended");
-                }
-            }
+            tick = timers.next() => host.tick(tick, ring(&mut lifecycle)),
+        };
+        if let Some(end) = end {
+            break end;
         }
     };
     Ok(end)
 }
 
-/// Drains the STW events into `session` and shows each completed cycle, with its mark assist
-/// time when the assist probes are attached. Events whose world started after `until_ns` (the
-/// target's exec) are the new program's and dropped.
-pub(super) fn drain_cycles(
-    probes: &mut Probes,
-    session: &mut Session,
-    live: &mut Live,
-    until_ns: Option<u64>,
-) {
-    let mut done = Vec::new();
-    probes.drain(|ev| {
-        // NB: `now` is the runtime's nanotime() (CLOCK_MONOTONIC, src/runtime/time_nofake.go),
-        // the clock of bpf_ktime_get_ns.
-        if until_ns.is_some_and(|t| ev.now > 0 && ev.now as u64 > t) {
-            debug!(cycles = ev.cycles, "STW after the exec: not the target's");
-            return;
+/// The lifecycle ring inside its reactor registration, if there is one.
+fn ring(l: &mut Option<AsyncFd<RingBuf<MapData>>>) -> Option<&mut RingBuf<MapData>> {
+    l.as_mut().map(AsyncFd::get_mut)
+}
+
+/// The loop's timers, each due at its own time.
+struct Timers(Vec<(Instant, Timer)>);
+
+impl Timers {
+    fn new(timers: &[Timer]) -> Self {
+        let now = Instant::now();
+        Self(
+            timers
+                .iter()
+                .map(|t| (if t.at_start { now } else { now + t.every }, *t))
+                .collect(),
+        )
+    }
+
+    /// Waits for the next timer due and schedules it again; missed ticks are skipped, not
+    /// fired in a burst. Cancel-safe: nothing changes until the wait is over.
+    async fn next(&mut self) -> Tick {
+        let Some(i) = (0..self.0.len()).min_by_key(|&i| self.0[i].0) else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(self.0[i].0).await;
+        let (due, t) = &mut self.0[i];
+        let now = Instant::now();
+        *due += t.every;
+        if *due <= now {
+            *due = now + t.every;
         }
-        if let Some(c) = session.on_event(&ev) {
-            debug!(cycle = c.cycle, pause_ns = c.pause_ns, trigger = %c.trigger, "GC cycle");
-            done.push(c);
-        }
-    });
-    let (pid, assist_on) = (session.pid(), session.target.assist.is_some());
-    for c in &done {
-        live.cycle(c, assist_on.then(|| probes.assist_ns(pid, c.cycle)));
+        t.tick
     }
 }
 
-/// Reads the lifecycle events waiting in `ring` (every exec on the host); when `pid` exec()ed,
-/// when (CLOCK_MONOTONIC ns).
-fn exec_time(ring: &mut RingBuf<MapData>, pid: u32) -> Option<u64> {
-    let mut found = None;
+/// The lifecycle events waiting in `ring`.
+pub fn lifecycle_events(ring: &mut RingBuf<MapData>) -> Vec<LifecycleEvent> {
+    let mut events = Vec::new();
     while let Some(item) = ring.next() {
         if item.len() >= size_of::<LifecycleEvent>() {
-            // SAFETY: the kernel side writes one LifecycleEvent per record.
-            let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LifecycleEvent>()) };
-            if ev.kind == lifecycle_kind::EXEC && ev.tgid == pid {
-                found = found.or(Some(ev.ktime_ns));
-            }
+            // SAFETY: the kernel side writes one LifecycleEvent per record; records are 8-byte
+            // aligned, so read_unaligned.
+            events
+                .push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<LifecycleEvent>()) });
         }
     }
-    found
+    events
+}
+
+/// When process `pid` exec()ed (CLOCK_MONOTONIC ns), if one of the lifecycle events waiting in
+/// `ring` (every exec on the host) says so.
+pub fn exec_time(ring: &mut RingBuf<MapData>, pid: u32) -> Option<u64> {
+    lifecycle_events(ring)
+        .into_iter()
+        .find(|ev| ev.kind == lifecycle_kind::EXEC && ev.tgid == pid)
+        .map(|ev| ev.ktime_ns)
 }
 
 /// Registers `fd` with the reactor.
