@@ -1,4 +1,4 @@
-//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|fuzz|bench`.
+//! goprobe's developer commands: `cargo xtask setup|build|demo|test|ci|fuzz|bench|structure`.
 //!
 //! The only place that knows how to drive the toolchain: the nightly compiler and bpf-linker for
 //! the eBPF crate, the Go toolchains the tests build their programs with.
@@ -10,6 +10,7 @@ mod bench_goroutines;
 mod bench_overhead;
 mod demo;
 mod setup;
+mod structure;
 mod thirdparty;
 
 use std::{
@@ -45,7 +46,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// fmt check, clippy -D warnings (host crates and the eBPF crate), `test`, then 30 s of `fuzz`.
+    /// fmt check, clippy -D warnings (host crates and the eBPF crate), `structure`, `test`, then
+    /// 30 s of `fuzz`.
     Ci,
     /// Fuzz the .gopclntab reader (gopclntab/fuzz, cargo-fuzz on nightly; installs cargo-fuzz
     /// if missing). New inputs go to target/fuzz/corpus/pclntab; crashes to
@@ -58,6 +60,9 @@ enum Cmd {
     /// Benchmarks of the .gopclntab reader against blazesym and `go tool addr2line`; results
     /// in target/bench/results.md.
     Bench,
+    /// Checks goprobe's layers from its source: each top-level module uses only lower-ranked
+    /// ones (the table in xtask/src/structure.rs), no cycles between modules or files.
+    Structure,
 }
 
 fn main() -> Result<()> {
@@ -83,6 +88,7 @@ fn main() -> Result<()> {
             crate::thirdparty::install()?;
             bench::run()
         }
+        Cmd::Structure => structure::run(),
     }
 }
 
@@ -281,6 +287,8 @@ fn ci() -> Result<()> {
             )
             .env("CARGO_TARGET_DIR", root().join("target/ebpf-clippy")),
     )?;
+    // Before the tests: a layering violation fails CI in seconds, not after the long tier.
+    structure::run()?;
     test(&[])?;
     // A short fuzz run keeps the fuzz target building and replays its seeds and corpus; the long
     // runs are `cargo xtask fuzz --seconds N`.
