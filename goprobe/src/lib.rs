@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: [`target`] (what the process is, where probes go) → [`probe`] (BPF
 //! programs, attached) → [`signal`] (raw events → domain records) → [`report`] (outputs) and
-//! [`export`] (metrics, while attached).
+//! [`export`] (metrics, while attached). [`text`] is the one place numbers, durations, dates and
+//! stacks become text for people.
 //! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
 pub mod analysis;
@@ -17,3 +18,4 @@ pub mod probe;
 pub mod report;
 pub mod signal;
 pub mod symbolize;
+pub mod text;

@@ -7,7 +7,11 @@ use std::collections::HashMap;
 use inferno::flamegraph::{self, Options, color::Color, color::PaletteMap};
 
 use super::{Profile, folded};
-use crate::{report::TargetInfo, symbolize::FrameKind};
+use crate::{
+    report::TargetInfo,
+    symbolize::FrameKind,
+    text::{html::escape, utc::utc},
+};
 
 /// Which code a frame is in, for its colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +108,7 @@ pub fn render(p: &Profile, index: usize, target: &TargetInfo) -> std::io::Result
     opts.subtitle = Some(format!(
         "{} · {} s · red: Go runtime · blue: standard library · green: program code · \
          yellow: C/cgo",
-        super::timeline::utc(p.start_unix_ns),
+        utc(p.start_unix_ns),
         (p.duration_ns as f64 / 1e9 * 10.0).round() / 10.0,
     ));
     opts.count_name = unit.to_owned();
@@ -133,7 +137,7 @@ fn blank(out: &mut Vec<u8>, title: &str) -> std::io::Result<()> {
          text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text><text \
          x=\"600\" y=\"60\" text-anchor=\"middle\" font-family=\"Verdana\" \
          font-size=\"12\">nothing was recorded in the window</text></svg>\n",
-        super::index::escape(title)
+        escape(title)
     )
 }
 

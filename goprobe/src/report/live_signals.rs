@@ -35,8 +35,10 @@ impl LiveSignals {
             let bytes: u64 = raw.iter().map(|(_, c)| c.a).sum();
             let rate = match self.last_alloc {
                 Some((t, b0)) if now > t => format!(
-                    "{:.1} MiB/s",
-                    bytes.saturating_sub(b0) as f64 / (now - t).as_secs_f64() / 1048576.0
+                    "{}/s",
+                    crate::text::bytes::mib(
+                        bytes.saturating_sub(b0) as f64 / (now - t).as_secs_f64()
+                    )
                 ),
                 _ => "rate at the next redraw".to_owned(),
             };
@@ -44,8 +46,8 @@ impl LiveSignals {
             let mut named = |c: &CallerStack| crate::signal::alloc::trim_allocator(name(c));
             out.push(Section {
                 title: format!(
-                    "Allocations {rate} · {:.1} MiB while attached · top sites by bytes",
-                    bytes as f64 / 1048576.0
+                    "Allocations {rate} · {} while attached · top sites by bytes",
+                    crate::text::bytes::mib(bytes as f64)
                 ),
                 lines: top_lines(&raw, |c| c.a, &mut named),
             });

@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    live::cycle_line,
-    summary::{human_ns, percentile},
+use super::live::cycle_line;
+use crate::{
+    signal::gc::{Cycle, GcTracker},
+    text::{duration::human_ns, percentile::percentile},
 };
-use crate::signal::gc::{Cycle, GcTracker};
 
 /// How many completed cycles the view lists.
 const RECENT: usize = 6;
