@@ -6,12 +6,45 @@ use std::collections::HashMap;
 
 use inferno::flamegraph::{self, Options, color::Color, color::PaletteMap};
 
-use super::{Profile, folded};
+use super::{
+    OutputError, Profile, folded,
+    render::{File, Input, Output},
+    timeline, views,
+};
 use crate::{
     report::TargetInfo,
     symbolize::FrameKind,
     text::{html::escape, utc::utc},
 };
+
+/// The `svg` output: a flamegraph per profile and view (`NAME.svg`, `NAME-objects.svg` …), then
+/// the stop-the-world timeline ([`timeline::FILE`]).
+pub struct Svg;
+
+impl Output for Svg {
+    fn name(&self) -> &'static str {
+        "svg"
+    }
+
+    fn profile(&self, input: &Input<'_>, p: &Profile) -> Result<Vec<File>, OutputError> {
+        let mut files = Vec::new();
+        for (suffix, index) in views::of(p) {
+            let svg = render(p, index, &input.report.target).map_err(|source| {
+                OutputError::Flamegraph {
+                    name: p.spec.name.to_owned(),
+                    source,
+                }
+            })?;
+            files.push((format!("{}{suffix}.svg", p.spec.name), svg));
+        }
+        Ok(files)
+    }
+
+    fn finish(&self, input: &Input<'_>, _written: &[String]) -> Result<Vec<File>, OutputError> {
+        let svg = timeline::render(input.report);
+        Ok(vec![(timeline::FILE.to_owned(), svg.into_bytes())])
+    }
+}
 
 /// Which code a frame is in, for its colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,14 +97,6 @@ fn colour(name: &str, c: Category) -> Color {
         Category::Native => (215 + v / 2, 190 + v / 2, 60 + v),
     };
     Color { r, g, b }
-}
-
-/// The flamegraphs of a profile: its default sample type (no suffix) and any extra views
-/// (`-objects` for allocations), as (file name suffix, sample type index).
-pub fn views(p: &Profile) -> Vec<(&'static str, usize)> {
-    let mut v = vec![("", p.spec.default_type)];
-    v.extend(p.spec.extra_views.iter().copied());
-    v
 }
 
 /// Renders sample type `index` of `p` as an interactive SVG.

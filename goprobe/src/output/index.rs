@@ -3,7 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::{Profile, flamegraph, timeline};
+use super::{
+    OutputError, Profile,
+    render::{File, Input, Output},
+    timeline, views,
+};
 use crate::{
     report::{Report, summary},
     text::{bytes, duration::human_ns, html::escape, utc::utc},
@@ -11,6 +15,20 @@ use crate::{
 
 /// The file name.
 pub const FILE: &str = "index.html";
+
+/// The `html` output: [`FILE`], linking the files written before it.
+pub struct Html;
+
+impl Output for Html {
+    fn name(&self) -> &'static str {
+        "html"
+    }
+
+    fn finish(&self, input: &Input<'_>, written: &[String]) -> Result<Vec<File>, OutputError> {
+        let page = render(input.report, input.profiles, written);
+        Ok(vec![(FILE.to_owned(), page.into_bytes())])
+    }
+}
 
 /// A total for people: bytes in KiB/MiB/GiB, nanoseconds as durations, counts as they are.
 fn human_total(value: i64, unit: &str) -> String {
@@ -65,7 +83,7 @@ pub fn render(r: &Report, profiles: &[Profile], files: &[String]) -> String {
              <th>pprof</th><th>folded</th></tr>\n",
         );
         for p in profiles {
-            for (suffix, index) in flamegraph::views(p) {
+            for (suffix, index) in views::of(p) {
                 let Some(t) = p.spec.sample_types.get(index) else {
                     continue;
                 };
