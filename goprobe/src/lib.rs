@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: [`target`] (what the process is, where probes go) → [`probe`] (BPF
 //! programs, attached) → [`signal`] (raw events → domain records) → [`report`] (outputs) and
-//! [`export`] (metrics, while attached).
+//! [`export`] (metrics, while attached). [`text`] is the one place numbers, durations, dates and
+//! stacks become text for people.
 //! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
 pub mod analysis;
@@ -19,3 +20,4 @@ pub mod report;
 pub mod session;
 pub mod signal;
 pub mod symbolize;
+pub mod text;

@@ -12,6 +12,7 @@ use goprobe::{
     doctor::{Behaviour, DoctorReport, Settings, behaviour::Sampler},
     probe::{AllocMode, Options},
     session::{WindowConfig, observe},
+    text::{bytes::mib, duration::ms},
 };
 
 /// How often the process' CPU time, page faults and its cgroup's throttling counters are read.
@@ -103,7 +104,8 @@ fn render(r: &DoctorReport) -> String {
         opt(s
             .gogc
             .map(|g| if g < 0 { "off".into() } else { g.to_string() })),
-        s.gomemlimit_bytes.map_or_else(|| "none".into(), mib),
+        s.gomemlimit_bytes
+            .map_or_else(|| "none".into(), |m| mib(m as f64)),
     );
     let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if !env.is_empty() {
@@ -137,31 +139,31 @@ fn render(r: &DoctorReport) -> String {
         s.cgroup.cpuset.as_deref().unwrap_or("?"),
         s.cgroup
             .memory_limit_bytes
-            .map_or_else(|| "none".into(), |m| mib(m as i64)),
+            .map_or_else(|| "none".into(), |m| mib(m as f64)),
     );
     let _ = writeln!(
         out,
         "  memory: swap in use by the process {}, vm.swappiness {}, THP {}",
         s.memory
             .process_swap_bytes
-            .map_or_else(|| "?".into(), |m| mib(m as i64)),
+            .map_or_else(|| "?".into(), |m| mib(m as f64)),
         opt(s.memory.swappiness.map(|v| v.to_string())),
         s.memory.thp.as_deref().unwrap_or("?"),
     );
     let _ = writeln!(out, "\nBehaviour over {:.1} s", b.window_s);
     let _ = writeln!(
         out,
-        "  GC: {} cycles ({:.2}/s), stop-the-world {:.3}% of wall time, longest pause {:.3} ms",
+        "  GC: {} cycles ({:.2}/s), stop-the-world {:.3}% of wall time, longest pause {}",
         b.gc_cycles,
         b.gc_cycles_per_s,
         b.pause_share * 100.0,
-        b.max_pause_ns as f64 / 1e6
+        ms(b.max_pause_ns)
     );
     if let Some(share) = b.assist_share {
         let _ = writeln!(out, "  mark assists: {:.1}% of process CPU", share * 100.0);
     }
     if let Some(rate) = b.alloc_bytes_per_s {
-        let _ = writeln!(out, "  allocation: {}/s", mib(rate as i64));
+        let _ = writeln!(out, "  allocation: {}/s", mib(rate));
     }
     if let Some(t) = b.throttling.as_ref().filter(|t| t.periods > 0) {
         let _ = writeln!(
@@ -181,8 +183,4 @@ fn render(r: &DoctorReport) -> String {
         let _ = writeln!(out, "  page faults: {rate:.0}/s");
     }
     out
-}
-
-fn mib(bytes: i64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }

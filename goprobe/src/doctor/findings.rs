@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Behaviour, Finding, Settings, Severity};
+use crate::text::bytes::mib;
 
 /// GC cycles per second above which a GC is "too frequent" (a healthy service with the default
 /// GOGC=100 runs a few per second at most; docs/doctor.md).
@@ -55,10 +56,6 @@ fn finding(
         summary,
         fix,
     })
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / f64::from(1 << 20))
 }
 
 /// GOMAXPROCS above the CPUs the cgroup quota (or cpuset) allows: the runtime runs more
@@ -190,9 +187,9 @@ pub fn memory_limit_thrashing(s: &Settings, b: &Behaviour) -> Option<Finding> {
         ],
         format!(
             "live heap {} is {:.0}% of GOMEMLIMIT {}; {:.1} GC cycles/s",
-            mib(live),
+            mib(live as f64),
             live_share * 100.0,
-            mib(limit),
+            mib(limit as f64),
             b.gc_cycles_per_s
         ),
         "raise GOMEMLIMIT (and the container's memory limit with it, GOMEMLIMIT ~90% of it) or \
@@ -219,8 +216,14 @@ pub fn gc_too_frequent(s: &Settings, b: &Behaviour) -> Option<Finding> {
     {
         return None;
     }
-    let live = b.heap_marked_bytes.map(mib).unwrap_or_else(|| "?".into());
-    let goal = b.heap_goal_bytes.map(mib).unwrap_or_else(|| "?".into());
+    let live = b
+        .heap_marked_bytes
+        .map(|b| mib(b as f64))
+        .unwrap_or_else(|| "?".into());
+    let goal = b
+        .heap_goal_bytes
+        .map(|b| mib(b as f64))
+        .unwrap_or_else(|| "?".into());
     let fix = match gogc {
         Some(g) if g > 0 && g < 100 => format!(
             "raise GOGC (now {g}: the heap may only grow {g}% over the live heap before the \
@@ -344,8 +347,10 @@ pub fn swap_in_use(s: &Settings) -> Option<Finding> {
         ],
         format!(
             "{} of the process is in swap (RSS {}); GC marking reads it back",
-            mib(swapped),
-            s.memory.process_rss_bytes.map_or_else(|| "?".into(), mib)
+            mib(swapped as f64),
+            s.memory
+                .process_rss_bytes
+                .map_or_else(|| "?".into(), |b| mib(b as f64))
         ),
         "give the process enough memory (or set GOMEMLIMIT below the memory available) so it \
          is not swapped; vm.swappiness=0..10 or no swap for latency-sensitive services"

@@ -6,14 +6,11 @@ use std::io::{IsTerminal as _, Write as _};
 pub mod screen;
 pub mod signals;
 
-use crate::report::summary::human_ns;
-use crate::signal::gc::{Cycle, GcTracker};
+use crate::{
+    signal::gc::{Cycle, GcTracker},
+    text::{bytes::mib_compact, duration::human_ns},
+};
 use screen::{Screen, Section};
-
-/// Formats bytes as MiB with one decimal (`12.3MiB`).
-fn mib(bytes: u64) -> String {
-    format!("{:.1}MiB", bytes as f64 / f64::from(1u32 << 20))
-}
 
 /// The line printed for one completed cycle: number, trigger, pause, phases (as gctrace orders
 /// them: sweep termination + mark + mark termination), mark assist time (when the assist probes
@@ -38,9 +35,9 @@ pub fn cycle_line(c: &Cycle, assist_ns: Option<u64>) -> String {
         line += &format!("  assist {}", human_ns(ns));
     }
     if let (Some(h0), Some(h1)) = (d.heap_start_bytes, d.heap_end_bytes) {
-        line += &format!("  heap {}→{}", mib(h0), mib(h1));
+        line += &format!("  heap {}→{}", mib_compact(h0), mib_compact(h1));
         if let Some(goal) = d.heap_goal_bytes {
-            line += &format!(" goal {}", mib(goal));
+            line += &format!(" goal {}", mib_compact(goal));
         }
     }
     line

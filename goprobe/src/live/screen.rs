@@ -9,8 +9,10 @@ use std::{
 };
 
 use super::cycle_line;
-use crate::report::summary::{human_ns, percentile};
-use crate::signal::gc::{Cycle, GcTracker};
+use crate::{
+    signal::gc::{Cycle, GcTracker},
+    text::{duration::human_ns, percentile::percentile},
+};
 
 /// How many completed cycles the view lists.
 const RECENT: usize = 6;

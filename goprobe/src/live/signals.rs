@@ -29,16 +29,18 @@ impl LiveSignals {
             let bytes = a.totals().bytes;
             let rate = match self.last_alloc {
                 Some((t, b0)) if now > t => format!(
-                    "{:.1} MiB/s",
-                    bytes.saturating_sub(b0) as f64 / (now - t).as_secs_f64() / 1048576.0
+                    "{}/s",
+                    crate::text::bytes::mib(
+                        bytes.saturating_sub(b0) as f64 / (now - t).as_secs_f64()
+                    )
                 ),
                 _ => "rate at the next redraw".to_owned(),
             };
             self.last_alloc = Some((now, bytes));
             out.push(Section {
                 title: format!(
-                    "Allocations {rate} · {:.1} MiB while attached · top sites by bytes",
-                    bytes as f64 / 1048576.0
+                    "Allocations {rate} · {} while attached · top sites by bytes",
+                    crate::text::bytes::mib(bytes as f64)
                 ),
                 lines: top_lines(&a.sites, |c| c.bytes),
             });

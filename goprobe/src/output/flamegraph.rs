@@ -6,8 +6,45 @@ use std::collections::HashMap;
 
 use inferno::flamegraph::{self, Options, color::Color, color::PaletteMap};
 
-use super::{Profile, folded};
-use crate::{report::TargetInfo, symbolize::FrameKind};
+use super::{
+    OutputError, Profile, folded,
+    render::{File, Input, Output},
+    timeline, views,
+};
+use crate::{
+    report::TargetInfo,
+    symbolize::FrameKind,
+    text::{html::escape, utc::utc},
+};
+
+/// The `svg` output: a flamegraph per profile and view (`NAME.svg`, `NAME-objects.svg` …), then
+/// the stop-the-world timeline ([`timeline::FILE`]).
+pub struct Svg;
+
+impl Output for Svg {
+    fn name(&self) -> &'static str {
+        "svg"
+    }
+
+    fn profile(&self, input: &Input<'_>, p: &Profile) -> Result<Vec<File>, OutputError> {
+        let mut files = Vec::new();
+        for (suffix, index) in views::of(p) {
+            let svg = render(p, index, &input.report.target).map_err(|source| {
+                OutputError::Flamegraph {
+                    name: p.spec.name.to_owned(),
+                    source,
+                }
+            })?;
+            files.push((format!("{}{suffix}.svg", p.spec.name), svg));
+        }
+        Ok(files)
+    }
+
+    fn finish(&self, input: &Input<'_>, _written: &[String]) -> Result<Vec<File>, OutputError> {
+        let svg = timeline::render(input.report);
+        Ok(vec![(timeline::FILE.to_owned(), svg.into_bytes())])
+    }
+}
 
 /// Which code a frame is in, for its colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,14 +99,6 @@ fn colour(name: &str, c: Category) -> Color {
     Color { r, g, b }
 }
 
-/// The flamegraphs of a profile: its default sample type (no suffix) and any extra views
-/// (`-objects` for allocations), as (file name suffix, sample type index).
-pub fn views(p: &Profile) -> Vec<(&'static str, usize)> {
-    let mut v = vec![("", p.spec.default_type)];
-    v.extend(p.spec.extra_views.iter().copied());
-    v
-}
-
 /// Renders sample type `index` of `p` as an interactive SVG.
 pub fn render(p: &Profile, index: usize, target: &TargetInfo) -> std::io::Result<Vec<u8>> {
     let folded = folded::render(p, index);
@@ -104,7 +133,7 @@ pub fn render(p: &Profile, index: usize, target: &TargetInfo) -> std::io::Result
     opts.subtitle = Some(format!(
         "{} · {} s · red: Go runtime · blue: standard library · green: program code · \
          yellow: C/cgo",
-        super::timeline::utc(p.start_unix_ns),
+        utc(p.start_unix_ns),
         (p.duration_ns as f64 / 1e9 * 10.0).round() / 10.0,
     ));
     opts.count_name = unit.to_owned();
@@ -133,7 +162,7 @@ fn blank(out: &mut Vec<u8>, title: &str) -> std::io::Result<()> {
          text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text><text \
          x=\"600\" y=\"60\" text-anchor=\"middle\" font-family=\"Verdana\" \
          font-size=\"12\">nothing was recorded in the window</text></svg>\n",
-        super::index::escape(title)
+        escape(title)
     )
 }
 

@@ -4,7 +4,30 @@
 
 use std::collections::BTreeMap;
 
-use super::Profile;
+use super::{
+    OutputError, Profile,
+    render::{File, Input, Output},
+    views,
+};
+
+/// The `folded` output: `NAME.folded` (and `NAME-objects.folded` …) per profile, one per view.
+pub struct Folded;
+
+impl Output for Folded {
+    fn name(&self) -> &'static str {
+        "folded"
+    }
+
+    fn profile(&self, _input: &Input<'_>, p: &Profile) -> Result<Vec<File>, OutputError> {
+        Ok(views::of(p)
+            .into_iter()
+            .map(|(suffix, index)| {
+                let name = format!("{}{suffix}.folded", p.spec.name);
+                (name, render(p, index).into_bytes())
+            })
+            .collect())
+    }
+}
 
 /// The stack frames of `p`, root first, with values of sample type `index`; stacks with equal
 /// names merged, zero values left out, lines sorted.

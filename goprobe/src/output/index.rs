@@ -3,42 +3,39 @@
 
 use std::fmt::Write as _;
 
-use super::{Profile, flamegraph, timeline};
-use crate::report::{Report, summary};
+use super::{
+    OutputError, Profile,
+    render::{File, Input, Output},
+    timeline, views,
+};
+use crate::{
+    report::{Report, summary},
+    text::{bytes, duration::human_ns, html::escape, utc::utc},
+};
 
 /// The file name.
 pub const FILE: &str = "index.html";
 
-/// Escapes text for HTML and SVG.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+/// The `html` output: [`FILE`], linking the files written before it.
+pub struct Html;
+
+impl Output for Html {
+    fn name(&self) -> &'static str {
+        "html"
     }
-    out
+
+    fn finish(&self, input: &Input<'_>, written: &[String]) -> Result<Vec<File>, OutputError> {
+        let page = render(input.report, input.profiles, written);
+        Ok(vec![(FILE.to_owned(), page.into_bytes())])
+    }
 }
 
 /// A total for people: bytes in KiB/MiB/GiB, nanoseconds as durations, counts as they are.
 fn human_total(value: i64, unit: &str) -> String {
     let v = value.max(0) as u64;
     match unit {
-        "bytes" => {
-            let f = v as f64;
-            match v {
-                0..1024 => format!("{v} B"),
-                1024..1_048_576 => format!("{:.1} KiB", f / 1024.0),
-                1_048_576..1_073_741_824 => format!("{:.1} MiB", f / 1_048_576.0),
-                _ => format!("{:.2} GiB", f / 1_073_741_824.0),
-            }
-        }
-        "nanoseconds" => summary::human_ns(v),
+        "bytes" => bytes::human_spaced(v),
+        "nanoseconds" => human_ns(v),
         _ => v.to_string(),
     }
 }
@@ -64,8 +61,8 @@ pub fn render(r: &Report, profiles: &[Profile], files: &[String]) -> String {
         escape(&r.target.exe),
         r.target.pid,
         escape(&r.target.go_version),
-        timeline::utc(r.window.start_unix_ns),
-        timeline::utc(r.window.end_unix_ns)
+        utc(r.window.start_unix_ns),
+        utc(r.window.end_unix_ns)
     );
     let _ = writeln!(
         h,
@@ -86,7 +83,7 @@ pub fn render(r: &Report, profiles: &[Profile], files: &[String]) -> String {
              <th>pprof</th><th>folded</th></tr>\n",
         );
         for p in profiles {
-            for (suffix, index) in flamegraph::views(p) {
+            for (suffix, index) in views::of(p) {
                 let Some(t) = p.spec.sample_types.get(index) else {
                     continue;
                 };

@@ -1,26 +1,29 @@
 //! Files people open: flamegraphs (SVG), pprof profiles, folded stacks, the GC pause timeline and
-//! an index page, all derived from one attach's [`Report`] and its stack profiles.
+//! an index page, all derived from one attach's [`Report`](crate::report::Report) and its stack
+//! profiles.
 //!
 //! A [`Profile`] is one stack-attributed signal (allocations, assist time, page faults, CPU,
 //! goroutine creation) with its stacks resolved to locations and frames; every format is
 //! written from it, so the SVG, the pprof file and the folded file of a signal always agree.
+//! Each format is one [`Output`] ([`render`]) in its own module, listed once in [`OUTPUTS`]
+//! ([`registry`]).
 
 pub mod flamegraph;
 pub mod folded;
 pub mod index;
+pub mod json;
 pub mod pprof;
 pub mod profile;
+pub mod registry;
+pub mod render;
 pub mod timeline;
+pub mod views;
 
-use std::{
-    collections::BTreeSet,
-    fmt,
-    path::{Path, PathBuf},
-    str::FromStr,
-};
+use std::path::PathBuf;
 
-use crate::report::Report;
 pub use crate::symbolize::{Frame, Location};
+pub use registry::{Format, OUTPUTS, OutputConfig, write_all};
+pub use render::{File, Input, Output};
 
 /// Why outputs could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -35,58 +38,6 @@ pub enum OutputError {
         name: String,
         source: std::io::Error,
     },
-}
-
-/// One output format (`goprobe attach --format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Format {
-    /// `report.json`.
-    Json,
-    /// `NAME.svg` flamegraphs and `gc-pauses.svg`.
-    Svg,
-    /// `NAME.pb.gz` pprof profiles.
-    Pprof,
-    /// `NAME.folded` collapsed stacks.
-    Folded,
-    /// `index.html`, linking everything else.
-    Html,
-}
-
-impl Format {
-    pub const ALL: [Format; 5] = [
-        Format::Json,
-        Format::Svg,
-        Format::Pprof,
-        Format::Folded,
-        Format::Html,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Svg => "svg",
-            Format::Pprof => "pprof",
-            Format::Folded => "folded",
-            Format::Html => "html",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Format {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown format `{s}` (have json, svg, pprof, folded, html)"))
-    }
 }
 
 /// A pprof value type: what a sample value counts, in which unit.
@@ -153,84 +104,4 @@ impl Profile {
             .map(|s| s.values.get(index).copied().unwrap_or(0))
             .sum()
     }
-}
-
-/// What to write and where.
-#[derive(Clone, Debug)]
-pub struct OutputConfig {
-    pub dir: PathBuf,
-    pub formats: BTreeSet<Format>,
-}
-
-/// Writes every asked-for output of `report` and `profiles` into `config.dir` (which must
-/// exist); returns the paths written, in order.
-pub fn write_all(
-    config: &OutputConfig,
-    report: &Report,
-    report_json: &str,
-    profiles: &[Profile],
-) -> Result<Vec<PathBuf>, OutputError> {
-    let mut written = Vec::new();
-    let put = |written: &mut Vec<PathBuf>, name: String, bytes: &[u8]| {
-        let path = config.dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| OutputError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
-        Ok::<(), OutputError>(())
-    };
-    let want = |f: Format| config.formats.contains(&f);
-    if want(Format::Json) {
-        put(&mut written, "report.json".into(), report_json.as_bytes())?;
-    }
-    for p in profiles {
-        if want(Format::Folded) {
-            for (suffix, index) in flamegraph::views(p) {
-                put(
-                    &mut written,
-                    format!("{}{suffix}.folded", p.spec.name),
-                    folded::render(p, index).as_bytes(),
-                )?;
-            }
-        }
-        if want(Format::Svg) {
-            for (suffix, index) in flamegraph::views(p) {
-                let svg = flamegraph::render(p, index, &report.target).map_err(|source| {
-                    OutputError::Flamegraph {
-                        name: p.spec.name.to_owned(),
-                        source,
-                    }
-                })?;
-                put(&mut written, format!("{}{suffix}.svg", p.spec.name), &svg)?;
-            }
-        }
-        if want(Format::Pprof) {
-            put(
-                &mut written,
-                format!("{}.pb.gz", p.spec.name),
-                &pprof::encode_gz(p),
-            )?;
-        }
-    }
-    if want(Format::Svg) {
-        put(
-            &mut written,
-            timeline::FILE.into(),
-            timeline::render(report).as_bytes(),
-        )?;
-    }
-    if want(Format::Html) {
-        let files: Vec<String> = written.iter().filter_map(|p| file_name(p)).collect();
-        put(
-            &mut written,
-            index::FILE.into(),
-            index::render(report, profiles, &files).as_bytes(),
-        )?;
-    }
-    Ok(written)
-}
-
-fn file_name(p: &Path) -> Option<String> {
-    Some(p.file_name()?.to_string_lossy().into_owned())
 }

@@ -8,7 +8,23 @@
 
 use std::{collections::HashMap, io::Write as _};
 
-use super::{Profile, ValueType};
+use super::{
+    OutputError, Profile, ValueType,
+    render::{File, Input, Output},
+};
+
+/// The `pprof` output: `NAME.pb.gz` per profile (every sample type in one file).
+pub struct Pprof;
+
+impl Output for Pprof {
+    fn name(&self) -> &'static str {
+        "pprof"
+    }
+
+    fn profile(&self, _input: &Input<'_>, p: &Profile) -> Result<Vec<File>, OutputError> {
+        Ok(vec![(format!("{}.pb.gz", p.spec.name), encode_gz(p))])
+    }
+}
 
 /// `p` as an uncompressed `profile.proto` message.
 pub fn encode(p: &Profile) -> Vec<u8> {

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::{bytes, chain::caller_chain};
+
 /// Allocations in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Alloc {
@@ -61,22 +63,6 @@ impl Alloc {
     }
 }
 
-/// `bytes` with a binary unit: `12.3MiB`.
-fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < units.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", units[unit])
-    }
-}
-
 /// The summary's allocation lines: totals, the sampler, and the top sites by bytes.
 pub fn render_summary(a: &Alloc, top: usize, out: &mut String) {
     use std::fmt::Write as _;
@@ -85,7 +71,7 @@ pub fn render_summary(a: &Alloc, top: usize, out: &mut String) {
         return;
     }
     let how = match (a.sampler.as_deref(), a.sample_rate) {
-        (Some(s), Some(rate)) => format!("{s}, rate {}", human_bytes(rate)),
+        (Some(s), Some(rate)) => format!("{s}, rate {}", bytes::human(rate)),
         (Some(s), None) => s.to_owned(),
         (None, _) => "none".to_owned(),
     };
@@ -94,7 +80,7 @@ pub fn render_summary(a: &Alloc, top: usize, out: &mut String) {
         out,
         "allocations ({} mode, {how}): {estimated}{} in {estimated}{} objects; top sites:",
         a.mode,
-        human_bytes(a.bytes),
+        bytes::human(a.bytes),
         a.objects
     );
     if a.sample_rate_set_by_goprobe {
@@ -102,17 +88,17 @@ pub fn render_summary(a: &Alloc, top: usize, out: &mut String) {
             out,
             "  (runtime.MemProfileRate was 0: goprobe set it to {} for the window and restored 0 \
              on detach)",
-            a.sample_rate.map_or_else(|| "?".to_owned(), human_bytes)
+            a.sample_rate.map_or_else(|| "?".to_owned(), bytes::human)
         );
     }
     for site in a.sites.iter().take(top) {
         let _ = writeln!(
             out,
             "  {:>9} {:>5.1}% {:>10} objects  {}",
-            human_bytes(site.bytes),
+            bytes::human(site.bytes),
             site.bytes as f64 * 100.0 / a.bytes.max(1) as f64,
             site.objects,
-            super::summary::caller_chain(&site.stack, 3)
+            caller_chain(&site.stack, 3)
         );
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::chain::caller_chain;
+
 /// Goroutines in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Goroutines {
@@ -90,7 +92,7 @@ pub fn render(g: Option<&Goroutines>, top: usize, out: &mut String) {
     }
     for site in g.creation_sites.iter().take(top) {
         let leaf = site.stack.first().map_or("(no stack)", String::as_str);
-        let callers = super::summary::caller_chain(site.stack.get(1..).unwrap_or(&[]), 2);
+        let callers = caller_chain(site.stack.get(1..).unwrap_or(&[]), 2);
         let _ = writeln!(out, "  {:>8}  {leaf} ← {callers}", site.count);
     }
 }

@@ -83,7 +83,7 @@ impl Cpu {
 pub(super) fn render_summary(r: &super::Report, n: usize, out: &mut String) {
     use std::{collections::BTreeMap, fmt::Write as _};
 
-    use super::summary::caller_chain;
+    use crate::text::chain::caller_chain;
     // Sites that differ only inside the runtime are one line for people.
     let top = |rows: &mut dyn Iterator<Item = (String, u64)>| -> Vec<(String, u64)> {
         let mut by: BTreeMap<String, u64> = BTreeMap::new();

@@ -3,26 +3,10 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::Report;
-use crate::signal::gc::reason_text;
-
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Formats nanoseconds for people: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
-pub fn human_ns(ns: u64) -> String {
-    match ns {
-        0..1_000 => format!("{ns}ns"),
-        1_000..1_000_000 => format!("{:.1}µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
-    }
-}
+use crate::{
+    signal::gc::reason_text,
+    text::{chain::caller_chain, duration::human_ns, percentile::percentile},
+};
 
 /// The most lines the summary takes: the top findings, not everything (report.json has that).
 pub const MAX_LINES: usize = 25;
@@ -156,32 +140,6 @@ fn render_with(r: &Report, top: usize) -> String {
     out
 }
 
-/// The first frame of `stack` outside package runtime (the code that called into it), else the
-/// outermost frame.
-pub fn caller_frame(stack: &[String]) -> &str {
-    stack
-        .iter()
-        .find(|f| !f.starts_with("runtime."))
-        .or(stack.last())
-        .map_or("(no stack)", String::as_str)
-}
-
-/// The frames of `stack` outside package runtime, recursion collapsed, joined leaf first with
-/// `←` (at most `max`): `main.build ← main.allocHeavy`.
-pub fn caller_chain(stack: &[String], max: usize) -> String {
-    let mut chain: Vec<&str> = Vec::new();
-    for f in stack.iter().filter(|f| !f.starts_with("runtime.")) {
-        if chain.last() != Some(&f.as_str()) {
-            chain.push(f);
-        }
-    }
-    if chain.is_empty() {
-        return caller_frame(stack).to_owned();
-    }
-    chain.truncate(max);
-    chain.join(" ← ")
-}
-
 /// Whether a stop-the-world reason is one of the two of every GC cycle.
 fn is_gc(reason: &str) -> bool {
     reason == "GCMarkTerm" || reason == "GCSweepTerm"
@@ -301,49 +259,5 @@ mod tests {
         );
         // With room, up to three sites per list.
         assert!(render_with(&r, 3).lines().count() > MAX_LINES);
-    }
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
-    }
-
-    #[test]
-    fn caller_is_first_frame_outside_runtime() {
-        let s = |v: &[&str]| v.iter().map(|f| f.to_string()).collect::<Vec<_>>();
-        let stack = s(&[
-            "runtime.stopTheWorld",
-            "runtime.ReadMemStats",
-            "main.f",
-            "main.main",
-        ]);
-        assert_eq!(caller_frame(&stack), "main.f");
-        assert_eq!(
-            caller_frame(&s(&["runtime.a", "runtime.goexit"])),
-            "runtime.goexit"
-        );
-        assert_eq!(caller_frame(&[]), "(no stack)");
-        let rec = s(&[
-            "runtime.gcAssistAlloc",
-            "main.build",
-            "main.build",
-            "main.alloc",
-            "main.main",
-        ]);
-        assert_eq!(caller_chain(&rec, 2), "main.build ← main.alloc");
-        assert_eq!(caller_chain(&s(&["runtime.a"]), 2), "runtime.a");
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_ns(850), "850ns");
-        assert_eq!(human_ns(12_345), "12.3µs");
-        assert_eq!(human_ns(4_560_000), "4.56ms");
-        assert_eq!(human_ns(1_200_000_000), "1.20s");
     }
 }
