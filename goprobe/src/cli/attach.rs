@@ -6,6 +6,8 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::parse_seconds;
+
 use goprobe::{
     export::Exporter,
     output::{self, Format, OutputConfig, Profile},
@@ -104,13 +106,6 @@ impl AttachArgs {
             goroutine_sites: self.goroutine_sites,
         }
     }
-}
-
-pub(super) fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid duration"))
 }
 
 /// Runs `goprobe attach`.

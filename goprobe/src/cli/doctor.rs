@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::Duration};
 use anyhow::Result;
 use clap::Args;
 
-use super::attach::{parse_seconds, tell};
+use super::{attach::tell, parse_seconds};
 
 use goprobe::{
     doctor::{Behaviour, DoctorReport, Settings, behaviour::Sampler},

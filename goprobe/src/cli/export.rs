@@ -20,7 +20,7 @@ pub struct ExportArgs {
     pub otlp_protocol: Option<ProtocolArg>,
     /// Seconds between OTLP pushes (counters are cumulative: a failed push loses nothing, the
     /// next one carries it).
-    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = super::attach::parse_seconds)]
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = super::parse_seconds)]
     pub export_interval: Duration,
     /// Serve the metrics in Prometheus' text format at http://ADDR/metrics, e.g. 127.0.0.1:9464
     /// (port 0 picks a free port and prints it). Binds loopback unless told otherwise.

@@ -7,6 +7,8 @@ pub mod doctor;
 pub mod export;
 pub mod ps;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 
 /// goprobe watches the Go runtime inside running Go programs — GC stop-the-world pauses,
@@ -40,4 +42,12 @@ pub enum Command {
     /// Profile every Go process on this host (or in this pod) continuously: attach as they
     /// start, detach as they exit, export metrics (OTLP, Prometheus).
     Agent(agent::AgentArgs),
+}
+
+/// `SECONDS` of a flag: a number of seconds, fractions allowed.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid duration"))
 }

@@ -9,40 +9,14 @@ use std::{borrow::Cow, collections::HashMap};
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection};
 
-use super::{RuntimeLayout, cycle, sched};
-use crate::analysis::plan::alloc;
-
-/// NB: the runtime struct types and fields goprobe reads, named as the Go linker names them in
-/// DWARF (src/cmd/link/internal/ld/dwarf.go: package-qualified type names).
-const FIELDS: &[(&str, &str)] = &[
-    ("runtime.workType", "cycles"),
-    ("runtime.workType", "userForced"),
-    ("runtime.workType", "pauseNS"),
-    ("runtime.workType", "pauseStart"),
-    ("runtime.mstats", "numgc"),
-    ("runtime.g", "m"),
-    ("runtime.m", "curg"),
-    ("runtime.m", "preemptoff"),
-];
-
-/// Every field read from DWARF: [`FIELDS`] and those of each layout module.
-fn all_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    [
-        FIELDS,
-        cycle::DWARF_FIELDS,
-        sched::DWARF_FIELDS,
-        alloc::DWARF_FIELDS,
-    ]
-    .into_iter()
-    .flatten()
-}
+use super::{RuntimeLayout, dwarf_fields as all_fields};
 
 /// Field offsets found in DWARF, keyed by (struct, field).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DwarfFields(HashMap<(&'static str, &'static str), u32>);
 
 impl DwarfFields {
-    /// Reads the offsets of [`FIELDS`] from `data`'s DWARF. `Ok(None)` when it has no DWARF.
+    /// Reads the offsets of every field goprobe reads ([`super::dwarf_fields`]) from `data`'s DWARF. `Ok(None)` when it has no DWARF.
     pub fn read(data: &[u8]) -> Result<Option<Self>, gimli::Error> {
         let Ok(file) = object::File::parse(data) else {
             return Ok(None);

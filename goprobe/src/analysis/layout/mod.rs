@@ -7,13 +7,40 @@
 
 use goprobe_common::stw_abi;
 
+pub mod alloc;
 pub mod cycle;
 pub mod dwarf;
 pub mod sched;
 
-use crate::analysis::plan::alloc::{self, AllocLayout};
+use alloc::AllocLayout;
 use cycle::CycleLayout;
 use sched::SchedLayout;
+
+/// NB: the runtime struct types and fields goprobe reads, named as the Go linker names them in
+/// DWARF (src/cmd/link/internal/ld/dwarf.go: package-qualified type names).
+const FIELDS: &[(&str, &str)] = &[
+    ("runtime.workType", "cycles"),
+    ("runtime.workType", "userForced"),
+    ("runtime.workType", "pauseNS"),
+    ("runtime.workType", "pauseStart"),
+    ("runtime.mstats", "numgc"),
+    ("runtime.g", "m"),
+    ("runtime.m", "curg"),
+    ("runtime.m", "preemptoff"),
+];
+
+/// Every field read from DWARF ([`dwarf::DwarfFields`]): [`FIELDS`] and those of each layout
+/// table.
+fn dwarf_fields() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    [
+        FIELDS,
+        cycle::DWARF_FIELDS,
+        sched::DWARF_FIELDS,
+        alloc::DWARF_FIELDS,
+    ]
+    .into_iter()
+    .flatten()
+}
 
 /// Field offsets and calling conventions of one Go release's runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
