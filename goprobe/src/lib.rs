@@ -1,9 +1,12 @@
 //! goprobe: an eBPF profiler that watches the Go runtime of running programs from outside.
 //!
-//! Data flows one way: [`target`] (what the process is, where probes go) → [`probe`] (BPF
-//! programs, attached) → [`signal`] (raw events → domain records) → [`report`] (outputs) and
-//! [`export`] (metrics, while attached). [`text`] is the one place numbers, durations, dates and
-//! stacks become text for people.
+//! Data flows one way: [`analysis`] (what the process and its binary are, where probes go) →
+//! [`probe`] (BPF programs, attached; their maps) → [`signal`] (raw rows → typed records, read
+//! once; [`symbolize`] beside it) → [`report`], [`live`], [`output`] and [`export`], which
+//! consume records only. [`session`] is the engine that runs it for one process, in one watch
+//! loop; `goprobe attach` and `goprobe doctor` observe one window with it, [`daemon`] runs one
+//! session per process of the host. [`text`] is the one place numbers, durations, dates and
+//! stacks become text for people. `cargo xtask structure` checks that arrows point down.
 //! The `goprobe` binary's command line drives it; see ARCHITECTURE.md for one walk end to end.
 
 pub mod analysis;

@@ -35,11 +35,13 @@ pub struct AttachArgs {
     /// gc-pauses.svg and index.html. See --format.
     #[arg(short, long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// Which outputs --out-dir writes, comma-separated: json, svg, pprof, folded, html.
+    /// Which outputs --out-dir writes, comma-separated from json, folded, svg, pprof, html
+    /// (default: all of them).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "json,svg,pprof,folded,html",
+        hide_default_value = true,
+        default_values_t = Format::all().collect::<Vec<_>>(),
         value_name = "LIST"
     )]
     pub format: Vec<Format>,
@@ -73,7 +75,7 @@ pub struct AttachArgs {
     pub goroutine_sites: bool,
     /// Turn the kernel's BPF run-time statistics on while attached (BPF_ENABLE_STATS; off again
     /// when goprobe exits, the sysctl kernel.bpf_stats_enabled is not changed), so that the
-    /// report's agent.programs says how often each BPF program ran and for how long. Costs
+    /// report's goprobe.programs says how often each BPF program ran and for how long. Costs
     /// about two clock reads per program run, for every BPF program on the host.
     #[arg(long)]
     pub bpf_stats: bool,

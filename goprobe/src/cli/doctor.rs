@@ -45,7 +45,6 @@ pub struct DoctorArgs {
 
 /// Runs `goprobe doctor`.
 pub fn run(args: DoctorArgs) -> Result<()> {
-    goprobe::privileges::check()?;
     let sampler = Sampler::start(args.pid, SAMPLE_EVERY);
     let config = WindowConfig {
         pid: args.pid,
