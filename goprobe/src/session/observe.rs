@@ -21,7 +21,7 @@ use crate::{
     analysis::{Target, TargetError, process::kib_field},
     clock::Clock,
     export::{
-        ExportError, Exporter,
+        ExportError, Exporter, TargetMetrics,
         resource::{self, ProcessInfo},
     },
     live::{Live, signals::LiveSignals},
@@ -174,39 +174,12 @@ pub fn observe(
         attach_ms,
     });
     let mut exporter = exporter;
-    let metrics = exporter
-        .as_deref()
-        .filter(|e| e.enabled())
-        .map(|e| {
-            e.target(resource::of_process(&ProcessInfo {
-                pid,
-                exe: &target.exe,
-                go_version: &target.go_version.raw,
-                service_name: config.service_name.as_deref(),
-                attributes: &[],
-            }))
-        })
-        .transpose()?;
-    if let Some(addr) = exporter.as_deref().and_then(Exporter::prometheus_addr) {
-        note(Note::Serving(addr));
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if let Some(server) = exporter.as_deref_mut().and_then(Exporter::take_server) {
-        rt.spawn(server);
-    }
+    let metrics = start_export(exporter.as_deref_mut(), &rt, &target, &config, note)?;
     let mut session = Session::new(target, config.options.clone(), namer, metrics, window_start);
-    let mut live = if config.quiet {
-        Live::Quiet
-    } else {
-        let t = &session.target;
-        let exe_name = t.exe.file_name().map_or_else(
-            || t.exe.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        Live::new(format!("goprobe · pid {pid} {exe_name} ({})", t.go_version))
-    };
+    let mut live = live_view(&config, &session.target);
     let sources = Sources {
         lifecycle,
         logger,
@@ -268,9 +241,52 @@ pub fn observe(
             seconds: (report.window.end_unix_ns - report.window.start_unix_ns) as f64 / 1e9,
         });
     }
+    end_export(&mut session, exporter.as_deref());
+    Ok(Observed {
+        target: session.target,
+        report,
+        profiles,
+    })
+}
+
+/// The metrics of `target` (when `exporter` exports any), and the Prometheus endpoint served
+/// on `rt`.
+fn start_export(
+    exporter: Option<&mut Exporter>,
+    rt: &tokio::runtime::Runtime,
+    target: &Target,
+    config: &WindowConfig,
+    note: &mut dyn FnMut(Note<'_>),
+) -> Result<Option<TargetMetrics>, SessionError> {
+    let Some(exporter) = exporter else {
+        return Ok(None);
+    };
+    let metrics = exporter
+        .enabled()
+        .then(|| {
+            exporter.target(resource::of_process(&ProcessInfo {
+                pid: target.process.pid,
+                exe: &target.exe,
+                go_version: &target.go_version.raw,
+                service_name: config.service_name.as_deref(),
+                attributes: &[],
+            }))
+        })
+        .transpose()?;
+    if let Some(addr) = exporter.prometheus_addr() {
+        note(Note::Serving(addr));
+    }
+    if let Some(server) = exporter.take_server() {
+        rt.spawn(server);
+    }
+    Ok(metrics)
+}
+
+/// Ends `session`'s export with the final OTLP push, which may wait on a slow collector.
+fn end_export(session: &mut Session, exporter: Option<&Exporter>) {
     if let Some(m) = session.take_metrics() {
-        m.shutdown(); // the final OTLP export, which may wait on a slow collector
-        let failures = exporter.as_deref().map_or(0, Exporter::failures);
+        m.shutdown();
+        let failures = exporter.map_or(0, Exporter::failures);
         if failures > 0 {
             warn!(
                 failures,
@@ -278,11 +294,21 @@ pub fn observe(
             );
         }
     }
-    Ok(Observed {
-        target: session.target,
-        report,
-        profiles,
-    })
+}
+
+/// The live view of `target`: full screen on a terminal unless `config.quiet`.
+fn live_view(config: &WindowConfig, target: &Target) -> Live {
+    if config.quiet {
+        return Live::Quiet;
+    }
+    let exe_name = target.exe.file_name().map_or_else(
+        || target.exe.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Live::new(format!(
+        "goprobe · pid {} {exe_name} ({})",
+        target.process.pid, target.go_version
+    ))
 }
 
 /// The loop's host for one window: one session, the live view.
