@@ -30,8 +30,9 @@ const REFRESH_EVERY_MS: u64 = 5000;
 pub enum DaemonError {
     #[error(transparent)]
     Privileges(#[from] MissingCapabilities),
+    /// Boxed: a `ProbeError` is large, and every `Result` of this type would carry its size.
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Probe(Box<ProbeError>),
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error("[export] pprof_dir {path}")]
@@ -41,6 +42,12 @@ pub enum DaemonError {
     },
     #[error("running the event loop")]
     EventLoop(#[from] std::io::Error),
+}
+
+impl From<ProbeError> for DaemonError {
+    fn from(e: ProbeError) -> Self {
+        Self::Probe(Box::new(e))
+    }
 }
 
 /// What happens that the person running the agent is told (the CLI words it).

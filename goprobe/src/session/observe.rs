@@ -107,8 +107,9 @@ pub enum SessionError {
     Privileges(#[from] MissingCapabilities),
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// Boxed: a `ProbeError` is large, and every `Result` of this type would carry its size.
     #[error(transparent)]
-    Probe(#[from] ProbeError),
+    Probe(Box<ProbeError>),
     #[error(transparent)]
     Stats(#[from] StatsError),
     #[error(transparent)]
@@ -122,6 +123,12 @@ pub enum SessionError {
     ExitedWhileAttaching { pid: u32 },
     #[error("running the event loop")]
     EventLoop(#[from] std::io::Error),
+}
+
+impl From<ProbeError> for SessionError {
+    fn from(e: ProbeError) -> Self {
+        Self::Probe(Box::new(e))
+    }
 }
 
 /// What a window produced.
