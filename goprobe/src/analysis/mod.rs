@@ -158,6 +158,66 @@ fn runtime_vars(
     Ok(vars)
 }
 
+/// The Go release of `exe` (its build info, else the runtime's own version string) and the
+/// runtime layout goprobe reads it with: from its DWARF when it has one, else the release's table.
+fn go_runtime(
+    pid: u32,
+    exe: &std::path::Path,
+    elf: &ElfInfo,
+    data: &[u8],
+    symbols: &RuntimeSymbols<'_>,
+) -> Result<(GoVersion, RuntimeLayout, LayoutSource), TargetError> {
+    let unsupported = |version: String| TargetError::UnsupportedGoVersion {
+        pid,
+        exe: exe.to_owned(),
+        version,
+        range: version::supported_range(),
+    };
+    let raw = match &elf.go_version {
+        Some(v) => v.clone(),
+        // NB: no build info (esbuild strips it): the runtime's own version string.
+        None => match infer_go_version(data, symbols.table()) {
+            VersionHint::Exact(v) => {
+                tracing::info!(pid, "no Go build info; the runtime says it is {v}");
+                v
+            }
+            hint => {
+                return Err(TargetError::UnknownGoVersion {
+                    pid,
+                    exe: exe.to_owned(),
+                    hint: match hint {
+                        VersionHint::Range {
+                            min,
+                            max: Some(max),
+                        } => format!("its function table is from Go 1.{min} to 1.{max}"),
+                        VersionHint::Range { min, max: None } => {
+                            format!("its function table is from Go 1.{min} or later")
+                        }
+                        _ => "no version string or function table".into(),
+                    },
+                });
+            }
+        },
+    };
+    let go_version = GoVersion::parse(&raw).ok_or_else(|| unsupported(raw.clone()))?;
+    let layout = layout::for_minor(go_version.minor)
+        .filter(|_| go_version.is_supported())
+        .ok_or_else(|| unsupported(raw.clone()))?;
+    let (layout, layout_source) = match dwarf::DwarfFields::read(data) {
+        Ok(Some(fields)) if !fields.is_empty() => (fields.apply(layout), LayoutSource::Dwarf),
+        Ok(_) => (layout, LayoutSource::Table),
+        Err(e) => {
+            tracing::warn!(
+                pid,
+                "unreadable DWARF ({e}); using the Go {} table",
+                go_version
+            );
+            (layout, LayoutSource::Table)
+        }
+    };
+    Ok((go_version, layout, layout_source))
+}
+
 /// Where a target's runtime struct offsets came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutSource {
@@ -248,56 +308,7 @@ impl Target {
         if !elf.is_go && symbols.table().is_none() {
             return Err(TargetError::NotGo { pid, exe });
         }
-        let unsupported = |version: String| TargetError::UnsupportedGoVersion {
-            pid,
-            exe: exe.clone(),
-            version,
-            range: version::supported_range(),
-        };
-        let raw = match &elf.go_version {
-            Some(v) => v.clone(),
-            // NB: no build info (esbuild strips it): the runtime's own version string.
-            None => match infer_go_version(data, symbols.table()) {
-                VersionHint::Exact(v) => {
-                    tracing::info!(pid, "no Go build info; the runtime says it is {v}");
-                    v
-                }
-                hint => {
-                    return Err(TargetError::UnknownGoVersion {
-                        pid,
-                        exe,
-                        hint: match hint {
-                            VersionHint::Range {
-                                min,
-                                max: Some(max),
-                            } => {
-                                format!("its function table is from Go 1.{min} to 1.{max}")
-                            }
-                            VersionHint::Range { min, max: None } => {
-                                format!("its function table is from Go 1.{min} or later")
-                            }
-                            _ => "no version string or function table".into(),
-                        },
-                    });
-                }
-            },
-        };
-        let go_version = GoVersion::parse(&raw).ok_or_else(|| unsupported(raw.clone()))?;
-        let layout = layout::for_minor(go_version.minor)
-            .filter(|_| go_version.is_supported())
-            .ok_or_else(|| unsupported(raw.clone()))?;
-        let (layout, layout_source) = match dwarf::DwarfFields::read(data) {
-            Ok(Some(fields)) if !fields.is_empty() => (fields.apply(layout), LayoutSource::Dwarf),
-            Ok(_) => (layout, LayoutSource::Table),
-            Err(e) => {
-                tracing::warn!(
-                    pid,
-                    "unreadable DWARF ({e}); using the Go {} table",
-                    go_version
-                );
-                (layout, LayoutSource::Table)
-            }
-        };
+        let (go_version, layout, layout_source) = go_runtime(pid, &exe, &elf, data, &symbols)?;
         tracing::debug!(pid, ?layout, ?layout_source, "runtime layout");
         let bias = if elf.is_pie {
             let base = process.exe_base()?.ok_or_else(|| TargetError::NotMapped {

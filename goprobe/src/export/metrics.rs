@@ -178,6 +178,14 @@ type Float = fn(&Snapshot) -> Option<f64>;
 
 /// The observable instruments, each reading the snapshot at collection time.
 fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<AtomicU64>) {
+    observe_runtime(meter, snapshot);
+    observe_gauges(meter, snapshot);
+    observe_by_function(meter, snapshot);
+    observe_counters(meter, snapshot, export_failures);
+}
+
+/// The Go runtime's values, as the semantic conventions name and type them.
+fn observe_runtime(meter: &Meter, snapshot: &SharedSnapshot) {
     // Go runtime values, as the conventions type them (up-down counters).
     let up_down: [Def<Int>; 5] = [
         (
@@ -224,6 +232,10 @@ fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<Atomi
             }
         );
     }
+}
+
+/// Heap, CPU quota and goprobe's own gauges.
+fn observe_gauges(meter: &Meter, snapshot: &SharedSnapshot) {
     let gauges: [Def<Float>; 5] = [
         (
             "goprobe.gc.heap.marked",
@@ -269,6 +281,10 @@ fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<Atomi
             }
         );
     }
+}
+
+/// The per-function series (top N + `other`) and, with `--alloc exact`, the exact totals.
+fn observe_by_function(meter: &Meter, snapshot: &SharedSnapshot) {
     type Series = fn(&Snapshot) -> &[(String, f64)];
     let by_function: [Def<Series>; 3] = [
         (
@@ -332,6 +348,10 @@ fn observe(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<Atomi
             }
         );
     }
+}
+
+/// Page faults and goprobe's health counters.
+fn observe_counters(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &Arc<AtomicU64>) {
     observed!(
         meter.u64_observable_counter("goprobe.page_faults"),
         "{fault}",

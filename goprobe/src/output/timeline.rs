@@ -47,8 +47,8 @@ struct Bar {
     label: String,
 }
 
-/// Renders the timeline of `r`'s stop-the-world pauses.
-pub fn render(r: &Report) -> String {
+/// One bar per stop-the-world of `r`, GC cycles' first, each with its hover text.
+fn bars(r: &Report) -> Vec<Bar> {
     let mut bars = Vec::new();
     for c in &r.gc.cycles {
         for s in &c.stw {
@@ -86,6 +86,12 @@ pub fn render(r: &Report) -> String {
             ),
         });
     }
+    bars
+}
+
+/// Renders the timeline of `r`'s stop-the-world pauses.
+pub fn render(r: &Report) -> String {
+    let bars = bars(r);
     let (start, end) = (
         r.window.start_unix_ns,
         r.window.end_unix_ns.max(r.window.start_unix_ns + 1),
