@@ -9,6 +9,7 @@
 
 mod observe;
 pub mod watch;
+mod window;
 
 use std::{cell::RefCell, rc::Rc};
 
