@@ -88,7 +88,7 @@ const OPTION_SETS: [&[&str]; 4] = [
 ];
 
 /// NB: `runtime.MemProfileRate`'s default, which `--alloc sampled` writes into a program that has
-/// it at 0 and restores on detach (goprobe/src/target/memprofile.rs); a SIGKILLed goprobe cannot.
+/// it at 0 and restores on detach (goprobe/src/analysis/process/memprofile.rs); a SIGKILLed goprobe cannot.
 const MEM_PROFILE_RATE: u64 = 512 * 1024;
 
 #[test]

@@ -83,7 +83,7 @@ fn watch(program: Program) {
 }
 
 /// Per-cycle details on stripped binaries, where `runtime.gcController` comes from the code
-/// (`target::vars`) and offsets from the table: every program runs with `GOGC=10` (see
+/// (`analysis::binary::vars`) and offsets from the table: every program runs with `GOGC=10` (see
 /// `Program::start`), which the runtime parses at start (src/runtime/mgcpacer.go readGOGC); no
 /// memory limit is set, so GOMEMLIMIT is the runtime's "none", `math.MaxInt64`.
 fn check_cycle_details(program: Program, report: &Value) {

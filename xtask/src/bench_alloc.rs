@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{bench::json_number, cargo, exec, root, setup};
+use crate::{bench_support::json_number, cargo, exec, root, setup};
 
 const RUNS: usize = 5;
 
@@ -79,7 +79,7 @@ pub fn run(dir: &Path) -> Result<()> {
     for w in WORKLOADS {
         section.push_str(&table(&program, &goprobe, w)?);
     }
-    crate::bench::append_results(dir, &section)
+    crate::bench_support::append_results(dir, &section)
 }
 
 /// One workload's table: every case, median and runs.
@@ -164,7 +164,9 @@ fn once(
                     .spawn()
                     .context("starting goprobe")?,
             );
-            crate::bench::wait_attached(BufReader::new(p.0.stderr.take().context("stderr")?))?;
+            crate::bench_support::wait_attached(BufReader::new(
+                p.0.stderr.take().context("stderr")?,
+            ))?;
             Some(p)
         }
         None => None,

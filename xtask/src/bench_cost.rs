@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{bench::append_results, cargo, exec, root, setup, thirdparty};
+use crate::{bench_support::append_results, cargo, exec, root, setup, thirdparty};
 
 /// How long gcstress -mode mixed runs for the event-cost table.
 const EVENT_RUN: Duration = Duration::from_secs(5);
@@ -74,7 +74,7 @@ fn mixed_report(goprobe: &Path, gcstress: &Path, args: &[&str]) -> Result<Value>
     ensure!(line.trim() == "ready", "gcstress said {line:?}");
     let mut all = vec!["--bpf-stats"];
     all.extend_from_slice(args);
-    let probe = crate::bench::attach_goprobe(goprobe, prog.id(), &all)?;
+    let probe = crate::bench_support::attach_goprobe(goprobe, prog.id(), &all)?;
     let mut stdin = prog.stdin.take().context("stdin")?;
     writeln!(stdin, "start")?;
     std::thread::sleep(EVENT_RUN);
@@ -136,15 +136,15 @@ fn event_cost(dir: &Path, goprobe: &Path, gcstress: &Path, go: &str) -> Result<(
     )
 }
 
-/// hugo as `hugo server` (bench::hugo_server), killed when dropped.
+/// hugo as `hugo server` (bench_support::hugo_server), killed when dropped.
 fn hugo_server(dir: &Path) -> Result<Killed> {
-    Ok(Killed(crate::bench::hugo_server(dir, 19398)?))
+    Ok(Killed(crate::bench_support::hugo_server(dir, 19398)?))
 }
 
 /// One attach: (ms from spawn to the "attached" line, the report's attach_ms).
 fn attach_once(goprobe: &Path, pid: u32) -> Result<(u64, u64)> {
     let t = Instant::now();
-    let child = crate::bench::attach_goprobe(goprobe, pid, &["--duration", "0.2"])?;
+    let child = crate::bench_support::attach_goprobe(goprobe, pid, &["--duration", "0.2"])?;
     let wall = t.elapsed().as_millis() as u64;
     let r = report(child)?;
     Ok((wall, r["goprobe"]["attach_ms"].as_u64().unwrap_or(0)))
@@ -368,7 +368,8 @@ fn agent_cost(dir: &Path, goprobe: &Path, demo: &Path, go: &str) -> Result<()> {
     }
     // `goprobe attach` on one demo for 20 s, default signals: its own peak RSS.
     let demos = start_demos(demo, 1)?;
-    let probe = crate::bench::attach_goprobe(goprobe, demos[0].0.id(), &["--duration", "20"])?;
+    let probe =
+        crate::bench_support::attach_goprobe(goprobe, demos[0].0.id(), &["--duration", "20"])?;
     let r = report(probe)?;
     row(
         &mut rows,

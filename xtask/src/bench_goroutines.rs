@@ -68,7 +68,7 @@ pub fn run(dir: &Path) -> Result<()> {
          | run | goroutines/s | ns/goroutine | goprobe: cpu ms, created |\n|---|---|---|---|\n{rows}",
         off.join(" ")
     );
-    crate::bench::append_results(dir, &section)
+    crate::bench_support::append_results(dir, &section)
 }
 
 /// One churn run, under `goprobe attach <pid> --json <args>` when `args` is given: the
@@ -87,14 +87,18 @@ fn churn(signals: &Path, goprobe: &Path, args: Option<&[&str]>) -> Result<(f64, 
         bail!("signals said {line:?}");
     }
     let probe = match args {
-        Some(args) => Some(crate::bench::attach_goprobe(goprobe, prog.id(), args)?),
+        Some(args) => Some(crate::bench_support::attach_goprobe(
+            goprobe,
+            prog.id(),
+            args,
+        )?),
         None => None,
     };
     writeln!(prog.stdin.as_mut().context("stdin")?, "start")?;
     let mut json = String::new();
     out.read_to_string(&mut json)?;
     prog.wait()?;
-    let rate = crate::bench::json_number(&json, "per_sec")
+    let rate = crate::bench_support::json_number(&json, "per_sec")
         .context("no per_sec in the program's output")?;
     let agent = match probe {
         Some(p) => {
@@ -102,8 +106,9 @@ fn churn(signals: &Path, goprobe: &Path, args: Option<&[&str]>) -> Result<(f64, 
             let report = String::from_utf8_lossy(&report.stdout);
             format!(
                 "{}, {}",
-                crate::bench::json_number(&report, "cpu_ms").unwrap_or(-1.0),
-                crate::bench::json_number(&report, "created").map_or("-".into(), |c| c.to_string())
+                crate::bench_support::json_number(&report, "cpu_ms").unwrap_or(-1.0),
+                crate::bench_support::json_number(&report, "created")
+                    .map_or("-".into(), |c| c.to_string())
             )
         }
         None => "-".into(),

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{bench::json_number, cargo, exec, root, setup};
+use crate::{bench_support::json_number, cargo, exec, root, setup};
 
 /// Interleaved pairs per workload and mode (the issue asks for at least 5).
 const PAIRS: usize = 5;
@@ -185,7 +185,7 @@ pub fn run(dir: &Path) -> Result<()> {
          | p99 ratio min / median / max | without: ops/s, p99 µs (median) | target |\n\
          |---|---|---|---|---|---|---|\n{ratios}"
     );
-    crate::bench::append_results(dir, &section)?;
+    crate::bench_support::append_results(dir, &section)?;
     let section = format!(
         "\n## goprobe's own cost while attached to each workload\n\n\
          The \"with\" runs above. Busy CPU: user + system time of all goprobe threads \
@@ -199,7 +199,7 @@ pub fn run(dir: &Path) -> Result<()> {
          | whole run: cpu_ms / window s (median) | peak RSS MB (max) | target |\n\
          |---|---|---|---|---|---|\n{agents}"
     );
-    crate::bench::append_results(dir, &section)
+    crate::bench_support::append_results(dir, &section)
 }
 
 /// min / median / max of `v`, formatted with `prec` decimals.
@@ -408,7 +408,11 @@ impl Bench {
 
     /// Starts `goprobe attach <pid> --json <args>` and waits until its probes are attached.
     fn attach(&self, pid: u32, args: &[&str]) -> Result<Killed> {
-        let child = Killed(crate::bench::attach_goprobe(&self.goprobe, pid, args)?);
+        let child = Killed(crate::bench_support::attach_goprobe(
+            &self.goprobe,
+            pid,
+            args,
+        )?);
         Ok(child)
     }
 }

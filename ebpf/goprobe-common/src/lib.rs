@@ -77,7 +77,7 @@ pub mod stw_abi {
 /// Per-process constants the probes need, keyed by tgid in the `TARGETS` map.
 ///
 /// Addresses are run-time addresses (PIE load bias already applied); offsets come from the
-/// per-Go-version layout table in `goprobe/src/target/layout.rs`.
+/// per-Go-version layout table in `goprobe/src/analysis/layout/mod.rs`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TargetConfig {
@@ -376,7 +376,7 @@ pub const FRAMELESS_SEARCH_STEPS: u32 = 17;
 const _: () = assert!(1 << (FRAMELESS_SEARCH_STEPS - 1) >= MAX_FRAMELESS);
 
 /// A pc range `[start, end)` (run-time addresses) at which `[SP]` holds the return address
-/// (goprobe/src/target/frameless.rs).
+/// (goprobe/src/analysis/binary/frameless.rs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FramelessRange {

@@ -21,8 +21,8 @@ use goprobe_common::{
 };
 
 use crate::{
-    gc::bump,
     goabi::{ReadError, int_reg, read_user, stack_check_fails},
+    maps::bump,
     sites::add_site,
     stacks::{capture, return_address, stack_with, tgid},
 };

@@ -3,7 +3,7 @@
 //! NB: every stop-the-world, GC or not, ends in `runtime.startTheWorldWithSema`, which runs on
 //! the system stack (g0) of the thread that stopped the world (src/runtime/proc.go, Go 1.21–1.27).
 //! Per-STW state is therefore keyed by thread id between its entry probe and its RET probes.
-//! No uretprobes: RET instructions are probed instead (see goprobe/src/target/disasm.rs).
+//! No uretprobes: RET instructions are probed instead (see goprobe/src/analysis/binary/disasm.rs).
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -20,17 +20,9 @@ use goprobe_common::{
 
 use crate::{
     goabi::{ReadError, current_g, int_reg, read_user},
+    maps::{STW_PENDING, TARGETS, bump},
     pidns::ids,
 };
-
-/// Per-process constants, written by the agent before it attaches.
-#[map]
-pub(crate) static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
-
-/// STWs in progress, keyed by thread id.
-#[map]
-pub(crate) static STW_PENDING: HashMap<u32, StwEvent> =
-    HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// `gcTrigger.kind` of the last `gcStart` call of each goroutine, consumed by the sweep-termination
 /// STW it leads to. LRU: `gcStart` often returns early without stopping the world.
@@ -46,10 +38,6 @@ static STW_SCRATCH: PerCpuArray<StwEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static STW_EVENTS: RingBuf = RingBuf::with_byte_size(STW_RING_BYTES, 0);
 
-/// Loss counters, see `goprobe_common::counter`.
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
-
 /// NB: `stwReason` values, identical in Go 1.21–1.27 (src/runtime/proc.go `stwGCMarkTerm`,
 /// `stwGCSweepTerm`); Go 1.19 events are given the same numbers.
 const STW_GC_MARK_TERM: u8 = 1;
@@ -58,14 +46,6 @@ const STW_GC_SWEEP_TERM: u8 = 2;
 /// termination's `systemstack(stopTheWorldWithSema)`; every stopTheWorld(reason) caller passes
 /// another, non-empty string (proc.go:1089), and gcStart stops the world with an empty one.
 const GO119_MARK_TERM_TEXT: &[u8] = b"gcing";
-
-#[inline(always)]
-pub(crate) fn bump(index: u32) {
-    if let Some(c) = COUNTERS.get_ptr_mut(index) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
-        unsafe { *c += 1 };
-    }
-}
 
 /// Records that an STW's state could not be kept; the pause will be missing from the report.
 #[inline(always)]

@@ -60,7 +60,7 @@ pub fn read_user<T>(addr: u64) -> Result<T, ReadError> {
 ///
 /// NB: the prologue's `cmp rsp|r12, [r14+0x10|0x18]; jbe morestack` sets CF or ZF exactly when
 /// the branch is taken (src/cmd/internal/obj/x86/obj6.go `stacksplit`, Go 1.19–1.27). Go 1.19
-/// entry sites are that `jbe` (no `push rbp`, see goprobe/src/target/disasm.rs); later releases'
+/// entry sites are that `jbe` (no `push rbp`, see goprobe/src/analysis/binary/disasm.rs); later releases'
 /// sites are the `push rbp` after a `jbe` not taken, where both flags are therefore clear. Only
 /// meaningful at sites that follow a stack check.
 #[inline(always)]

@@ -16,7 +16,7 @@ use aya_ebpf::{
 use goprobe_common::{LIFECYCLE_RING_BYTES, LifecycleEvent, counter, lifecycle_kind};
 
 use crate::{
-    gc::{TARGETS, bump},
+    maps::{TARGETS, bump},
     pidns::ids,
 };
 

@@ -13,6 +13,7 @@ mod gc;
 mod goabi;
 mod goroutines;
 mod lifecycle;
+mod maps;
 mod perf;
 mod pidns;
 mod sites;

@@ -8,7 +8,7 @@
 //! RBP — inside a frameless assembly leaf such as `memmove` or `memclrNoHeapPointers`, or at a
 //! function's entry — misses the immediate caller: its return address is at `[SP]`, not at
 //! `[RBP+8]`. User space passes the pc ranges where that is so (`FRAMELESS`, computed from the
-//! function table's pcsp, goprobe/src/target/frameless.rs); when the sampled user IP is in one, the
+//! function table's pcsp, goprobe/src/analysis/binary/frameless.rs); when the sampled user IP is in one, the
 //! word at the user SP is kept as `CallerStack::ret` and inserted as the second frame.
 
 use aya_ebpf::{
@@ -23,8 +23,8 @@ use goprobe_common::{
 };
 
 use crate::{
-    gc::TARGETS,
     goabi::{ReadError, read_user},
+    maps::TARGETS,
     sites::add_site,
     stacks::{stack_with, tgid},
 };

@@ -5,7 +5,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 use goprobe_common::{CallerStack, MAX_SITES, SiteCounts, SiteKey, counter};
 
-use crate::gc::bump;
+use crate::maps::bump;
 
 /// Counts per (process, [`goprobe_common::site_kind`], stack), per CPU.
 #[map]

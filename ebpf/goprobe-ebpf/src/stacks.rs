@@ -25,8 +25,8 @@ use goprobe_common::{
 };
 
 use crate::{
-    gc::{STW_PENDING, TARGETS, bump},
     goabi::{ReadError, current_g, int_reg, read_user},
+    maps::{STW_PENDING, TARGETS, bump},
 };
 
 /// User stacks by id, the id being a hash of the frames (see [`MAX_STACKS`]).

@@ -37,7 +37,7 @@ impl GoBinary {
     /// Opens `path`; `None` when it is not an ELF file with a Go function table.
     pub fn open(path: &Path) -> Option<Self> {
         let file = fs::File::open(path).ok()?;
-        // SAFETY: read-only private mapping; see target::Process::map_exe.
+        // SAFETY: read-only private mapping; see analysis::Process::map_exe.
         let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
         let segments = {
             let elf = object::File::parse(&*map).ok()?;

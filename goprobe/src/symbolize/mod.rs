@@ -80,7 +80,7 @@ enum BinaryKey {
 fn build_id(path: &std::path::Path) -> Option<Arc<[u8]>> {
     use object::{Object as _, ObjectSection as _};
     let file = std::fs::File::open(path).ok()?;
-    // SAFETY: read-only private mapping; see target::Process::map_exe.
+    // SAFETY: read-only private mapping; see analysis::Process::map_exe.
     let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
     let elf = object::File::parse(&*map).ok()?;
     if let Ok(Some(id)) = elf.build_id() {
