@@ -256,6 +256,9 @@ func main() {
 		runFork(out, *cycles, *children)
 	default:
 		runPauses(out, *cycles)
+		// A heap-triggered cycle can complete after runPauses' last ReadMemStats (the JSON
+		// below allocates): goprobe would see one cycle more than the truth says.
+		finishPauses(out)
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		panic(err)
