@@ -24,6 +24,7 @@ use crate::{
     probe::{Options, Probes},
     session::{Session, SharedNamer},
     signal::StackNamer,
+    text,
 };
 
 /// How long a process that just exec'd may take to set its runtime up before it is attached
@@ -254,7 +255,7 @@ impl Fleet {
                 self.skip(pid, "exited before attach");
                 return;
             }
-            warn!(pid, "attaching: {}", error_chain(&e));
+            warn!(pid, "attaching: {}", text::error::chain(&e));
             self.skip(pid, "attach failed");
             return;
         }
@@ -429,16 +430,4 @@ impl Fleet {
             }
         }
     }
-}
-
-/// `e` and its sources, `: `-separated.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -2,6 +2,7 @@
 //! and metadata, the fleet of sessions (one [`crate::session::Session`] per profiled process)
 //! and the event loop that attaches, routes and detaches them ([`run::run`]).
 
+pub mod check;
 pub mod config;
 pub mod fleet;
 pub mod meta;
