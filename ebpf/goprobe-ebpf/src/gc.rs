@@ -9,13 +9,13 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user_buf},
     macros::{map, uprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
 use goprobe_common::{
-    GoroutineKey, MAX_PENDING_STW, MAX_PENDING_TRIGGERS, MAX_TARGETS, STW_FLAG_READ_FAILED,
-    STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN,
-    STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi,
+    GoroutineKey, MAX_PENDING_TRIGGERS, STW_FLAG_READ_FAILED, STW_FLAG_START_SEEN,
+    STW_FLAG_STOP_SEEN, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, STW_RING_BYTES, StwEvent,
+    TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi,
 };
 
 use crate::{
