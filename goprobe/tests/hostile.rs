@@ -215,7 +215,7 @@ fn binary_deleted_after_start() {
     );
 }
 
-/// `goprobe doctor` takes the same way in (cli/session.rs): a deleted binary works there too.
+/// `goprobe doctor` takes the same way in (session/observe.rs): a deleted binary works there too.
 #[test]
 fn doctor_on_a_deleted_binary() {
     let dir = scratch("doctor-deleted");

@@ -1,6 +1,6 @@
 //! Process lifecycle tracepoints for `goprobe agent` and `goprobe attach`: every exec on the
 //! host, and the exit of attached processes, into `LIFECYCLE` (read by goprobe/src/cli/agent/mod.rs
-//! and, for the target's exec, goprobe/src/cli/watch.rs).
+//! and, for the target's exec, goprobe/src/session/window.rs).
 //!
 //! Both are raw tracepoints, attached by name with bpf_raw_tracepoint_open: no tracefs (often
 //! absent in containers, root-only on hosts) and no CAP_DAC_READ_SEARCH. Their arguments are
