@@ -156,7 +156,8 @@ impl Host for Agent<'_> {
                 fleet.attach_ready();
             }
             Tick::Drain => fleet.drain(),
-            Tick::Goroutines | Tick::Metrics => {
+            // The goroutine counts are read with the metrics, every few seconds.
+            Tick::Metrics => {
                 fleet.sample_goroutines();
                 fleet.refresh(false);
             }
@@ -167,7 +168,7 @@ impl Host for Agent<'_> {
                     fleet.write_profiles(dir);
                 }
             }
-            Tick::Redraw => {}
+            Tick::Redraw | Tick::Goroutines => {}
         }
         None
     }
