@@ -152,11 +152,6 @@ impl Session {
             .or(self.goroutine_count)
     }
 
-    /// What the kernel side lost, as the report counts it.
-    pub fn lost_events(&self, probes: &Probes) -> u64 {
-        Losses::read(probes).lost_events(self.tracker.unreadable)
-    }
-
     /// Refreshes the exported metrics (a no-op without export); per-stack series only every
     /// few seconds unless `all` (the last refresh before the final export).
     pub fn refresh_metrics(&mut self, probes: &Probes, all: bool) {
