@@ -74,6 +74,17 @@ pub mod stw_abi {
     }
 }
 
+/// Where the end of a stop-the-world (the `now` that `startTheWorldWithSema` returns) is read.
+pub mod stw_exit {
+    /// On every RET of `startTheWorldWithSema` (Go 1.19/1.21, or callers not recognised).
+    pub const RETS: u32 = 0;
+    /// At its entry when the caller passes `now` (the final mark termination), for the sweep
+    /// termination from `work.tMark` in user space ([`super::STW_FLAG_NOW_FROM_TMARK`]), and
+    /// else right after the calls of the callers that pass 0 (Go 1.22+): no RET probe, so no
+    /// out-of-line single step on the GC's path.
+    pub const CALLERS: u32 = 1;
+}
+
 /// Per-process constants the probes need, keyed by tgid in the `TARGETS` map.
 ///
 /// Addresses are run-time addresses (PIE load bias already applied); offsets come from the
@@ -103,7 +114,8 @@ pub struct TargetConfig {
     pub off_m_curg: u32,
     /// Offset of `runtime.m.preemptoff` (string; read on Go 1.19 only, else 0).
     pub off_m_preemptoff: u32,
-    pub _pad0: u32,
+    /// Where each STW's end is read: one of [`stw_exit`].
+    pub stw_exit: u32,
     /// Address of the `runtime.gcController` global, 0 when it could not be located (then the
     /// `gcController` fields of [`CycleState`] are not read).
     pub gc_controller_addr: u64,
@@ -137,6 +149,10 @@ pub const STW_FLAG_STOP_SEEN: u8 = 1 << 0;
 pub const STW_FLAG_START_SEEN: u8 = 1 << 1;
 /// `StwEvent::flags`: a read of the target's memory failed; runtime fields are zero.
 pub const STW_FLAG_READ_FAILED: u8 = 1 << 2;
+/// `StwEvent::flags`: a sweep termination sent at `startTheWorldWithSema` entry
+/// ([`stw_exit::CALLERS`]); its `now` is the cycle's `work.tMark`, read at the final mark
+/// termination (`StwEvent::now` is 0).
+pub const STW_FLAG_NOW_FROM_TMARK: u8 = 1 << 3;
 
 /// `CycleState::flags`: the `runtime.work` fields of the cycle were read.
 pub const CYCLE_FLAG_WORK: u32 = 1 << 0;

@@ -15,7 +15,7 @@ use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, UProbe, uprobe::UProbeScope},
 };
-use goprobe_common::{StwEvent, TargetConfig, counter, stw_abi};
+use goprobe_common::{StwEvent, TargetConfig, counter, stw_abi, stw_exit};
 use tracing::{debug, info_span};
 
 use crate::analysis::{FunctionPlan, Target, process::memprofile::RateOverride};
@@ -211,7 +211,11 @@ impl Probes {
             off_g_m: l.g_m,
             off_m_curg: l.m_curg,
             off_m_preemptoff: l.m_preemptoff.unwrap_or(0),
-            _pad0: 0,
+            stw_exit: if target.stw_exits.is_some() {
+                stw_exit::CALLERS
+            } else {
+                stw_exit::RETS
+            },
             gc_controller_addr: target.vars.gc_controller.unwrap_or(0),
             off_work_t: l.cycle.work_t,
             off_work_heap: l.cycle.work_heap,
@@ -237,12 +241,18 @@ impl Probes {
 
         // Order matters for a clean start: exits before entries, so that no entry state is left
         // waiting for an exit probe that is not there yet.
-        let mut sites: Vec<(&'static str, &FunctionPlan, u64)> = target
-            .start_the_world
-            .sites
-            .rets
-            .iter()
-            .map(|&off| ("stw_start_ret", &target.start_the_world, off))
+        let ends: Vec<&FunctionPlan> = match &target.stw_exits {
+            Some(callers) => callers.iter().collect(),
+            None => vec![&target.start_the_world],
+        };
+        let mut sites: Vec<(&'static str, &FunctionPlan, u64)> = ends
+            .into_iter()
+            .flat_map(|p| {
+                p.sites
+                    .rets
+                    .iter()
+                    .map(move |&off| ("stw_start_ret", p, off))
+            })
             .collect();
         sites.push((
             "stw_start_entry",

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use goprobe_common::{
-    CallerStack, STW_FLAG_READ_FAILED, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent,
-    TRIGGER_UNKNOWN, stw_abi,
+    CYCLE_FLAG_WORK, CallerStack, STW_FLAG_NOW_FROM_TMARK, STW_FLAG_READ_FAILED,
+    STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN, StwEvent, TRIGGER_UNKNOWN, stw_abi,
 };
 use tracing::{debug, warn};
 
@@ -152,6 +152,9 @@ struct OpenCycle {
     trigger_caller: CallerStack,
     stw: Vec<Stw>,
     saw_sweep_term: bool,
+    /// Index in `stw` of a sweep termination whose end is the cycle's `work.tMark`
+    /// ([`STW_FLAG_NOW_FROM_TMARK`]), filled in at the final mark termination.
+    tmark_pending: Option<usize>,
 }
 
 /// The stacks of a tracker's records, resolved: `other[i]` asked for `GcTracker::other[i]`,
@@ -247,6 +250,9 @@ impl GcTracker {
         }
         let open = self.open.entry(ev.cycles).or_default();
         if reason == GC_SWEEP_TERM {
+            if ev.flags & STW_FLAG_NOW_FROM_TMARK != 0 {
+                open.tmark_pending = Some(open.stw.len());
+            }
             open.saw_sweep_term = true;
             open.trigger = Some(trigger_name(ev.trigger, ev.user_forced != 0).to_owned());
             open.trigger_caller = ev.caller;
@@ -255,9 +261,12 @@ impl GcTracker {
         if !is_final {
             return None;
         }
-        let open = self.open.remove(&ev.cycles)?;
-        let sum: u64 = open.stw.iter().map(|s| s.duration_ns).sum();
+        let mut open = self.open.remove(&ev.cycles)?;
         let runtime_total = u64::try_from(ev.pause_ns_at_start).unwrap_or(0);
+        if let Some(i) = open.tmark_pending {
+            fill_sweep_term(&mut open.stw, i, ev, runtime_total);
+        }
+        let sum: u64 = open.stw.iter().map(|s| s.duration_ns).sum();
         let pause_ns = if open.saw_sweep_term {
             if sum != runtime_total {
                 warn!(
@@ -339,6 +348,31 @@ impl GcTracker {
             (false, _) => (ev.stop_ktime, ev.now - ev.stop_ktime),
         }
     }
+}
+
+/// The duration of the sweep termination `stw[i]`, sent without its end
+/// ([`STW_FLAG_NOW_FROM_TMARK`]), from the final mark termination `ev` of its cycle.
+///
+/// NB: Go 1.22+ gcStart (src/runtime/mgc.go): `now = startTheWorldWithSema(0, stw);
+/// work.pauseNS += now - stw.startedStopping; work.tMark = now`, and gcMarkTermination adds its
+/// own pause to work.pauseNS before the final startTheWorldWithSema: so the end is `work.tMark`,
+/// and without it (runtime.work's phase clocks not read) `work.pauseNS` less the cycle's other
+/// STWs.
+fn fill_sweep_term(stw: &mut [Stw], i: usize, ev: &StwEvent, runtime_total: u64) {
+    let others: u64 = stw
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, s)| s.duration_ns)
+        .sum();
+    let Some(s) = stw.get_mut(i) else {
+        return;
+    };
+    s.duration_ns = if ev.cycle.flags & CYCLE_FLAG_WORK != 0 && ev.cycle.t[1] >= s.start_mono_ns {
+        u64::try_from(ev.cycle.t[1] - s.start_mono_ns).unwrap_or(0)
+    } else {
+        runtime_total.saturating_sub(others)
+    };
 }
 
 #[cfg(test)]

@@ -171,3 +171,28 @@ fn reason_names() {
     assert_eq!(reason_text("ReadMemStats"), "read mem stats");
     assert_eq!(reason_name(200), "Reason200");
 }
+
+#[test]
+fn go122_sweep_term_ends_at_work_tmark() {
+    // Sent at entry without its end (stw_exit::CALLERS): the end is the cycle's work.tMark.
+    let mut t = GcTracker::new(stw_abi::GO122);
+    let mut sweep = ev(GC_SWEEP_TERM, 5, 4, 1_000, 0);
+    sweep.flags = STW_FLAG_NOW_FROM_TMARK;
+    t.on_event(&sweep);
+    let mut last = ev(GC_MARK_TERM, 5, 5, 3_000, 3_030);
+    last.pause_ns_at_start = 130;
+    last.cycle.flags = CYCLE_FLAG_WORK;
+    last.cycle.t = [990, 1_100, 3_000, 3_030];
+    let c = t.on_event(&last).unwrap().clone();
+    assert_eq!((c.stw[0].duration_ns, c.pause_ns), (100, 130));
+    // Without the phase clocks: work.pauseNS less the cycle's other STWs.
+    let mut sweep = ev(GC_SWEEP_TERM, 6, 5, 5_000, 0);
+    sweep.flags = STW_FLAG_NOW_FROM_TMARK;
+    t.on_event(&sweep);
+    t.on_event(&ev(GC_MARK_TERM, 6, 5, 6_000, 6_040)); // restart, read after its call
+    let mut last = ev(GC_MARK_TERM, 6, 6, 7_000, 7_020);
+    last.pause_ns_at_start = 160;
+    let c = t.on_event(&last).unwrap();
+    assert_eq!(c.stw[0].duration_ns, 160 - 40 - 20);
+    assert_eq!(c.pause_ns, 160);
+}

@@ -83,6 +83,33 @@ pub fn probe_sites(code: &[u8], entry_vaddr: u64) -> Result<FunctionProbes, Disa
     })
 }
 
+/// The direct calls in `code` (a whole function from its entry): (offset of the `call`,
+/// offset of the instruction after it, absolute target).
+///
+/// NB: a `call rel32` is emulated by the kernel's x86 uprobes (arch/x86/kernel/uprobes.c
+/// `branch_setup_xol_ops`), so a probe on one costs what an entry probe on `push rbp` costs;
+/// the instruction after it is single-stepped like a RET.
+pub fn calls(code: &[u8], entry_vaddr: u64) -> Result<Vec<(u64, u64, u64)>, DisasmError> {
+    let mut decoder = Decoder::with_ip(64, code, entry_vaddr, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        let offset = insn.ip() - entry_vaddr;
+        if insn.is_invalid() {
+            return Err(DisasmError::Invalid(offset));
+        }
+        if insn.code() == Code::Call_rel32_64 {
+            out.push((
+                offset,
+                insn.next_ip() - entry_vaddr,
+                insn.near_branch_target(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// `cmp rsp|r12, [r14+0x10|0x18]`: the stack-bound check against `g.stackguard0|1`.
 ///
 /// NB: R14 is g in ABIInternal; stackguard0 is at g+0x10, stackguard1 at g+0x18
@@ -162,6 +189,16 @@ mod tests {
                 rets: vec![2]
             }
         );
+    }
+
+    #[test]
+    fn direct_calls_and_what_follows() {
+        // push rbp; call +0 (to 0x106); mov rbp,rsp; call rax; ret
+        let code = [
+            0x55, 0xe8, 0x00, 0x00, 0x00, 0x00, 0x48, 0x89, 0xe5, 0xff, 0xd0, 0xc3,
+        ];
+        // The indirect `call rax` is not a direct call.
+        assert_eq!(calls(&code, 0x100).unwrap(), vec![(1, 6, 0x106)]);
     }
 
     #[test]

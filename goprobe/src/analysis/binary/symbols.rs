@@ -54,6 +54,21 @@ impl<'d> RuntimeSymbols<'d> {
         self.table.as_ref()
     }
 
+    /// Every `runtime.*` function of the function table with its code (none without a table).
+    pub fn runtime_functions(&self) -> impl Iterator<Item = (&'d str, FunctionCode<'d>)> + '_ {
+        self.runtime.iter().filter_map(|(&name, &(entry, end))| {
+            let code = self
+                .elf
+                .bytes_at(self.data, entry, end.checked_sub(entry)?)?;
+            Some((name, FunctionCode { addr: entry, code }))
+        })
+    }
+
+    /// The name of the table's function containing link-time address `addr`.
+    pub fn function_name_at(&self, addr: u64) -> Option<&'d str> {
+        Some(self.table.as_ref()?.find_func(addr)?.name)
+    }
+
     /// The code of runtime function `name` (the runtime's spelling, e.g. `runtime.gcStart`).
     pub fn function(&self, name: &str) -> Option<FunctionCode<'d>> {
         let (addr, len) = match self.runtime.get(name) {

@@ -2,6 +2,7 @@
 //! which functions each signal needs.
 
 pub mod alloc;
+pub mod exits;
 pub mod goroutines;
 
 use super::binary::disasm::FunctionProbes;
