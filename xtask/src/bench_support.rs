@@ -3,7 +3,13 @@
 
 use std::process::Command;
 
-use anyhow::Result;
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::{exec, thirdparty};
 
@@ -95,4 +101,77 @@ pub fn hugo_server(dir: &std::path::Path, port: u16) -> Result<std::process::Chi
         .context("starting hugo")?;
     std::thread::sleep(std::time::Duration::from_secs(2));
     Ok(child)
+}
+
+/// A running `goprobe agent`, its stderr lines read by a thread.
+pub struct AgentProc {
+    pub child: Killed,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl AgentProc {
+    pub fn start(goprobe: &Path, config: &Path) -> Result<Self> {
+        let mut child = std::process::Command::new(goprobe)
+            .args(["agent", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "goprobe=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting goprobe agent")?;
+        let err = BufReader::new(child.stderr.take().context("stderr")?);
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                // The receiver may be gone: keep draining so the agent never blocks.
+                let _ = tx.send(line);
+            }
+        });
+        Ok(Self {
+            child: Killed(child),
+            lines,
+        })
+    }
+
+    /// Waits for the agent's "attached pid=PID" line.
+    pub fn wait_attached(&mut self, pid: u32) -> Result<()> {
+        let want = format!("fleet: attached pid={pid} ");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(&want) => return Ok(()),
+                Ok(_) => {}
+                Err(_) => bail!("goprobe agent did not attach to {pid} within 30 s"),
+            }
+        }
+    }
+
+    /// SIGINT, then waits for the agent to exit (it detaches and restores what it changed).
+    pub fn stop(mut self) -> Result<()> {
+        exec(Command::new("kill").args(["-INT", &self.child.0.id().to_string()]))?;
+        let status = self.child.0.wait()?;
+        ensure!(status.success(), "goprobe agent exited with {status}");
+        Ok(())
+    }
+}
+
+/// Peak RSS (VmHWM, KiB) of `pid`.
+pub fn peak_rss_kb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM")
+}
+
+/// Kills the child when dropped (an error half-way leaves no process behind).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -8,7 +8,7 @@
 //
 // Protocol (as signals): it prints "ready" once idle (server: "addr HOST:PORT" first), waits for
 // a line on stdin ("start"), runs, prints ONE JSON line (ops, seconds, ops_per_s, p50_us,
-// p99_us) and exits 0. The server serves from before "ready" and counts from "start"; it prints
+// p99_us, cpu_us_per_op) and exits 0. The server serves from before "ready" and counts from "start"; it prints
 // its line and exits on "stop" or when stdin closes.
 package main
 
@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -37,10 +38,24 @@ type result struct {
 	P50us      float64 `json:"p50_us"`
 	P99us      float64 `json:"p99_us"`
 	Gomaxprocs int     `json:"gomaxprocs"`
+	// CPUusPerOp is this process' own CPU time (getrusage RUSAGE_SELF, user + system, every
+	// thread) over the timed part, per operation: what goprobe's probes cost shows here, as
+	// uprobe and perf-event BPF programs run in the threads they interrupt.
+	CPUusPerOp float64 `json:"cpu_us_per_op"`
 }
 
-// summarize turns per-operation durations (ns) and the wall time into a result; it sorts lat.
-func summarize(lat []int64, wall time.Duration) result {
+// cpuTime is the process' CPU time so far (user + system, all threads).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		fail(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// summarize turns per-operation durations (ns), the wall time and the CPU time over it into a
+// result; it sorts lat.
+func summarize(lat []int64, wall, cpu time.Duration) result {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(p float64) float64 {
 		if len(lat) == 0 {
@@ -53,19 +68,22 @@ func summarize(lat []int64, wall time.Duration) result {
 	return result{
 		Mode: *mode, Ops: len(lat), Seconds: s, OpsPerS: float64(len(lat)) / s,
 		P50us: q(0.50), P99us: q(0.99), Gomaxprocs: runtime.GOMAXPROCS(0),
+		CPUusPerOp: float64(cpu.Microseconds()) / float64(max(len(lat), 1)),
 	}
 }
 
 // timed runs op n times, timing each call.
 func timed(n int, op func(i int)) result {
 	lat := make([]int64, n)
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		t := time.Now()
 		op(i)
 		lat[i] = int64(time.Since(t))
 	}
-	return summarize(lat, time.Since(start))
+	wall := time.Since(start)
+	return summarize(lat, wall, cpuTime()-cpu0)
 }
 
 func main() {

@@ -58,13 +58,15 @@ func serve(in *bufio.Scanner) result {
 	mu.Lock()
 	counting = true
 	mu.Unlock()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for in.Scan() && in.Text() != "stop" {
 	}
 	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
 	mu.Lock()
 	defer mu.Unlock()
-	return summarize(lat, wall)
+	return summarize(lat, wall, cpu)
 }
 
 // load sends -requests GETs to -addr from -concurrency workers and times each; connections are
@@ -91,6 +93,7 @@ func load(in *bufio.Scanner) result {
 	wg.Wait()
 	waitStart(in)
 	lats := make([][]int64, c)
+	cpu0 := cpuTime()
 	start := time.Now()
 	for w := 0; w < c; w++ {
 		wg.Add(1)
@@ -106,9 +109,10 @@ func load(in *bufio.Scanner) result {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
 	var all []int64
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	return summarize(all, wall)
+	return summarize(all, wall, cpu)
 }
