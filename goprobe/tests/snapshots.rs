@@ -73,9 +73,11 @@ fn exactly_the_long_pauses_get_a_snapshot() {
     let cfg = config(&dir);
     let mut agent = Agent::start(&cfg);
     let mut cmd = Command::new(testprog("gcstress", GO));
+    let long_ns = THRESHOLD_NS.to_string();
     cmd.args([
-        "-mode", "longstw", "-calls", "4", "-spin-ms", "60", "-linger", "5",
+        "-mode", "longstw", "-calls", "4", "-spin-ms", "120", "-linger", "5",
     ])
+    .args(["-long-ns", &long_ns])
     .arg(marker())
     .env("GODEBUG", "asyncpreemptoff=1")
     .env("GOMAXPROCS", "2");
@@ -118,18 +120,22 @@ fn exactly_the_long_pauses_get_a_snapshot() {
         "stop-the-worlds the program did not make: {truth}"
     );
     let mut long_calls = Vec::new();
+    let mut made_long_calls = 0;
     for c in calls {
         assert_eq!(u(&c["count"]), 1, "{c}");
         let (lo, hi) = (u(&c["lo_ns"]), u(&c["hi_ns"]));
         assert!(hi <= THRESHOLD_NS || lo >= THRESHOLD_NS, "straddles: {c}");
         if c["long"].as_bool().unwrap() {
             assert!(lo >= THRESHOLD_NS, "a call made long was not: {c}");
+            made_long_calls += 1;
         }
         if lo >= THRESHOLD_NS {
             long_calls.push((lo, hi));
         }
     }
-    assert_eq!(long_calls.len(), 4, "{truth}");
+    // Tried until they came out long (a loaded machine can make an ordinary one long too: the
+    // runtime's measure decides, below).
+    assert_eq!(made_long_calls, 4, "{truth}");
     let ordinary_cycles = pauses.len() - long_cycles.len();
     let ordinary_calls = calls.len() - long_calls.len();
 
