@@ -124,6 +124,25 @@ mod tests {
     }
 
     #[test]
+    fn rotation_caps_the_count_of_one_suffix() {
+        let dir = std::env::temp_dir().join(format!("goprobe-rotate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..4 {
+            write_file(&dir, &format!("s{i}.json"), b"{}").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        write_file(&dir, "keep.pb.gz", b"x").unwrap();
+        rotate_dir(&dir, ".json", u64::MAX, 2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["keep.pb.gz", "s2.json", "s3.json"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn names_are_file_safe() {
         assert_eq!(
             file_name("my app/x", 1, "alloc", 9),
