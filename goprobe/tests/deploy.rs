@@ -85,4 +85,8 @@ fn example_config_is_the_defaults() {
         goprobe::daemon::config::DEFAULT_MAX_TARGETS
     );
     assert_eq!(config.select, goprobe::daemon::config::Select::default());
+    assert_eq!(
+        config.snapshots,
+        goprobe::daemon::config::Snapshots::default()
+    );
 }

@@ -28,6 +28,7 @@ pub struct Config {
     pub select: Select,
     pub signals: Signals,
     pub export: Export,
+    pub snapshots: Snapshots,
 }
 
 /// Which Go processes to profile. A process is profiled when it matches every non-empty
@@ -154,6 +155,68 @@ impl Export {
     }
 }
 
+/// Pause-triggered snapshots (daemon::snapshot): a small report of the last `window_s` seconds
+/// of a process, written when one of its pauses lasts `pause_threshold` or more.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Snapshots {
+    /// A GC cycle's pause (all its stop-the-worlds, as `MemStats.PauseNs`) or a non-GC
+    /// stop-the-world of at least this long writes a snapshot (`"10ms"`); `"off"`: none.
+    pub pause_threshold: String,
+    /// Where; by default `$STATE_DIRECTORY/snapshots` (systemd's `StateDirectory=`), else
+    /// `/var/lib/goprobe/snapshots`.
+    pub dir: Option<std::path::PathBuf>,
+    /// Seconds of history a snapshot covers (at least this much, at most twice: see
+    /// docs/config.md).
+    pub window_s: f64,
+    /// Snapshots per process and minute at most (a burst of this many, then one every
+    /// 60/max_per_minute seconds); more are counted as skipped.
+    pub max_per_minute: u32,
+    /// The directory's caps: the oldest snapshots go first.
+    pub max_files: usize,
+    pub max_mb: u64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self {
+            // Ten times a healthy GC pause budget: rare enough to be worth a look.
+            pause_threshold: "10ms".into(),
+            dir: None,
+            window_s: 10.0,
+            max_per_minute: 6,
+            max_files: 100,
+            max_mb: 20,
+        }
+    }
+}
+
+impl Snapshots {
+    /// The threshold in nanoseconds; `None` when snapshots are off.
+    pub fn threshold_ns(&self) -> Result<Option<u64>, String> {
+        if self.pause_threshold.trim() == "off" {
+            return Ok(None);
+        }
+        crate::text::duration::parse_ns(&self.pause_threshold)
+            .map(Some)
+            .map_err(|e| format!("snapshots.pause_threshold = {e} (or \"off\")"))
+    }
+
+    /// The directory snapshots go to.
+    pub fn dir(&self) -> std::path::PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .and_then(|d| std::env::split_paths(&d).next())
+                .map_or_else(|| "/var/lib/goprobe".into(), std::path::PathBuf::from)
+                .join("snapshots")
+        })
+    }
+
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.window_s.clamp(1.0, 3600.0))
+    }
+}
+
 impl Config {
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
@@ -171,6 +234,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         config.signals.options()?;
+        config.snapshots.threshold_ns()?;
         if !matches!(config.export.otlp_protocol.as_str(), "http" | "grpc") {
             return Err(format!(
                 "export.otlp_protocol = {:?}: expected http or grpc",
@@ -242,5 +306,19 @@ mod tests {
         );
         assert!(Config::parse("[export]\notlp_protocol = \"udp\"").is_err());
         assert!(Config::parse("[select]\npid_namespace = \"host\"").is_err());
+    }
+
+    #[test]
+    fn snapshots_are_on_by_default_and_can_be_turned_off() {
+        let c = Config::default();
+        assert_eq!(c.snapshots.threshold_ns(), Ok(Some(10_000_000)));
+        let c =
+            Config::parse("[snapshots]\npause_threshold = \"off\"\ndir = \"/tmp/s\"\nwindow_s = 5")
+                .unwrap();
+        assert_eq!(c.snapshots.threshold_ns(), Ok(None));
+        assert_eq!(c.snapshots.dir(), std::path::Path::new("/tmp/s"));
+        assert_eq!(c.snapshots.window(), Duration::from_secs(5));
+        let e = Config::parse("[snapshots]\npause_threshold = \"10\"").unwrap_err();
+        assert!(e.contains("pause_threshold"), "{e}");
     }
 }

@@ -12,7 +12,13 @@ use std::{
 
 use tracing::{debug, info, warn};
 
-use super::{Candidate, Config, meta, os::is_go, pprof::PprofDir, select};
+use super::{
+    Candidate, Config, meta,
+    os::is_go,
+    pprof::PprofDir,
+    select,
+    snapshot::{Recorder, Snapshots},
+};
 use crate::{
     analysis::Target,
     clock::{self, Clock},
@@ -47,6 +53,8 @@ pub struct Running {
     start_ticks: u64,
     pub session: Session,
     binary: BinaryKey,
+    /// Its pause-triggered snapshots' state; `None` with snapshots off.
+    recorder: Option<Recorder>,
 }
 
 /// A binary file: device, inode, modification time.
@@ -85,6 +93,8 @@ pub struct Fleet {
     refreshed_last: u32,
     /// Processes not profiled, by reason (logged when the agent stops).
     pub skipped: HashMap<&'static str, u64>,
+    /// Pause-triggered snapshots; `None` when off.
+    pub snapshots: Option<Snapshots>,
 }
 
 impl Fleet {
@@ -103,6 +113,7 @@ impl Fleet {
             namers: HashMap::new(),
             refreshed_last: 0,
             skipped: HashMap::new(),
+            snapshots: None,
         }
     }
 
@@ -308,14 +319,22 @@ impl Fleet {
             namer,
             metrics,
             self.clock.now_unix(),
-        )
-        .without_history();
+        );
+        // The last few cycles and pauses stay for the snapshots; otherwise none.
+        let (session, recorder) = match &self.snapshots {
+            Some(s) => (
+                session.with_recent(super::snapshot::RECENT),
+                Some(s.recorder(pid)),
+            ),
+            None => (session.without_history(), None),
+        };
         self.running.insert(
             pid,
             Running {
                 start_ticks: p.start_ticks,
                 session,
                 binary: p.binary,
+                recorder,
             },
         );
     }
@@ -337,14 +356,48 @@ impl Fleet {
         }
     }
 
-    /// Routes the waiting GC events to their processes' sessions.
+    /// Routes the waiting GC events to their processes' sessions, then writes the snapshots
+    /// of the pauses over the threshold.
     pub fn drain(&mut self) {
         let running = &mut self.running;
+        let snapshots = self.snapshots.as_ref();
+        let mut due = Vec::new();
         self.probes.drain(|ev| {
             if let Some(r) = running.get_mut(&ev.tgid) {
-                r.session.on_event(&ev);
+                let last = Snapshots::last_other(&r.session);
+                let done = r.session.on_event(&ev);
+                if let Some(s) = snapshots {
+                    let triggers = s.triggers(&r.session, last, done.as_ref());
+                    due.extend(triggers.into_iter().map(|t| (ev.tgid, t)));
+                }
             }
         });
+        let Some(s) = snapshots else { return };
+        for (pid, trigger) in due {
+            if let Some(Running {
+                session,
+                recorder: Some(rec),
+                ..
+            }) = running.get_mut(&pid)
+            {
+                s.take(&self.probes, session, rec, &trigger, &self.clock);
+            }
+        }
+    }
+
+    /// The snapshots' baselines and goroutine counts (on the metrics tick, after the counts
+    /// were read), for at most [`REFRESH_BUDGET`].
+    pub fn snapshot_tick(&mut self) {
+        let Some(s) = &self.snapshots else { return };
+        let started = Instant::now();
+        for r in self.running.values_mut() {
+            if started.elapsed() >= REFRESH_BUDGET {
+                break;
+            }
+            if let Some(rec) = &mut r.recorder {
+                s.tick(&self.probes, &r.session, rec, &self.clock);
+            }
+        }
     }
 
     /// Reads each process' goroutine count.

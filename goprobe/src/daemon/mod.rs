@@ -10,6 +10,7 @@ pub mod os;
 pub mod pprof;
 pub mod run;
 pub mod select;
+pub mod snapshot;
 
 pub use config::Config;
 pub use select::Candidate;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
 use goprobe_common::lifecycle_kind;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{Config, fleet::Fleet, pprof::PprofDir};
+use super::{Config, fleet::Fleet, pprof::PprofDir, snapshot::Snapshots};
 use crate::{
     export::{ExportConfig, ExportError, Exporter},
     privileges::{self, MissingCapabilities},
@@ -37,6 +37,11 @@ pub enum DaemonError {
     Export(#[from] ExportError),
     #[error("[export] pprof_dir {path}")]
     PprofDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[snapshots] dir {path}")]
+    SnapshotDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
@@ -90,7 +95,9 @@ pub fn run(
         })
         .transpose()?;
     let pprof_every = config.export.pprof_interval();
+    let snapshots = snapshots(&config)?;
     let mut fleet = Fleet::new(probes, options, config, exporter);
+    fleet.snapshots = snapshots;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -161,6 +168,7 @@ impl Host for Agent<'_> {
             Tick::Metrics => {
                 fleet.sample_goroutines();
                 fleet.refresh(false);
+                fleet.snapshot_tick();
             }
             Tick::Reap => fleet.probes.reap(REAP_AFTER),
             Tick::Sweep => fleet.sweep(),
@@ -172,6 +180,33 @@ impl Host for Agent<'_> {
             Tick::Redraw | Tick::Goroutines => {}
         }
         None
+    }
+}
+
+/// The pause-triggered snapshots `config` asks for. A directory set in the file must be
+/// usable; the default one may not be (a read-only system, no `StateDirectory=`): then
+/// snapshots are off, with a warning.
+fn snapshots(config: &Config) -> Result<Option<Snapshots>, DaemonError> {
+    let c = &config.snapshots;
+    match Snapshots::new(c) {
+        Ok(s) => {
+            if let Some(s) = &s {
+                info!(dir = %s.dir().display(), threshold = %c.pause_threshold, "pause-triggered snapshots on");
+            }
+            Ok(s)
+        }
+        Err(source) if c.dir.is_some() => Err(DaemonError::SnapshotDir {
+            path: c.dir(),
+            source,
+        }),
+        Err(e) => {
+            warn!(
+                dir = %c.dir().display(),
+                "pause-triggered snapshots off: cannot create the directory ({e}); set \
+                 [snapshots] dir, or pause_threshold = \"off\""
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -56,6 +56,9 @@ pub struct CycleInstruments {
     cycles: Counter<u64>,
     cycles_by_trigger: Counter<u64>,
     snapshot: SharedSnapshot,
+    /// Pause-triggered snapshots written by the agent, and those skipped (daemon::snapshot).
+    snapshots: Counter<u64>,
+    snapshots_skipped: Counter<u64>,
 }
 
 const NS: f64 = 1e-9;
@@ -96,6 +99,21 @@ impl CycleInstruments {
         }
         s.heap_marked = d.heap_marked_bytes.or(s.heap_marked);
         s.heap_trigger = d.heap_start_bytes.or(s.heap_trigger);
+    }
+
+    /// Counts one pause-triggered snapshot: `kind` is `gc` (a cycle's pause) or `stw` (a
+    /// non-GC stop-the-world, `stw_reason` its reason); `written` false when it was skipped
+    /// (rate limit or a failed write).
+    pub fn record_snapshot(&self, kind: &'static str, stw_reason: Option<&str>, written: bool) {
+        let mut attrs = vec![KeyValue::new("goprobe.snapshot.reason", kind)];
+        if let Some(r) = stw_reason {
+            attrs.push(KeyValue::new("gc.stw.reason", r.to_owned()));
+        }
+        if written {
+            self.snapshots.add(1, &attrs);
+        } else {
+            self.snapshots_skipped.add(1, &attrs);
+        }
     }
 
     /// Records a stop-the-world pause outside any GC cycle.
@@ -150,6 +168,16 @@ pub(super) fn register(
             .with_description("GC cycles completed, by what started them")
             .build(),
         snapshot: snapshot.clone(),
+        snapshots: meter
+            .u64_counter("goprobe.snapshots")
+            .with_unit("{snapshot}")
+            .with_description("Pause-triggered snapshots written, by what triggered them")
+            .build(),
+        snapshots_skipped: meter
+            .u64_counter("goprobe.snapshots.skipped")
+            .with_unit("{snapshot}")
+            .with_description("Pause-triggered snapshots not written (rate limit, write error)")
+            .build(),
     };
     observe(meter, snapshot, export_failures);
     instruments

@@ -15,7 +15,9 @@ use std::{cell::RefCell, rc::Rc};
 
 use goprobe_common::StwEvent;
 
-pub use observe::{End, Note, Observed, SessionError, WindowConfig, observe};
+pub use observe::{
+    End, Note, Observed, SessionError, WindowConfig, observe, self_usage, unavailable_fields,
+};
 
 use crate::{
     analysis::Target,
@@ -50,8 +52,9 @@ pub struct Session {
     namer: SharedNamer,
     metrics: Option<TargetMetrics>,
     refresher: Refresher,
-    /// Keep the GC records for a report (`attach`, `doctor`); the agent only exports them.
-    keep_history: bool,
+    /// How many recent GC records to keep: all for a report (`attach`, `doctor`); the agent
+    /// keeps the last few for its pause-triggered snapshots, or none.
+    keep: Option<usize>,
     /// Unix time the probes were attached.
     pub attached_unix_ns: i64,
 }
@@ -83,7 +86,7 @@ impl Session {
             namer,
             metrics,
             refresher: Refresher::default(),
-            keep_history: true,
+            keep: None,
             attached_unix_ns,
         }
     }
@@ -91,7 +94,14 @@ impl Session {
     /// Keep no GC history: each cycle is exported and forgotten (memory stays flat however
     /// long the agent runs).
     pub fn without_history(mut self) -> Self {
-        self.keep_history = false;
+        self.keep = Some(0);
+        self
+    }
+
+    /// Keep only the last `n` cycles and the last `n` other stop-the-worlds (a bounded ring:
+    /// memory stays flat, and the agent's snapshots see the recent past).
+    pub fn with_recent(mut self, n: usize) -> Self {
+        self.keep = Some(n);
         self
     }
 
@@ -117,9 +127,9 @@ impl Session {
                 m.cycles().record_other_stw(s);
             }
         }
-        if !self.keep_history {
-            self.tracker.cycles.clear();
-            self.tracker.other.clear();
+        if let Some(n) = self.keep {
+            keep_last(&mut self.tracker.cycles, n);
+            keep_last(&mut self.tracker.other, n);
         }
         done
     }
@@ -198,8 +208,19 @@ impl Session {
         self.metrics.is_some()
     }
 
+    /// This session's exported metrics, if it exports.
+    pub fn metrics(&self) -> Option<&TargetMetrics> {
+        self.metrics.as_ref()
+    }
+
     /// Ends the export of this session; the final OTLP push may wait on a slow collector.
     pub fn take_metrics(&mut self) -> Option<TargetMetrics> {
         self.metrics.take()
     }
+}
+
+/// Drops all but the last `n` of `v`.
+fn keep_last<T>(v: &mut Vec<T>, n: usize) {
+    let extra = v.len().saturating_sub(n);
+    v.drain(..extra);
 }

@@ -328,18 +328,7 @@ fn finish(
     with_profiles: bool,
 ) -> (Report, Vec<Profile>) {
     let target = &session.target;
-    let mut unavailable = cycle::unavailable(
-        target.go_version.minor,
-        target.vars.gc_controller.is_some(),
-        target.layout.cycle.gcc_last_heap_goal.is_some(),
-    );
-    // Stack probes are optional (Target::analyze warns when one cannot be placed).
-    if target.assist.is_none() {
-        unavailable.extend(["assist".to_owned(), "assist_ns".to_owned()]);
-    }
-    if target.stw_caller.is_none() {
-        unavailable.push("stack".to_owned());
-    }
+    let unavailable = unavailable_fields(target);
     let reading = session.read(probes, Parts::ALL);
     let gc_stacks = GcStacks::new(&session.tracker, |c| {
         session.namer().borrow_mut().stack(probes, c)
@@ -393,6 +382,24 @@ fn finish(
     (report, profiles)
 }
 
+/// Report field names (`gc.unavailable`) `target` cannot provide: by its Go version and binary,
+/// and where a stack probe could not be placed.
+pub fn unavailable_fields(target: &Target) -> Vec<String> {
+    let mut unavailable = cycle::unavailable(
+        target.go_version.minor,
+        target.vars.gc_controller.is_some(),
+        target.layout.cycle.gcc_last_heap_goal.is_some(),
+    );
+    // Stack probes are optional (Target::analyze warns when one cannot be placed).
+    if target.assist.is_none() {
+        unavailable.extend(["assist".to_owned(), "assist_ns".to_owned()]);
+    }
+    if target.stw_caller.is_none() {
+        unavailable.push("stack".to_owned());
+    }
+    unavailable
+}
+
 /// Whether the process of `pidfd` has exited (its pidfd polls readable, Linux 5.3+).
 fn exited(pidfd: &OwnedFd) -> bool {
     use std::os::fd::AsRawFd as _;
@@ -423,7 +430,7 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
 /// `setmax_mm_hiwater_rss(&tsk->signal->maxrss, old_mm)`): goprobe forked and exec'd by a large
 /// process would report that process's size (seen: 164 MiB reported, 38 MiB real, when started
 /// from a test harness).
-fn self_usage() -> (u64, u64) {
+pub fn self_usage() -> (u64, u64) {
     // SAFETY: zeroed rusage is valid; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer.

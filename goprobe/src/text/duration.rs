@@ -16,9 +16,46 @@ pub fn ms(ns: u64) -> String {
     format!("{:.3} ms", ns as f64 / 1e6)
 }
 
+/// Parses a duration for people into nanoseconds: a number and a unit, `ns`, `us` (or `µs`),
+/// `ms` or `s` (`"10ms"`, `"2.5 ms"`, `"16777216ns"`).
+pub fn parse_ns(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(format!("{text:?}: expected a number and ns, us, ms or s")),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and ns, us, ms or s"))?;
+    let ns = (n * scale).round();
+    if !(0.0..=u64::MAX as f64).contains(&ns) {
+        return Err(format!("{text:?}: out of range"));
+    }
+    Ok(ns as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_ns("10ms"), Ok(10_000_000));
+        assert_eq!(parse_ns(" 2.5 ms"), Ok(2_500_000));
+        assert_eq!(parse_ns("16777216ns"), Ok(16_777_216));
+        assert_eq!(parse_ns("40us"), Ok(40_000));
+        assert_eq!(parse_ns("1s"), Ok(1_000_000_000));
+        assert!(parse_ns("10").is_err());
+        assert!(parse_ns("ms").is_err());
+        assert!(parse_ns("10 minutes").is_err());
+    }
 
     #[test]
     fn human_units() {

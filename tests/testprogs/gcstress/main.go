@@ -29,6 +29,10 @@
 //	               cycle of the parent until it exits (lifecycle.go).
 //	-mode=mixed    GC (heap-triggered and forced), allocations, mark assists, ReadMemStats,
 //	               short-lived goroutines and page faults until stdin says "stop" (mixed.go).
+//	-mode=longstw  ordinary cycles and ReadMemStats calls, and -calls rounds that make one GC
+//	               cycle and one ReadMemStats long (-spin-ms, at least -long-ns by the runtime's
+//	               own measure, retried; needs GODEBUG=asyncpreemptoff=1);
+//	               report every cycle's MemStats.PauseNs and each call's pause (longstw.go).
 //
 // -linger SECONDS keeps the process alive, idle, that long after the JSON line, so that a
 // metrics scraper can read goprobe's final values while the target still exists.
@@ -191,6 +195,8 @@ func main() {
 	cycles := flag.Int("cycles", 120, "GC cycles to run in -mode=pauses (at most 250), cycles, heap or assist")
 	calls := flag.Int("calls", 20, "calls in -mode=stwstack and forcegc")
 	children := flag.Int("children", 4, "child processes in -mode fork")
+	spinMs := flag.Float64("spin-ms", 60, "how long -mode longstw makes its long stop-the-worlds")
+	longNs := flag.Int64("long-ns", 0, "-mode longstw tries again a long pause that came out shorter")
 	linger := flag.Float64("linger", 0, "seconds to stay alive, idle, after printing the JSON line")
 	flag.Parse()
 	if *cycles > 250 {
@@ -235,6 +241,8 @@ func main() {
 		for k, v := range runMixed(in) {
 			out[k] = v
 		}
+	case "longstw":
+		runLongSTW(out, *calls, time.Duration(*spinMs*float64(time.Millisecond)), *longNs)
 	case "churn":
 		go func() {
 			for in.Scan() && in.Text() != "stop" {

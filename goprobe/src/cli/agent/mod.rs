@@ -25,6 +25,9 @@ use super::export::ExportArgs;
     its start (after its runtime has set itself up), detached when it exits or execs, and its \
     GC pauses, allocations, goroutines and CPU samples are exported with its resource \
     attributes (process, container, Kubernetes pod). Processes of one binary share its uprobes.\n\n\
+    A GC cycle or stop-the-world pause of 10 ms or more writes a snapshot (a JSON report of \
+    that process' last 10 s) into /var/lib/goprobe/snapshots ([snapshots] in the \
+    configuration).\n\n\
     With no --config, every Go process it can see is profiled with the defaults \
     (docs/config.md lists every key).\n\n\
     Examples:\n  \
