@@ -91,7 +91,7 @@ fn missing_capabilities_are_named() {
     };
     assert_clean_error(
         &without("-bpf,-perfmon,-sys_admin"),
-        &["CAP_BPF", "CAP_PERFMON", "run as root"],
+        &["missing capabilities: CAP_SYS_ADMIN;", "run as root"],
     );
     assert_clean_error(&without("-sys_ptrace"), &["CAP_SYS_PTRACE"]);
 }

@@ -277,3 +277,36 @@ fn gomaxprocs_follows_the_quota_from_go_1_25() {
     );
     assert_eq!(report["settings"]["gomaxprocs"], 2);
 }
+
+/// The quota on the parent cgroup, none on the program's own (`cpu:/…-gpanc/child` under a
+/// 0.5-CPU `cpu:/…-gpanc`): Go 1.25+ does not follow an ancestor's quota (golang/go#81180), and
+/// doctor judges the GOMAXPROCS in effect against the tightest quota on the path.
+#[test]
+fn gomaxprocs_over_an_ancestors_cpu_quota() {
+    let name = "goprobe-doctor-gpanc";
+    let parent = CpuCgroup::new(name, 0.5);
+    let child = parent.child("child");
+    let mut cmd = child.command(&testprog("doctor", NEWEST));
+    cmd.args(["-mode", "cpu"]).env_remove("GOMAXPROCS");
+    let prog = Proc::spawn(cmd);
+    let gomaxprocs = ready_gomaxprocs(&prog.wait_stdout("ready", Duration::from_secs(30)));
+    let report = doctor(prog.pid());
+    drop(prog); // killed before the cgroups are removed
+    assert!(
+        gomaxprocs >= 2,
+        "a 1-CPU host cannot exceed 0.5 CPU rounded up"
+    );
+    let cg = &report["settings"]["cgroup"];
+    assert_eq!(cg["cpu_quota"], 0.5, "{cg:#}");
+    assert_eq!(cg["cpu_quota_cgroup"], format!("/{name}"), "{cg:#}");
+    assert_eq!(cg["cpu_quota_inherited"], true, "{cg:#}");
+    let f = finding(&report, "gomaxprocs_exceeds_cpu_quota");
+    assert_eq!(f["evidence"]["gomaxprocs"], gomaxprocs);
+    assert_eq!(f["evidence"]["cpu_quota"], 0.5);
+    let fix = f["fix"].as_str().expect("fix");
+    assert!(
+        fix.starts_with("set GOMAXPROCS=1") && fix.contains(name),
+        "{fix}"
+    );
+    drop(child);
+}

@@ -232,6 +232,9 @@ fn test(args: &[String]) -> Result<()> {
             .args([
                 "test",
                 "--locked",
+                // Every test binary runs even when one fails (a flake must not hide the rest);
+                // cargo still exits non-zero.
+                "--no-fail-fast",
                 "--workspace",
                 "--exclude",
                 "goprobe-ebpf",

@@ -32,9 +32,10 @@ use crate::{
 static ALLOC_TARGETS: HashMap<u32, AllocConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// `runtime.profilealloc` samples per (process, stack, size), per CPU.
+/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
 #[map]
 static ALLOC_SAMPLES: PerCpuHashMap<AllocSampleKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ALLOC_SAMPLES, 0);
+    PerCpuHashMap::with_max_entries(MAX_ALLOC_SAMPLES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// NB: `tinySpanClass` = makeSpanClass(tinySizeClass=2, noscan) = 2<<1|1 (src/runtime/malloc.go
 /// `tinySpanClass`, mheap.go `makeSpanClass`; Go 1.19–1.27).

@@ -19,9 +19,10 @@ use crate::{
 
 /// Goroutines created and exited per process (tgid), per CPU. Entries are made by user space
 /// at attach, so nothing here can be dropped for lack of room.
+/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
 #[map]
 static GOROUTINE_COUNTS: PerCpuHashMap<u32, GoroutineCounts> =
-    PerCpuHashMap::with_max_entries(MAX_TARGETS, 0);
+    PerCpuHashMap::with_max_entries(MAX_TARGETS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Entry of `runtime.newproc` (a `go` statement) or `runtime.newcoro` (`iter.Pull`), on the
 /// creating goroutine: count one creation for the caller's stack.

@@ -62,14 +62,16 @@ static ASSIST_CALLERS: LruHashMap<GoroutineKey, CallerStack> =
 static ASSIST_PENDING: HashMap<u32, AssistPending> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// Assist nanoseconds per (process, stack), per CPU (summed by user space).
+/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
 #[map]
 static ASSIST_BY_STACK: PerCpuHashMap<AssistKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ASSIST_SITES, 0);
+    PerCpuHashMap::with_max_entries(MAX_ASSIST_SITES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// Assist nanoseconds per (process, `work.cycles`), per CPU.
+/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
 #[map]
 static ASSIST_BY_CYCLE: PerCpuHashMap<CycleKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ASSIST_CYCLES, 0);
+    PerCpuHashMap::with_max_entries(MAX_ASSIST_CYCLES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// NB: `stwReason` values of GC pauses (src/runtime/proc.go, Go 1.21–1.27; Go 1.19 events get
 /// the same numbers, see gc.rs).

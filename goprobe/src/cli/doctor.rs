@@ -132,9 +132,13 @@ fn render(r: &DoctorReport) -> String {
     let _ = writeln!(
         out,
         "  cgroup: CPU quota {}, cpuset {}, memory limit {}",
-        s.cgroup
-            .cpu_quota
-            .map_or_else(|| "none".into(), |q| format!("{q:.2} CPUs")),
+        s.cgroup.cpu_quota.map_or_else(
+            || "none".into(),
+            |q| match (&s.cgroup.cpu_quota_cgroup, s.cgroup.cpu_quota_inherited) {
+                (Some(at), true) => format!("{q:.2} CPUs (set on ancestor {at})"),
+                _ => format!("{q:.2} CPUs"),
+            }
+        ),
         s.cgroup.cpuset.as_deref().unwrap_or("?"),
         s.cgroup
             .memory_limit_bytes

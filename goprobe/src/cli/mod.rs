@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-/// goprobe watches the Go runtime inside running Go programs — GC stop-the-world pauses,
-/// their causes and cycles — from the outside, with eBPF: no restart, no code change.
+/// goprobe watches the Go runtime inside running Go programs from the outside, with eBPF — GC
+/// stop-the-world pauses, their causes and cycles, allocations, GC assists, on-CPU time, page
+/// faults and goroutines, each by stack: no restart, no code change.
 #[derive(Debug, Parser)]
 #[command(name = "goprobe", version, propagate_version = true)]
 #[command(after_help = "Examples:\n  \
@@ -32,7 +33,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Attach to a running Go process and measure its GC stop-the-world pauses.
+    /// Attach to a running Go process and measure it: GC pauses and cycles, allocations, GC
+    /// assists, on-CPU time, page faults and goroutines, by stack; a live view, then a summary
+    /// and, with --out-dir, a report and flamegraphs.
     Attach(attach::AttachArgs),
     /// List the Go processes on this host: Go version, stripped, cgo, PIE.
     Ps(ps::PsArgs),

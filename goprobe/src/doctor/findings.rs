@@ -58,17 +58,28 @@ fn finding(
     })
 }
 
-/// GOMAXPROCS above the CPUs the cgroup quota (or cpuset) allows: the runtime runs more
-/// threads than it has CPU time for, the quota runs out early in each period, and every thread
-/// (a GC stop-the-world too) waits for the next one.
+/// GOMAXPROCS above the CPUs the tightest CPU quota on the cgroup path allows: the runtime runs
+/// more threads than it has CPU time for, the quota runs out early in each period, and every
+/// thread (a GC stop-the-world too) waits for the next one. Judged whatever the Go version: the
+/// GOMAXPROCS in effect against the quota of the cgroup and every ancestor.
 ///
 /// NB: Go 1.25+ sets GOMAXPROCS to the quota rounded up, at least 2
-/// (src/runtime/cgroup_linux.go `defaultGOMAXPROCS`); doctor allows what the runtime itself picks.
+/// (src/runtime/cgroup_linux.go `defaultGOMAXPROCS`); doctor allows that floor only where the
+/// runtime chose it from the quota: Go ≥ 1.25, no GOMAXPROCS in the environment, and the quota
+/// on the process' own cgroup. A tighter ancestor's quota is ignored by the runtime
+/// (golang/go#81180), and an nsfs line in /proc/self/mountinfo turns its cgroup reading off
+/// (golang/go#81864), so those are judged against the quota alone.
 pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Finding> {
     let gomaxprocs = s.gomaxprocs?;
     let quota = s.cgroup.cpu_quota?;
     let fit = (quota.ceil() as u32).max(1);
-    if gomaxprocs <= fit.max(2) {
+    let runtime_chose = s.go_minor >= 25 && !s.env.contains_key("GOMAXPROCS");
+    let allowed = if runtime_chose && !s.cgroup.cpu_quota_inherited {
+        fit.max(2)
+    } else {
+        fit
+    };
+    if gomaxprocs <= allowed {
         return None;
     }
     let t = b.throttling.as_ref();
@@ -79,7 +90,13 @@ pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Findi
     } else {
         Severity::Medium
     };
-    let upgrade = if s.go_minor < 25 {
+    let upgrade = if s.go_minor >= 25 && s.cgroup.cpu_quota_inherited {
+        format!(
+            " (this Go reads the quota of the process' own cgroup, not the tighter one of its \
+             ancestor {}: golang/go#81180)",
+            s.cgroup.cpu_quota_cgroup.as_deref().unwrap_or("?")
+        )
+    } else if s.go_minor < 25 {
         " or upgrade to Go ≥ 1.25, which sets GOMAXPROCS from the quota".to_owned()
     } else if s.env.contains_key("GOMAXPROCS") {
         " (unset GOMAXPROCS: this Go follows the quota by itself)".to_owned()
@@ -87,7 +104,8 @@ pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Findi
         // NB: Go 1.25 follows the quota only with containermaxprocs=1, the default when the
         // main module's go.mod says go 1.25 or later (src/internal/godebugs/table.go).
         " (this Go follows the quota when go.mod says go 1.25 or later, or with \
-         GODEBUG=containermaxprocs=1, unless the program calls runtime.GOMAXPROCS)"
+         GODEBUG=containermaxprocs=1, unless the program calls runtime.GOMAXPROCS or its \
+         mountinfo has an nsfs line: golang/go#81864)"
             .to_owned()
     };
     finding(
@@ -96,6 +114,7 @@ pub fn gomaxprocs_exceeds_cpu_quota(s: &Settings, b: &Behaviour) -> Option<Findi
         &[
             ("gomaxprocs", json!(gomaxprocs)),
             ("cpu_quota", json!(quota)),
+            ("cpu_quota_cgroup", json!(s.cgroup.cpu_quota_cgroup)),
             ("throttled_share", json!(share)),
             (
                 "throttled_periods",

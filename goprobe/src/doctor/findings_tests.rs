@@ -54,6 +54,7 @@ fn quota(s: &mut Settings, b: &mut Behaviour, gomaxprocs: u32, cpus: f64) {
 #[test]
 fn gomaxprocs_fits_the_quota_rounded_up_and_at_least_two() {
     let (mut s, mut b) = healthy();
+    s.go_minor = 25; // picks max(2, ceil(quota)) from its own cgroup's quota
     for (procs, cpus) in [(2, 0.5), (2, 1.0), (2, 1.5), (3, 2.5), (4, 4.0)] {
         quota(&mut s, &mut b, procs, cpus);
         assert!(
@@ -67,6 +68,36 @@ fn gomaxprocs_fits_the_quota_rounded_up_and_at_least_two() {
     assert!(gomaxprocs_exceeds_cpu_quota(&s, &b).is_none());
     s.cgroup.cpu_quota = Some(1.0);
     s.gomaxprocs = None;
+    assert!(gomaxprocs_exceeds_cpu_quota(&s, &b).is_none());
+}
+
+/// The floor of 2 is the runtime's choice from its own cgroup's quota only: not before Go 1.25,
+/// not with GOMAXPROCS set, not for a tighter ancestor's quota (golang/go#81180).
+#[test]
+fn gomaxprocs_over_a_quota_the_runtime_did_not_choose_from() {
+    let (mut s, mut b) = healthy();
+    quota(&mut s, &mut b, 2, 0.5);
+    assert!(gomaxprocs_exceeds_cpu_quota(&s, &b).is_some(), "Go 1.24");
+    s.go_minor = 27;
+    assert!(gomaxprocs_exceeds_cpu_quota(&s, &b).is_none());
+    s.env.insert("GOMAXPROCS".into(), "2".into());
+    assert!(
+        gomaxprocs_exceeds_cpu_quota(&s, &b).is_some(),
+        "set by hand"
+    );
+    s.env.clear();
+    s.cgroup.cpu_quota_inherited = true;
+    s.cgroup.cpu_quota_cgroup = Some("/gpanc".into());
+    let f = gomaxprocs_exceeds_cpu_quota(&s, &b).expect("an ancestor's quota");
+    assert!(f.fix.starts_with("set GOMAXPROCS=1"), "{}", f.fix);
+    assert!(
+        f.fix.contains("/gpanc") && f.fix.contains("81180"),
+        "{}",
+        f.fix
+    );
+    assert_eq!(f.evidence["cpu_quota_cgroup"], json!("/gpanc"));
+    // Within the quota rounded up: nothing, wherever it is set.
+    quota(&mut s, &mut b, 1, 0.5);
     assert!(gomaxprocs_exceeds_cpu_quota(&s, &b).is_none());
 }
 

@@ -60,6 +60,10 @@ pub struct Cgroup {
     pub memory_limit_bytes: Option<u64>,
     /// Throttling counters since the cgroup was created.
     pub cpu_stat: Option<cgroup::CpuStat>,
+    /// The cgroup that sets `cpu_quota` (`/gpanc`).
+    pub cpu_quota_cgroup: Option<String>,
+    /// Whether that is an ancestor of the process' own cgroup: Go ≥ 1.25 may not see it.
+    pub cpu_quota_inherited: bool,
 }
 
 /// Swap and page settings of the host, and the process' swapped-out memory.
@@ -88,6 +92,7 @@ impl Settings {
         let setting = |k: &str| info.and_then(|i| i.setting(k)).map(str::to_owned);
         let lines = cgroup::of_process(pid);
         let cpuset = cgroup::cpuset(&lines);
+        let cpu_limit = cgroup::cpu_limit_where(&lines);
         let last = report.gc.cycles.iter().rev().find(|c| c.gogc.is_some());
         // NB: gcControllerState.gcPercent is an int32 and memoryLimit an int64, at offsets
         // from the target's DWARF or the per-release table (target/cycle_layout.rs).
@@ -129,13 +134,15 @@ impl Settings {
                 stripped: target.stripped,
             },
             cgroup: Cgroup {
-                cpu_quota: cgroup::cpu_limit(&lines),
+                cpu_quota: cpu_limit.as_ref().map(|l| l.cpus),
                 cpuset_cpus: cpuset
                     .as_deref()
                     .and_then(|c| u32::try_from(cgroup::cpu_list_len(c)).ok()),
                 cpuset,
                 memory_limit_bytes: cgroup::memory_limit(&lines),
                 cpu_stat: cgroup::cpu_stat(&lines),
+                cpu_quota_inherited: cpu_limit.as_ref().is_some_and(|l| l.inherited),
+                cpu_quota_cgroup: cpu_limit.map(|l| l.cgroup),
             },
             memory: HostMemory::read(pid),
         }

@@ -90,24 +90,98 @@ pub fn goroutine_section(samples: &[Sample]) -> Option<Section> {
     })
 }
 
-/// The heaviest `TOP` stacks of `sites` by `weight`, as `share%  leaf ← caller ← caller`.
+/// How many frames, leaf first, a line shows.
+const FRAMES: usize = 3;
+
+/// The heaviest `TOP` lines of `sites` by `weight`, as `share%  leaf ← caller ← caller`. Stacks
+/// that differ only below the frames shown make one line, their weights summed: two lines with
+/// the same text would say one site twice.
 fn top_lines<V>(sites: &[Site<V>], weight: impl Fn(&V) -> u64) -> Vec<String> {
     let named = name_sites(sites, |v| (weight(v), 0));
     let total: u64 = named.iter().map(|s| s.a).sum();
-    named
+    let mut lines: Vec<(String, u64)> = Vec::new();
+    for s in named {
+        let frames: Vec<&str> = s.stack.iter().take(FRAMES).map(String::as_str).collect();
+        let text = if frames.is_empty() {
+            "(no stack)".to_owned()
+        } else {
+            frames.join(" ← ")
+        };
+        match lines.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, w)) => *w += s.a,
+            None => lines.push((text, s.a)),
+        }
+    }
+    // Stable: equal weights keep name_sites' deterministic order.
+    lines.sort_by_key(|l| std::cmp::Reverse(l.1));
+    lines
         .into_iter()
         .take(TOP)
-        .map(|s| {
-            let frames: Vec<&str> = s.stack.iter().take(3).map(String::as_str).collect();
-            format!(
-                "{:5.1}%  {}",
-                100.0 * s.a as f64 / total.max(1) as f64,
-                if frames.is_empty() {
-                    "(no stack)".to_owned()
-                } else {
-                    frames.join(" ← ")
-                }
-            )
-        })
+        .map(|(text, w)| format!("{:5.1}%  {text}", 100.0 * w as f64 / total.max(1) as f64))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        signal::Stack,
+        symbolize::{Frame, FrameKind, Location},
+    };
+
+    /// A stack of `names`, leaf first, one location each.
+    fn stack(names: &[&str]) -> Stack {
+        let locations: Vec<Location> = names
+            .iter()
+            .enumerate()
+            .map(|(i, &name)| Location {
+                address: 0x1000 + i as u64,
+                frames: vec![Frame {
+                    function: name.into(),
+                    file: None,
+                    line: 0,
+                    inlined: false,
+                    kind: FrameKind::Go,
+                }]
+                .into(),
+            })
+            .collect();
+        Stack {
+            locations: locations.into(),
+        }
+    }
+
+    #[test]
+    fn stacks_shown_alike_make_one_line() {
+        let top = [
+            "runtime.heapSetTypeSmallHeader",
+            "runtime.mallocgcSmallScanHeader",
+            "runtime.mallocgc",
+        ];
+        let site = |below: &str, value: u64| Site {
+            stack: stack(&[top[0], top[1], top[2], below]),
+            value,
+        };
+        let sites = [
+            site("main.a", 151),
+            site("main.b", 150),
+            Site {
+                stack: stack(&["main.c"]),
+                value: 200,
+            },
+            Site {
+                stack: stack(&[]),
+                value: 499,
+            },
+        ];
+        let lines = top_lines(&sites, |&v| v);
+        assert_eq!(
+            lines,
+            [
+                " 49.9%  (no stack)".to_owned(),
+                format!(" 30.1%  {}", top.join(" ← ")),
+                " 20.0%  main.c".to_owned(),
+            ]
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod alloc;
 pub mod goroutines;
+mod load;
 pub mod perf;
 pub mod sites;
 pub mod stacks;
@@ -164,7 +165,7 @@ impl Probes {
         if BPF_OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
-        let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+        let mut ebpf = load::load(BPF_OBJECT).map_err(ProbeError::Load)?;
         let map = ebpf
             .take_map("STW_EVENTS")
             .ok_or(ProbeError::MissingMap { map: "STW_EVENTS" })?;

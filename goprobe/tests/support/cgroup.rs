@@ -70,6 +70,14 @@ impl CpuCgroup {
         (field("nr_periods "), field("nr_throttled "))
     }
 
+    /// A cgroup inside this one with no quota of its own (removed when dropped: drop it first).
+    pub fn child(&self, name: &str) -> Self {
+        let dir = self.dir.join(name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        Self { dir, v2: self.v2 }
+    }
+
     /// Whether this is a v2 cgroup.
     pub fn is_v2(&self) -> bool {
         self.v2

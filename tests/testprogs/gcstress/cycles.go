@@ -128,6 +128,7 @@ func runCycles(out map[string]any, perPhase uint64) {
 		gogc = debug.SetGCPercent(changes[phase].gogc) // the runtime's value, unchanged
 	}
 	out["settings"] = settings
+	gcOff()
 	out["numgc_end"] = numGC()
 	out["numforcedgc_end"] = forcedGC()
 	out["stopping_gc"] = readHistogram("/sched/pauses/stopping/gc:seconds").delta(stoppingBefore)
@@ -138,6 +139,7 @@ func runHeap(out map[string]any, cycles uint64) {
 	out["numgc_start"] = numGC()
 	out["numforcedgc_start"] = forcedGC()
 	allocateUntil(cycles, false)
+	gcOff()
 	out["numgc_end"] = numGC()
 	out["numforcedgc_end"] = forcedGC()
 }

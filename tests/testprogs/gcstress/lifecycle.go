@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,8 +92,7 @@ func runFork(out map[string]any, cycles, n int) {
 // runPauses returned to out: its pauses then cover every cycle of the process until it exits
 // or exec()s.
 func finishPauses(out map[string]any) {
-	debug.SetGCPercent(-1)
-	settle()
+	gcOff()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	out["read_mem_stats"] = out["read_mem_stats"].(int) + 1

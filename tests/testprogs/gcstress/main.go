@@ -230,9 +230,9 @@ func main() {
 	case "forcegc":
 		out["numgc_start"] = numGC()
 		out["calls"] = forceGCLoop(*calls)
+		gcOff()
 		out["numgc_end"] = numGC()
 		out["function"] = "main.forceGCLoop"
-		settle()
 	case "assist":
 		for k, v := range assistRun(*cycles) {
 			out[k] = v

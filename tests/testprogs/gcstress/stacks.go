@@ -6,6 +6,7 @@ package main
 
 import (
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
@@ -72,6 +73,16 @@ func settle() {
 	time.Sleep(100 * time.Millisecond)
 }
 
+// gcOff turns GC off and settles: no cycle starts after this (SetGCPercent(-1) also waits for
+// one in flight, src/runtime/mgcpacer.go setGCPercent, and stops no world), so counts read
+// after it cover every cycle goprobe can see until the process exits. Every mode reads its
+// final counts after it: a heap-triggered cycle completing after the last read (the JSON
+// encoding allocates) would otherwise be one goprobe sees and the truth does not.
+func gcOff() {
+	debug.SetGCPercent(-1)
+	settle()
+}
+
 // gcAndAssist reads the completed GC cycles and the runtime's assist time (ns; -1 where the
 // runtime has no such metric). Both are updated together at each cycle's mark termination.
 func gcAndAssist() (uint64, int64) {
@@ -100,8 +111,8 @@ func assistRun(cycles int) map[string]any {
 	}
 	close(stop)
 	iterations := <-done + <-done
+	gcOff()
 	gc1, assist1 := gcAndAssist()
-	settle()
 	return map[string]any{
 		"numgc_start":      gc0,
 		"numgc_end":        gc1,

@@ -38,14 +38,30 @@ pub fn of_process(pid: u32) -> Vec<CgroupLine> {
         .unwrap_or_default()
 }
 
+/// The tightest CPU quota on a process' cgroup path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuLimit {
+    /// quota/period, in CPUs.
+    pub cpus: f64,
+    /// The cgroup that sets it, as `/proc/<pid>/cgroup` names cgroups (`/gpanc`).
+    pub cgroup: String,
+    /// Whether that is an ancestor of the process' own cgroup, not the cgroup itself.
+    pub inherited: bool,
+}
+
 /// The CPU quota of a process with cgroups `lines`, in CPUs: the smallest quota/period of its
 /// cgroup and the cgroup's ancestors (a child cannot use more than its parent allows); `None`
 /// when unlimited or unknown.
 pub fn cpu_limit(lines: &[CgroupLine]) -> Option<f64> {
+    cpu_limit_where(lines).map(|l| l.cpus)
+}
+
+/// [`cpu_limit`] and the cgroup that sets it.
+pub fn cpu_limit_where(lines: &[CgroupLine]) -> Option<CpuLimit> {
     cpu_limit_under(Path::new(CGROUP_ROOT), lines)
 }
 
-fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<f64> {
+fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<CpuLimit> {
     // cgroup v2: `cpu.max` is "max 100000" or "<quota> <period>".
     if let Some(v2) = lines.iter().find(|l| l.controllers.is_empty()) {
         let limit = min_over_ancestors(&root.join(rel(&v2.path)), root, |dir| {
@@ -55,8 +71,8 @@ fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<f64> {
             let period = it.next()?.parse::<f64>().ok()?;
             (period > 0.0).then_some(quota / period)
         });
-        if limit.is_some() {
-            return limit;
+        if let Some((cpus, dir)) = limit {
+            return Some(limit_at(cpus, &dir, root, &v2.path));
         }
     }
     // cgroup v1: `cpu.cfs_quota_us` (-1 when unlimited) / `cpu.cfs_period_us` in the `cpu`
@@ -68,7 +84,7 @@ fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<f64> {
         .iter()
         .map(|m| root.join(m))
         .find(|p| p.is_dir())?;
-    min_over_ancestors(&mount.join(rel(&v1.path)), &mount, |dir| {
+    let (cpus, dir) = min_over_ancestors(&mount.join(rel(&v1.path)), &mount, |dir| {
         let read = |f: &str| -> Option<f64> {
             std::fs::read_to_string(dir.join(f))
                 .ok()?
@@ -79,7 +95,23 @@ fn cpu_limit_under(root: &Path, lines: &[CgroupLine]) -> Option<f64> {
         let quota = read("cpu.cfs_quota_us")?;
         let period = read("cpu.cfs_period_us")?;
         (quota > 0.0 && period > 0.0).then_some(quota / period)
-    })
+    })?;
+    Some(limit_at(cpus, &dir, &mount, &v1.path))
+}
+
+/// A [`CpuLimit`] of `cpus` set in directory `dir` of the hierarchy mounted at `root`, for a
+/// process in cgroup `own`.
+fn limit_at(cpus: f64, dir: &Path, root: &Path, own: &str) -> CpuLimit {
+    let cgroup = format!(
+        "/{}",
+        dir.strip_prefix(root).unwrap_or(dir).to_string_lossy()
+    );
+    let inherited = cgroup.trim_end_matches('/') != own.trim_end_matches('/');
+    CpuLimit {
+        cpus,
+        cgroup,
+        inherited,
+    }
 }
 
 /// CPU throttling counters of a cgroup (`cpu.stat`): how many CFS periods it was runnable in and
@@ -184,17 +216,20 @@ fn rel(path: &str) -> &str {
     path.trim_start_matches('/')
 }
 
-/// The smallest `limit` of `dir` and its ancestors up to `root`.
+/// The smallest `limit` of `dir` and its ancestors up to `root`, and the directory it is set in
+/// (the deepest one on a tie: the process' own cgroup when it sets as tight a limit).
 fn min_over_ancestors(
     dir: &Path,
     root: &Path,
     limit: impl Fn(&Path) -> Option<f64>,
-) -> Option<f64> {
-    let mut best: Option<f64> = None;
+) -> Option<(f64, PathBuf)> {
+    let mut best: Option<(f64, PathBuf)> = None;
     let mut cur: Option<PathBuf> = Some(dir.to_path_buf());
     while let Some(d) = cur {
-        if let Some(l) = limit(&d) {
-            best = Some(best.map_or(l, |b| b.min(l)));
+        if let Some(l) = limit(&d)
+            && best.as_ref().is_none_or(|(b, _)| l < *b)
+        {
+            best = Some((l, d.clone()));
         }
         if d == root {
             break;
@@ -255,9 +290,23 @@ mod tests {
         write(&root.join("a/cpu.max"), "150000 100000\n");
         write(&leaf.join("cpu.max"), "max 100000\n");
         let lines = parse("0::/a/b\n");
-        assert_eq!(cpu_limit_under(&root, &lines), Some(1.5));
+        let limit = |cpus: f64, cgroup: &str, inherited| CpuLimit {
+            cpus,
+            cgroup: cgroup.into(),
+            inherited,
+        };
+        assert_eq!(cpu_limit_under(&root, &lines), Some(limit(1.5, "/a", true)));
         write(&leaf.join("cpu.max"), "50000 100000\n");
-        assert_eq!(cpu_limit_under(&root, &lines), Some(0.5));
+        assert_eq!(
+            cpu_limit_under(&root, &lines),
+            Some(limit(0.5, "/a/b", false))
+        );
+        // As tight as the parent's: the process' own cgroup sets it.
+        write(&leaf.join("cpu.max"), "150000 100000\n");
+        assert_eq!(
+            cpu_limit_under(&root, &lines),
+            Some(limit(1.5, "/a/b", false))
+        );
         write(&leaf.join("cpu.max"), "max 100000\n");
         write(&root.join("a/cpu.max"), "max 100000\n");
         assert_eq!(cpu_limit_under(&root, &lines), None);
