@@ -1,6 +1,7 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
 pub mod alloc;
+mod frameless;
 pub mod goroutines;
 pub mod perf;
 pub mod sites;
@@ -150,6 +151,8 @@ pub struct Probes {
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
+    /// Which block of the `FRAMELESS` pool holds each attached binary's ranges.
+    frameless: frameless::Pool,
 }
 
 impl Probes {
@@ -164,7 +167,15 @@ impl Probes {
         if BPF_OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
-        let mut ebpf = Ebpf::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+        // NB: one binary's frameless ranges at most for one process; the agent's pool holds many.
+        let pool = match scope {
+            Scope::OneProcess => goprobe_common::MAX_FRAMELESS,
+            Scope::Shared => goprobe_common::FRAMELESS_POOL,
+        };
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries("FRAMELESS", pool)
+            .load(BPF_OBJECT)
+            .map_err(ProbeError::Load)?;
         let map = ebpf
             .take_map("STW_EVENTS")
             .ok_or(ProbeError::MissingMap { map: "STW_EVENTS" })?;
@@ -181,6 +192,7 @@ impl Probes {
             graveyard: Vec::new(),
             snapshots: Default::default(),
             rate_overrides: Vec::new(),
+            frameless: frameless::Pool::new(pool),
         };
         probes.set_pid_namespace()?;
         Ok(probes)

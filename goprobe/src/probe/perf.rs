@@ -15,22 +15,21 @@
 //! measures the cost to the target).
 
 use aya::{
-    maps::Array,
     programs::{
         PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
     util::online_cpus,
 };
-use goprobe_common::{FramelessRange, MAX_FRAMELESS, PerfTarget};
 use tracing::debug;
 
 use super::{Options, ProbeError, Probes};
 use crate::analysis::Target;
 
 impl Probes {
-    /// Opens the perf events `options` asks for (page faults, CPU samples) on every online CPU
-    /// and tells the programs where `target`'s frameless code is.
+    /// Opens the perf events `options` asks for (page faults, CPU samples) on every online CPU,
+    /// unless open already, and tells the programs where `target`'s frameless code is (its
+    /// binary's ranges, loaded once per binary: probe/frameless.rs).
     pub(super) fn attach_perf(
         &mut self,
         target: &Target,
@@ -62,12 +61,14 @@ impl Probes {
                 SamplePolicy::Frequency(u64::from(options.cpu_hz)),
             ));
         }
-        if events.is_empty() || !self.perf_links.is_empty() {
-            // NB: the events are open for every process already; the frameless ranges stay
-            // those of the first target (one binary's ranges fit the map; see perf.rs).
+        if events.is_empty() {
             return Ok(());
         }
-        self.set_frameless(target.process.pid, &target.frameless)?;
+        self.load_frameless(target)?;
+        if !self.perf_links.is_empty() {
+            // The events are open for every process already.
+            return Ok(());
+        }
         let cpus =
             online_cpus().map_err(|(path, source)| ProbeError::OnlineCpus { path, source })?;
         for (program, event, config, policy) in events {
@@ -117,40 +118,5 @@ impl Probes {
             }
         }
         self.bury(owned);
-    }
-
-    /// Fills `FRAMELESS` with `ranges` (sorted, disjoint) and makes them `pid`'s.
-    fn set_frameless(&mut self, pid: u32, ranges: &[(u64, u64)]) -> Result<(), ProbeError> {
-        let map_err = |map| move |source| ProbeError::Map { map, source };
-        let n = ranges.len().min(MAX_FRAMELESS as usize);
-        {
-            let map = self
-                .ebpf
-                .map_mut("FRAMELESS")
-                .ok_or(ProbeError::MissingMap { map: "FRAMELESS" })?;
-            let mut arr: Array<_, FramelessRange> =
-                Array::try_from(map).map_err(map_err("FRAMELESS"))?;
-            for (i, &(start, end)) in ranges.iter().take(n).enumerate() {
-                arr.set(i as u32, FramelessRange { start, end }, 0)
-                    .map_err(map_err("FRAMELESS"))?;
-            }
-        }
-        let map = self
-            .ebpf
-            .map_mut("PERF_TARGET")
-            .ok_or(ProbeError::MissingMap { map: "PERF_TARGET" })?;
-        let mut arr: Array<_, PerfTarget> = Array::try_from(map).map_err(map_err("PERF_TARGET"))?;
-        arr.set(
-            0,
-            PerfTarget {
-                tgid: pid,
-                n_ranges: n as u32,
-                zero: 0,
-            },
-            0,
-        )
-        .map_err(map_err("PERF_TARGET"))?;
-        debug!(pid, ranges = n, "frameless ranges set");
-        Ok(())
     }
 }
