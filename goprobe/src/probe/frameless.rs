@@ -198,6 +198,10 @@ impl Probes {
             return Ok(None);
         }
         let n = f.ranges.len() as u32;
+        if n == 0 {
+            // Nothing to search (no function table): no space either.
+            return Ok(Some(0));
+        }
         let Some(base) = self.frameless.allocate(n) else {
             let (used, size) = self.frameless.usage();
             warn!(

@@ -231,6 +231,10 @@ impl Probes {
             off_gcc_memory_limit: l.cycle.gcc_memory_limit,
             off_gcc_last_heap_goal: l.cycle.gcc_last_heap_goal.unwrap_or(0),
         };
+        if options.page_faults || options.cpu_hz > 0 {
+            // Before `TARGETS`: the perf programs may already run for every process (agent).
+            self.load_frameless(target)?;
+        }
         let map = self
             .ebpf
             .map_mut("TARGETS")

@@ -28,11 +28,11 @@ use crate::analysis::Target;
 
 impl Probes {
     /// Opens the perf events `options` asks for (page faults, CPU samples) on every online CPU,
-    /// unless open already, and tells the programs where `target`'s frameless code is (its
-    /// binary's ranges, loaded once per binary: probe/frameless.rs).
+    /// unless open already. `attach` has told the programs where `target`'s frameless code is
+    /// (its binary's ranges, loaded once per binary: probe/frameless.rs).
     pub(super) fn attach_perf(
         &mut self,
-        target: &Target,
+        _target: &Target,
         options: &Options,
     ) -> Result<(), ProbeError> {
         let mut events: Vec<(&'static str, &'static str, SoftwareEvent, SamplePolicy)> = Vec::new();
@@ -61,12 +61,9 @@ impl Probes {
                 SamplePolicy::Frequency(u64::from(options.cpu_hz)),
             ));
         }
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.load_frameless(target)?;
-        if !self.perf_links.is_empty() {
-            // The events are open for every process already.
+        if events.is_empty() || !self.perf_links.is_empty() {
+            // NB: the events are open for every process already; each target's frameless
+            // ranges were loaded by `attach` (probe/frameless.rs).
             return Ok(());
         }
         let cpus =
