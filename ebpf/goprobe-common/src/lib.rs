@@ -382,38 +382,63 @@ pub struct GoroutineCounts {
     pub exited: u64,
 }
 const _: () = assert!(size_of::<GoroutineCounts>() == 16);
-/// Max number of frameless pc ranges (`FRAMELESS`, ebpf/goprobe-ebpf/src/perf.rs) of the
-/// process the perf-event programs fix stacks for; a power of two (the BPF binary search runs
-/// `log2(MAX_FRAMELESS) + 1` steps).
-pub const MAX_FRAMELESS: u32 = 1 << 16;
-/// Steps of the bounded binary search over `FRAMELESS` (`2^FRAMELESS_SEARCH_STEPS` ≥
-/// `MAX_FRAMELESS`).
-pub const FRAMELESS_SEARCH_STEPS: u32 = 17;
+/// Max number of frameless pc ranges of one binary (goprobe/src/analysis/binary/frameless.rs);
+/// a power of two (the BPF binary search runs `log2(MAX_FRAMELESS) + 1` steps). hugo, a 95 MB
+/// Go program with 88k functions, has 69,390; Debian's prometheus 68,318; a small test program
+/// about 2,600 (goprobe/tests/frameless_ranges.rs).
+pub const MAX_FRAMELESS: u32 = 1 << 17;
+/// Steps of the bounded binary search over one binary's ranges (`2^(FRAMELESS_SEARCH_STEPS-1)`
+/// ≥ `MAX_FRAMELESS`).
+pub const FRAMELESS_SEARCH_STEPS: u32 = 18;
 const _: () = assert!(1 << (FRAMELESS_SEARCH_STEPS - 1) >= MAX_FRAMELESS);
+/// Entries of the `FRAMELESS` pool, shared by every attached binary (8 bytes each: 8 MiB).
+pub const FRAMELESS_POOL: u32 = 1 << 20;
+/// The x86-64 `RET` opcode: at it the return address is at `[SP]`, so lone `RET`s need no range
+/// (the BPF side reads the opcode at the sampled IP).
+pub const X86_RET: u8 = 0xc3;
 
-/// A pc range `[start, end)` (run-time addresses) at which `[SP]` holds the return address
-/// (goprobe/src/analysis/binary/frameless.rs).
+/// A pc range `[start, end)` at which `[SP]` holds the return address, as offsets from the Go
+/// text start of its binary (goprobe/src/analysis/binary/frameless.rs): the same in every
+/// process of the binary, PIE or not.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FramelessRange {
-    pub start: u64,
-    pub end: u64,
+    pub start: u32,
+    pub end: u32,
 }
-const _: () = assert!(size_of::<FramelessRange>() == 16);
+const _: () = assert!(size_of::<FramelessRange>() == 8);
 
-/// Which process the perf-event programs' `FRAMELESS` ranges belong to (one per loaded object),
-/// and how many there are.
+/// [`FramelessTarget::state`] values.
+pub mod frameless_state {
+    /// The binary's ranges are in `FRAMELESS[base..base + n_ranges]`.
+    pub const LOADED: u32 = 1;
+    /// They could not be loaded (pool full, or more than `MAX_FRAMELESS`): a perf sample of this
+    /// process is dropped and counted (`counter::STACK_FAILED`), since its stack could miss a
+    /// caller.
+    pub const UNKNOWN: u32 = 2;
+}
+
+/// Where the frameless ranges of one process are (`FRAMELESS_TARGETS`, keyed by tgid): its
+/// binary's block of the shared `FRAMELESS` pool, and where that binary's Go text is in it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PerfTarget {
-    pub tgid: u32,
-    /// Ranges in `FRAMELESS[0..n_ranges]`, sorted and disjoint.
+pub struct FramelessTarget {
+    /// Run-time address of the binary's Go text start (link-time start plus the load bias).
+    pub text: u64,
+    /// Bytes of Go text from `text`: an IP outside is not in Go code.
+    pub text_len: u32,
+    /// One of [`frameless_state`].
+    pub state: u32,
+    /// Index of the binary's first range in `FRAMELESS`.
+    pub base: u32,
+    /// Ranges in `FRAMELESS[base..base + n_ranges]`, sorted and disjoint.
     pub n_ranges: u32,
     /// Always 0. The BPF binary search ORs it, loaded afresh, into its bounds at every step so
     /// that the verifier knows nothing of them and can prune its paths (see perf.rs).
     pub zero: u64,
 }
-const _: () = assert!(size_of::<PerfTarget>() == 16);
+const _: () = assert!(size_of::<FramelessTarget>() == 32);
+
 /// Which allocation sampler an [`AllocConfig`] selects (`goprobe attach --alloc`).
 pub mod alloc_sampler {
     /// Exact mode: every `runtime.mallocgc` (and size-specialized entry) call counted.
@@ -475,7 +500,8 @@ pub mod counter {
     pub const PENDING_FULL: u32 = 1;
     /// RET probes that fired without a matching entry (attached mid-STW).
     pub const UNMATCHED_RET: u32 = 2;
-    /// Stacks that could not be captured (no user stack to walk, or the `STACKS` map full).
+    /// Stacks that could not be captured (no user stack to walk, or the `STACKS` map full), and
+    /// perf samples dropped because their process' frameless ranges are not loaded.
     pub const STACK_FAILED: u32 = 3;
     /// Per-stack counts that could not be added (`SITES` map full): their weight is lost.
     pub const SITES_FULL: u32 = 4;
@@ -500,7 +526,7 @@ mod pod {
     unsafe impl aya::Pod for super::SiteCounts {}
     unsafe impl aya::Pod for super::GoroutineCounts {}
     unsafe impl aya::Pod for super::FramelessRange {}
-    unsafe impl aya::Pod for super::PerfTarget {}
+    unsafe impl aya::Pod for super::FramelessTarget {}
     unsafe impl aya::Pod for super::LifecycleEvent {}
     unsafe impl aya::Pod for super::PidNs {}
     unsafe impl aya::Pod for super::AllocConfig {}

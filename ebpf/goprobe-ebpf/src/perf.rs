@@ -10,32 +10,40 @@
 //! `[RBP+8]`. User space passes the pc ranges where that is so (`FRAMELESS`, computed from the
 //! function table's pcsp, goprobe/src/analysis/binary/frameless.rs); when the sampled user IP is in one, the
 //! word at the user SP is kept as `CallerStack::ret` and inserted as the second frame.
+//!
+//! `FRAMELESS` is one pool for every attached binary: each binary's ranges are one block of it
+//! (goprobe/src/probe/frameless.rs), shared by its processes, as offsets from its Go text start;
+//! `FRAMELESS_TARGETS` tells, per process, which block and where that text is loaded.
 
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
     macros::{map, perf_event},
-    maps::Array,
+    maps::{Array, HashMap},
     programs::PerfEventContext,
 };
 use goprobe_common::{
-    FRAMELESS_SEARCH_STEPS, FramelessRange, MAX_FRAMELESS, PerfTarget, site_kind,
+    FRAMELESS_POOL, FRAMELESS_SEARCH_STEPS, FramelessRange, FramelessTarget, MAX_FRAMELESS,
+    MAX_TARGETS, X86_RET, counter, frameless_state, site_kind,
 };
 
 use crate::{
     goabi::{ReadError, read_user},
-    maps::TARGETS,
+    maps::{TARGETS, bump},
     sites::add_site,
     stacks::{stack_with, tgid},
 };
 
-/// Frameless pc ranges of the process in `PERF_TARGET`, sorted and disjoint.
+/// The frameless pc ranges of every attached binary, a block per binary, each sorted and
+/// disjoint. User space writes it through a memory mapping (BPF_F_MMAPABLE) and may size it
+/// at load.
 #[map]
-static FRAMELESS: Array<FramelessRange> = Array::with_max_entries(MAX_FRAMELESS, 0);
+static FRAMELESS: Array<FramelessRange> =
+    Array::with_max_entries(FRAMELESS_POOL, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
-/// Slot 0: whose ranges `FRAMELESS` holds, and how many.
+/// Per process (tgid): which block of `FRAMELESS` is its binary's, and where its Go text is.
 #[map]
-static PERF_TARGET: Array<PerfTarget> = Array::with_max_entries(1, 0);
+static FRAMELESS_TARGETS: HashMap<u32, FramelessTarget> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// A minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN`, period 1).
 #[perf_event]
@@ -69,7 +77,7 @@ fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), R
         return Ok(());
     }
     let ret = match user_ip_sp(ctx) {
-        Ok((ip, sp)) => frameless_return(tgid, ip, sp),
+        Ok((ip, sp)) => frameless_return(tgid, ip, sp)?,
         Err(ReadError) => 0,
     };
     // NB: with BPF_F_USER_STACK the kernel walks from the task's saved user registers when the
@@ -109,18 +117,40 @@ fn user_ip_sp(ctx: &PerfEventContext) -> Result<(u64, u64), ReadError> {
     }
 }
 
-/// The return address at `[sp]` if `ip` is in one of `tgid`'s frameless ranges, else 0.
+/// The return address at `[sp]` if `ip` is in one of `tgid`'s frameless ranges or at a `RET`,
+/// else 0; an error (counted) when `tgid`'s ranges are not loaded: its stack could miss a caller.
 #[inline(always)]
-fn frameless_return(tgid: u32, ip: u64, sp: u64) -> u64 {
-    let Some(t) = PERF_TARGET.get(0) else {
-        return 0;
+fn frameless_return(tgid: u32, ip: u64, sp: u64) -> Result<u64, ReadError> {
+    // SAFETY: a map lookup; the value is read in place, and only this process' block is used.
+    let Some(t) = (unsafe { FRAMELESS_TARGETS.get(tgid) }) else {
+        bump(counter::STACK_FAILED);
+        return Err(ReadError);
     };
-    if t.tgid != tgid {
-        return 0;
+    if t.state != frameless_state::LOADED {
+        bump(counter::STACK_FAILED);
+        return Err(ReadError);
     }
-    // The last range starting at or below `ip`.
+    let off = ip.wrapping_sub(t.text);
+    if off >= u64::from(t.text_len) {
+        // Not Go code (cgo, the vDSO): the ranges say nothing of it.
+        return Ok(0);
+    }
+    let off = off as u32;
+    if in_ranges(t, off) || read_user::<u8>(ip).is_ok_and(|op| op == X86_RET) {
+        return Ok(read_user::<u64>(sp).unwrap_or(0));
+    }
+    Ok(0)
+}
+
+/// Whether text offset `off` is in one of the ranges `FRAMELESS[t.base..t.base + t.n_ranges]`.
+#[inline(always)]
+fn in_ranges(t: &FramelessTarget, off: u32) -> bool {
+    // The last range starting at or below `off`.
     let (mut lo, mut hi) = (0u32, t.n_ranges.min(MAX_FRAMELESS));
-    // NB: bounded for the verifier: 2^(steps-1) ≥ MAX_FRAMELESS, so the search ends in time.
+    // NB: bounded for the verifier: at most FRAMELESS_SEARCH_STEPS iterations, and
+    // 2^(steps-1) ≥ MAX_FRAMELESS ≥ n_ranges, so the search ends in time. Each index
+    // `base + mid` is checked by the array lookup itself (a block past the pool's end finds
+    // nothing), so `base` needs no bound of its own.
     for _ in 0..FRAMELESS_SEARCH_STEPS {
         // NB: the verifier explores both outcomes of every step; while it knows ranges for
         // `lo` and `hi` some comparisons become decided, which marks them precise and stops
@@ -134,20 +164,20 @@ fn frameless_return(tgid: u32, ip: u64, sp: u64) -> u64 {
             break;
         }
         let mid = lo + (hi - lo) / 2;
-        let Some(r) = FRAMELESS.get(mid) else {
-            return 0;
+        let Some(r) = FRAMELESS.get(t.base.wrapping_add(mid)) else {
+            return false;
         };
-        if r.start <= ip {
+        if r.start <= off {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
     if lo == 0 {
-        return 0;
+        return false;
     }
-    match FRAMELESS.get(lo - 1) {
-        Some(r) if ip < r.end => read_user::<u64>(sp).unwrap_or(0),
-        _ => 0,
+    match FRAMELESS.get(t.base.wrapping_add(lo - 1)) {
+        Some(r) => off < r.end,
+        None => false,
     }
 }

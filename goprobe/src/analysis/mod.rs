@@ -280,9 +280,12 @@ pub struct Binary {
     pub assist: Option<(FunctionPlan, FunctionPlan)>,
     /// Goroutine creation and exit probes; `None` if they cannot be placed.
     pub goroutines: Option<goroutines::GoroutinePlans>,
-    /// Run-time pc ranges where `[SP]` is the return address (frameless leaves, function
-    /// entries), for the perf-event signals' stacks ([`frameless::ranges`]).
-    pub frameless: Vec<frameless::Range>,
+    /// Pc ranges where `[SP]` is the return address (frameless leaves, function entries), for
+    /// the perf-event signals' stacks ([`frameless::ranges`]): offsets from the Go text, the
+    /// same for every process of the binary, PIE or not.
+    pub frameless: Arc<frameless::Frameless>,
+    /// Load bias: run-time minus link-time addresses (0 unless PIE).
+    pub bias: u64,
     /// The allocation probes this target can have (`goprobe attach --alloc`).
     pub alloc: alloc::AllocPlans,
 }
@@ -389,7 +392,10 @@ impl Target {
             stw_caller: optional(STOP_THE_WORLD_CALLER),
             assist: optional(GC_ASSIST_ALLOC).zip(optional(GC_ASSIST_ALLOC1)),
             goroutines: goroutines::plans(&|name| plan(name).ok()),
-            frameless: frameless::ranges(symbols.table(), bias),
+            frameless: Arc::new(frameless::ranges(symbols.table(), &|addr| {
+                elf.bytes_at(data, addr, 1).and_then(|b| b.first().copied())
+            })),
+            bias,
             alloc: alloc::plans(pid, &plan, &|name| symbols.function(name).map(|f| f.code)),
             stripped: !elf.has_symtab,
             pie: elf.is_pie,

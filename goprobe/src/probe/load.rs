@@ -10,13 +10,15 @@ use object::{Object as _, ObjectSection as _};
 /// `Object::relocate_btf`), which goprobe's programs have none of (they read user memory at
 /// offsets from the analysis, and the kernel only through helpers). So it is not parsed at all
 /// unless the object has some, then once.
-pub(super) fn load(object: &[u8]) -> Result<Ebpf, EbpfError> {
-    if core_relocations(object) {
-        let btf = Btf::from_sys_fs().ok();
-        EbpfLoader::new().btf(btf.as_ref()).load(object)
-    } else {
-        EbpfLoader::new().btf(None).load(object)
-    }
+/// `frameless_pool` sizes the `FRAMELESS` pool (see probe/frameless.rs).
+pub(super) fn load(object: &[u8], frameless_pool: u32) -> Result<Ebpf, EbpfError> {
+    let btf = core_relocations(object)
+        .then(|| Btf::from_sys_fs().ok())
+        .flatten();
+    EbpfLoader::new()
+        .btf(btf.as_ref())
+        .map_max_entries("FRAMELESS", frameless_pool)
+        .load(object)
 }
 
 /// Whether the BPF ELF `object` carries CO-RE relocations (`.BTF.ext`'s `core_relo_len`); true

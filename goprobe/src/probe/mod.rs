@@ -1,6 +1,7 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
 pub mod alloc;
+mod frameless;
 pub mod goroutines;
 mod load;
 pub mod perf;
@@ -151,6 +152,8 @@ pub struct Probes {
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
+    /// Which block of the `FRAMELESS` pool holds each attached binary's ranges.
+    frameless: frameless::Pool,
 }
 
 impl Probes {
@@ -165,7 +168,12 @@ impl Probes {
         if BPF_OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
-        let mut ebpf = load::load(BPF_OBJECT).map_err(ProbeError::Load)?;
+        // NB: one binary's frameless ranges at most for one process; the agent's pool holds many.
+        let pool = match scope {
+            Scope::OneProcess => goprobe_common::MAX_FRAMELESS,
+            Scope::Shared => goprobe_common::FRAMELESS_POOL,
+        };
+        let mut ebpf = load::load(BPF_OBJECT, pool).map_err(ProbeError::Load)?;
         let map = ebpf
             .take_map("STW_EVENTS")
             .ok_or(ProbeError::MissingMap { map: "STW_EVENTS" })?;
@@ -182,6 +190,7 @@ impl Probes {
             graveyard: Vec::new(),
             snapshots: Default::default(),
             rate_overrides: Vec::new(),
+            frameless: frameless::Pool::new(pool),
         };
         probes.set_pid_namespace()?;
         Ok(probes)
@@ -224,6 +233,10 @@ impl Probes {
             off_gcc_memory_limit: l.cycle.gcc_memory_limit,
             off_gcc_last_heap_goal: l.cycle.gcc_last_heap_goal.unwrap_or(0),
         };
+        if options.page_faults || options.cpu_hz > 0 {
+            // Before `TARGETS`: the perf programs may already run for every process (agent).
+            self.load_frameless(target)?;
+        }
         let map = self
             .ebpf
             .map_mut("TARGETS")

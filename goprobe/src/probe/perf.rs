@@ -15,25 +15,24 @@
 //! measures the cost to the target).
 
 use aya::{
-    maps::Array,
     programs::{
         PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
     util::online_cpus,
 };
-use goprobe_common::{FramelessRange, MAX_FRAMELESS, PerfTarget};
 use tracing::debug;
 
 use super::{Options, ProbeError, Probes};
 use crate::analysis::Target;
 
 impl Probes {
-    /// Opens the perf events `options` asks for (page faults, CPU samples) on every online CPU
-    /// and tells the programs where `target`'s frameless code is.
+    /// Opens the perf events `options` asks for (page faults, CPU samples) on every online CPU,
+    /// unless open already. `attach` has told the programs where `target`'s frameless code is
+    /// (its binary's ranges, loaded once per binary: probe/frameless.rs).
     pub(super) fn attach_perf(
         &mut self,
-        target: &Target,
+        _target: &Target,
         options: &Options,
     ) -> Result<(), ProbeError> {
         let mut events: Vec<(&'static str, &'static str, SoftwareEvent, SamplePolicy)> = Vec::new();
@@ -63,11 +62,10 @@ impl Probes {
             ));
         }
         if events.is_empty() || !self.perf_links.is_empty() {
-            // NB: the events are open for every process already; the frameless ranges stay
-            // those of the first target (one binary's ranges fit the map; see perf.rs).
+            // NB: the events are open for every process already; each target's frameless
+            // ranges were loaded by `attach` (probe/frameless.rs).
             return Ok(());
         }
-        self.set_frameless(target.process.pid, &target.frameless)?;
         let cpus =
             online_cpus().map_err(|(path, source)| ProbeError::OnlineCpus { path, source })?;
         for (program, event, config, policy) in events {
@@ -117,40 +115,5 @@ impl Probes {
             }
         }
         self.bury(owned);
-    }
-
-    /// Fills `FRAMELESS` with `ranges` (sorted, disjoint) and makes them `pid`'s.
-    fn set_frameless(&mut self, pid: u32, ranges: &[(u64, u64)]) -> Result<(), ProbeError> {
-        let map_err = |map| move |source| ProbeError::Map { map, source };
-        let n = ranges.len().min(MAX_FRAMELESS as usize);
-        {
-            let map = self
-                .ebpf
-                .map_mut("FRAMELESS")
-                .ok_or(ProbeError::MissingMap { map: "FRAMELESS" })?;
-            let mut arr: Array<_, FramelessRange> =
-                Array::try_from(map).map_err(map_err("FRAMELESS"))?;
-            for (i, &(start, end)) in ranges.iter().take(n).enumerate() {
-                arr.set(i as u32, FramelessRange { start, end }, 0)
-                    .map_err(map_err("FRAMELESS"))?;
-            }
-        }
-        let map = self
-            .ebpf
-            .map_mut("PERF_TARGET")
-            .ok_or(ProbeError::MissingMap { map: "PERF_TARGET" })?;
-        let mut arr: Array<_, PerfTarget> = Array::try_from(map).map_err(map_err("PERF_TARGET"))?;
-        arr.set(
-            0,
-            PerfTarget {
-                tgid: pid,
-                n_ranges: n as u32,
-                zero: 0,
-            },
-            0,
-        )
-        .map_err(map_err("PERF_TARGET"))?;
-        debug!(pid, ranges = n, "frameless ranges set");
-        Ok(())
     }
 }

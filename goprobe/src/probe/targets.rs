@@ -127,6 +127,7 @@ impl Probes {
         }
         self.bury(owned);
         forget!(self, HashMap<u32, TargetConfig>, "TARGETS", pid, |&k| k);
+        self.forget_frameless(pid);
         forget!(self, HashMap<u32, AllocConfig>, "ALLOC_TARGETS", pid, |&k| k);
         forget!(self, PerCpuHashMap<u32, GoroutineCounts>, "GOROUTINE_COUNTS", pid, |&k| k);
         forget!(self, PerCpuHashMap<SiteKey, SiteCounts>, "SITES", pid, |k| k.tgid);

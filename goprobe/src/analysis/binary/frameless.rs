@@ -18,24 +18,52 @@
 
 use goprobe_gopclntab::Pclntab;
 
-use goprobe_common::MAX_FRAMELESS;
+use goprobe_common::{MAX_FRAMELESS, X86_RET};
 
-/// A pc range `[start, end)` (run-time addresses) where `[SP]` holds the return address.
-pub type Range = (u64, u64);
+/// A pc range `[start, end)` where `[SP]` holds the return address, as offsets from the Go text
+/// start ([`Frameless::text_start`]).
+pub type Range = (u32, u32);
 
-/// The frameless pc ranges of the binary whose table is `table`, moved by the load `bias`,
-/// sorted, merged where adjacent, and at most [`MAX_FRAMELESS`] of them (whole frameless
-/// functions first, then function entries, as they fit). Empty without a function table.
-pub fn ranges(table: Option<&Pclntab<'_>>, bias: u64) -> Vec<Range> {
+/// The frameless ranges of one executable, the same in every process that runs it: offsets from
+/// its Go text start, so a PIE binary's processes share them (each adds its own load bias).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frameless {
+    /// Link-time address of the Go text start (`runtime.text`), which the offsets count from.
+    pub text_start: u64,
+    /// Bytes of Go text from `text_start` (to the end of the last function).
+    pub text_len: u32,
+    /// Sorted, disjoint, never touching; at most [`MAX_FRAMELESS`], else empty with `too_many`.
+    pub ranges: Vec<Range>,
+    /// How many ranges the binary has when that is more than [`MAX_FRAMELESS`]: none are kept,
+    /// and the perf-event signals drop (and count) this binary's samples rather than give them
+    /// stacks that may miss a caller.
+    pub too_many: Option<usize>,
+}
+
+/// The frameless ranges of the binary whose table is `table`; `code(addr)` reads the byte at
+/// link-time address `addr` (to leave out lone `RET`s, which the BPF side recognizes itself).
+/// Empty without a function table.
+///
+/// Fewer ranges than zero-delta stretches, none of them wrong (hugo, 88k functions: 213k
+/// stretches at delta 0 outside its 21k frameless leaves become 69k ranges in all;
+/// goprobe/tests/frameless_ranges.rs checks every instruction):
+/// - a function's last zero stretch that ends where its code ends (the `morestack` call
+///   after the body) is extended over the padding to the next function: the padding (INT3
+///   fill) is never executed, so the stretch touches the next function's entry and merges;
+/// - a lone one-byte stretch holding `RET` is left out: at a `RET` the return address is at
+///   `[SP]` by the instruction's own definition, so the BPF side checks the byte at the sampled
+///   IP instead (ebpf/goprobe-ebpf/src/perf.rs).
+pub fn ranges(table: Option<&Pclntab<'_>>, code: &dyn Fn(u64) -> Option<u8>) -> Frameless {
     let Some(table) = table else {
-        return Vec::new();
+        return Frameless::default();
     };
     let started = std::time::Instant::now();
-    // Whole frameless functions (every step 0: leaves such as memmove, memclrNoHeapPointers,
-    // Syscall6) and the zero-delta stretches of functions with a frame (entry, RETs).
-    let (mut leaves, mut entries) = (Vec::new(), Vec::new());
+    let text_start = table.text_start();
+    let mut text_end = text_start;
+    let mut zero: Vec<(u64, u64)> = Vec::with_capacity(table.len() * 3);
     let mut unreadable = 0usize;
     for f in table.funcs() {
+        text_end = text_end.max(f.end);
         let steps = match table.sp_deltas(&f) {
             Ok(s) => s,
             Err(_) => {
@@ -43,55 +71,60 @@ pub fn ranges(table: Option<&Pclntab<'_>>, bias: u64) -> Vec<Range> {
                 continue;
             }
         };
-        let zero = steps.iter().filter(|s| s.2 == 0).map(|&(a, b, _)| (a, b));
-        if !steps.is_empty() && steps.iter().all(|s| s.2 == 0) {
-            // NB: the padding after the last step (INT3 fill up to the next function's
-            // alignment) is never executed: the function's whole range can be taken.
-            leaves.push((f.entry, f.end));
-        } else {
-            entries.extend(zero);
+        let Some(&(_, code_end, _)) = steps.last() else {
+            continue;
+        };
+        let before = zero.len();
+        // Consecutive zero steps touch and are merged below.
+        zero.extend(steps.iter().filter(|s| s.2 == 0).map(|&(a, b, _)| (a, b)));
+        // NB: the pcsp program ends with the function's last instruction; what follows up to
+        // the next function's entry is alignment padding (INT3), never executed. A zero
+        // stretch ending there (a frameless leaf, or the morestack call that closes a function
+        // with a frame) may cover it.
+        if zero.len() > before
+            && let Some(last) = zero.last_mut()
+            && last.1 == code_end
+        {
+            last.1 = f.end.max(code_end);
         }
     }
     if unreadable > 0 {
         tracing::debug!(unreadable, "functions without a readable pcsp program");
     }
-    let leaves = merge(leaves);
-    let entries = merge(entries);
-    let max = MAX_FRAMELESS as usize;
-    let mut out = leaves;
-    if out.len() > max {
-        tracing::warn!(
-            frameless = out.len(),
-            max,
-            "too many frameless functions: samples in the rest miss their caller"
-        );
-        out.truncate(max);
-    } else if out.len() + entries.len() <= max {
-        out.extend(entries);
-        out = merge(out);
-    } else {
-        tracing::info!(
-            entries = entries.len(),
-            max,
-            "function entries left out of the frameless ranges (table full): samples there \
-             miss their caller"
-        );
+    let steps = zero.len();
+    let mut merged = merge(zero);
+    // NB: x86-64 RET pops the return address from [SP] (Intel SDM vol. 2, RET); the BPF side
+    // reads the opcode at the sampled IP (only ever an instruction boundary) and needs no range.
+    merged.retain(|&(a, b)| !(b == a + 1 && code(a) == Some(X86_RET)));
+    let offset = |a: u64| u32::try_from(a.saturating_sub(text_start)).unwrap_or(u32::MAX);
+    let mut out = Frameless {
+        text_start,
+        text_len: offset(text_end),
+        ranges: merged
+            .into_iter()
+            .map(|(a, b)| (offset(a), offset(b)))
+            .collect(),
+        too_many: None,
+    };
+    if out.ranges.len() > MAX_FRAMELESS as usize {
+        out.too_many = Some(out.ranges.len());
+        out.ranges = Vec::new();
     }
     tracing::debug!(
-        ranges = out.len(),
+        ranges = out.ranges.len(),
+        too_many = out.too_many,
+        steps,
         functions = table.len(),
         ms = started.elapsed().as_millis() as u64,
         "frameless ranges"
     );
-    out.into_iter()
-        .map(|(a, b)| (a.wrapping_add(bias), b.wrapping_add(bias)))
-        .collect()
+    out
 }
 
 /// Sorts and merges overlapping or touching ranges.
-fn merge(mut v: Vec<Range>) -> Vec<Range> {
+fn merge<T: Ord + Copy>(mut v: Vec<(T, T)>) -> Vec<(T, T)> {
     v.sort_unstable();
-    let mut out: Vec<Range> = Vec::with_capacity(v.len());
+    let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
     for (a, b) in v {
         match out.last_mut() {
             Some(last) if a <= last.1 => last.1 = last.1.max(b),
@@ -102,7 +135,7 @@ fn merge(mut v: Vec<Range>) -> Vec<Range> {
 }
 
 /// The range of `ranges` (sorted, disjoint) that holds `pc` — the search the BPF side does.
-pub fn lookup(ranges: &[Range], pc: u64) -> Option<Range> {
+pub fn lookup(ranges: &[Range], pc: u32) -> Option<Range> {
     let i = ranges.partition_point(|r| r.0 <= pc).checked_sub(1)?;
     let r = ranges[i];
     (pc < r.1).then_some(r)
@@ -118,6 +151,11 @@ mod tests {
             merge(vec![(10, 20), (0, 5), (20, 25), (22, 23), (30, 31)]),
             [(0, 5), (10, 25), (30, 31)]
         );
+    }
+
+    #[test]
+    fn merges_offsets() {
+        assert_eq!(merge(vec![(5u32, 6), (0, 5)]), [(0, 6)]);
     }
 
     #[test]
