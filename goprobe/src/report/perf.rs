@@ -3,10 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sites::name_sites;
-use crate::{
-    probe::budget::Budget,
-    signal::{cost::Skipped, cpu::CpuSamples, pagefault},
-};
+use crate::signal::{cost::Skipped, cpu::CpuSamples, pagefault};
 
 /// Page faults of the target's threads in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -84,11 +81,11 @@ pub struct BudgetUse {
     pub skipped: u64,
 }
 
-/// The `goprobe.budget` entries of `budget` (the caps in effect) and `skipped`.
-pub fn budget_uses(budget: &Budget, skipped: &Skipped) -> Vec<BudgetUse> {
+/// The `goprobe.budget` entries of `caps` (the caps in effect, by signal index) and `skipped`.
+pub fn budget_uses(caps: &[u32], skipped: &Skipped) -> Vec<BudgetUse> {
     skipped
         .by_signal()
-        .zip(budget.caps)
+        .zip(caps.iter().copied())
         .map(|((signal, skipped), cap)| BudgetUse {
             signal: signal.to_owned(),
             cap_per_cpu_second: cap,
