@@ -326,7 +326,7 @@ pub mod site_kind {
     pub const ALLOC: u32 = 1;
     /// Goroutine creations (`go` statements): `a` goroutines created, `b` unused.
     pub const GOROUTINE_CREATE: u32 = 2;
-    /// Minor page faults, sampled (perf frequency mode): `a` faults the samples stand for (the
+    /// Minor page faults, sampled (one per perf sample period): `a` faults the samples stand for (the
     /// sum of their sample periods), `b` samples.
     pub const PAGE_FAULT: u32 = 3;
     /// On-CPU samples: `a` samples, `b` unused.

@@ -1,5 +1,5 @@
-//! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, sampled in
-//! frequency mode and weighted by period; the exact totals are the kernel's own per-process
+//! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, sampled once
+//! per `--page-fault-period` faults and weighted by period; the exact totals are the kernel's own per-process
 //! counts, read by user space) and on-CPU samples (software `CPU_CLOCK`), counted per user stack
 //! into `SITES`; each capped per second by budget.rs.
 //!
@@ -40,9 +40,9 @@ static FRAMELESS: Array<FramelessRange> = Array::with_max_entries(MAX_FRAMELESS,
 #[map]
 static PERF_TARGET: Array<PerfTarget> = Array::with_max_entries(1, 0);
 
-/// A sampled minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN` in frequency
-/// mode: the kernel adapts the period to keep about `--page-fault-hz` samples per second and
-/// CPU); weighted by the faults it stands for, its sample period.
+/// A sampled minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN`, one per
+/// `--page-fault-period` faults of the CPU); weighted by the faults it stands for, its sample
+/// period.
 #[perf_event]
 pub fn page_fault_min(ctx: PerfEventContext) -> u32 {
     let period = sample_period(&ctx);
@@ -80,8 +80,8 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
 /// NB: `bpf_perf_event_data.sample_period` is the period of the overflow that ran the program
 /// (kernel/trace/bpf_trace.c `pe_prog_convert_ctx_access` reads `perf_sample_data.period`,
 /// which kernel/events/core.c `perf_swevent_event` sets to `hwc->last_period`: the period that
-/// just ran out). In frequency mode the kernel changes the period as the event rate changes
-/// (`perf_adjust_period`, from the first period of 1), so each sample is weighted by its own.
+/// just ran out): the fixed period asked for, or, should the events be opened in frequency
+/// mode, the one the kernel chose (`perf_adjust_period`), so each sample is weighted by its own.
 #[inline(always)]
 fn sample_period(ctx: &PerfEventContext) -> u64 {
     // SAFETY: `ctx` is the kernel's bpf_perf_event_data; its fields are readable in place.

@@ -64,11 +64,11 @@ pub struct AttachArgs {
     /// Do not record page faults.
     #[arg(long)]
     pub no_page_faults: bool,
-    /// Page-fault stack samples per second and CPU the kernel aims at (it adapts the sampling
-    /// period to the fault rate). The fault totals are exact whatever it is (the kernel's own
-    /// count); the per-stack numbers are estimates from the samples, scaled to the totals.
-    #[arg(long, default_value_t = goprobe::probe::perf::PAGE_FAULT_HZ, value_name = "HZ")]
-    pub page_fault_hz: u32,
+    /// Take a page-fault stack sample once per this many faults (per CPU). The fault totals
+    /// are exact whatever it is (the kernel's own count); the per-stack numbers are estimates
+    /// from the samples, scaled to the totals. 1 samples every fault (about 4 µs each).
+    #[arg(long, default_value_t = goprobe::probe::perf::PAGE_FAULT_PERIOD, value_name = "FAULTS")]
+    pub page_fault_period: u32,
     /// Cap a signal's BPF work: at most RUNS program runs per CPU and second, the rest skipped
     /// and counted (report.json goprobe.budget). SIGNAL is page_faults, cpu, alloc,
     /// goroutines, assist or stacks; 0 removes the cap. Repeatable. Defaults: page_faults 1000,
@@ -122,7 +122,7 @@ impl AttachArgs {
             page_faults: !self.no_page_faults,
             goroutines: !self.no_goroutines,
             goroutine_sites: self.goroutine_sites,
-            page_fault_hz: self.page_fault_hz,
+            page_fault_period: self.page_fault_period,
             budget,
         })
     }

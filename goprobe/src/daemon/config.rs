@@ -75,8 +75,8 @@ pub struct Signals {
     /// Goroutine creation sites and created/exited counts (a probe hit per goroutine created
     /// and exited: about 6 µs each).
     pub goroutine_sites: bool,
-    /// Page-fault stack samples per second and CPU, as `goprobe attach --page-fault-hz`.
-    pub page_fault_hz: u32,
+    /// Faults per page-fault stack sample, as `goprobe attach --page-fault-period`.
+    pub page_fault_period: u32,
     /// Per-second caps on each signal's BPF work, program runs per CPU (`page_faults`, `cpu`,
     /// `alloc`, `goroutines`, `assist`, `stacks`; 0 = none), as `goprobe attach --budget`.
     pub budget: std::collections::BTreeMap<String, u32>,
@@ -91,7 +91,7 @@ impl Default for Signals {
             page_faults: false,
             goroutines: true,
             goroutine_sites: false,
-            page_fault_hz: crate::probe::perf::PAGE_FAULT_HZ,
+            page_fault_period: crate::probe::perf::PAGE_FAULT_PERIOD,
             budget: Default::default(),
         }
     }
@@ -126,7 +126,7 @@ impl Signals {
             page_faults: self.page_faults,
             goroutines: self.goroutines,
             goroutine_sites: self.goroutine_sites,
-            page_fault_hz: self.page_fault_hz,
+            page_fault_period: self.page_fault_period,
             budget,
         })
     }
@@ -239,7 +239,7 @@ mod tests {
             alloc = "off"
             cpu_hz = 0
             page_faults = true
-            page_fault_hz = 50
+            page_fault_period = 50
             [signals.budget]
             alloc = 0
             page_faults = 7
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(c.select.pid_namespace, PidNamespace::Own);
         let o = c.signals.options().unwrap();
         assert_eq!(o.alloc, AllocMode::Off);
-        assert_eq!(o.page_fault_hz, 50);
+        assert_eq!(o.page_fault_period, 50);
         let caps = o.budget.caps;
         assert_eq!((caps[2], caps[0]), (0, 7), "alloc, page_faults: {caps:?}");
         assert!(

@@ -21,10 +21,11 @@ pub const SIGNALS: [(&str, u32); budget_signal::LEN as usize] = [
 ///
 /// The defaults bound each signal's BPF work at a few milliseconds per CPU-second (a run with
 /// a stack walk costs about 2–5 µs, `goprobe attach --bpf-stats`), well above what the
-/// defaults ask for: page faults are sampled at `--page-fault-hz` 100 and CPU at 97 Hz per
-/// CPU, so their caps only bite when the kernel's frequency adaptation lags (a fault storm
-/// right after the events are opened, at period 1). Allocation samples (one per 512 KiB
-/// allocated) reach 2000 a second at about 1 GiB/s of allocation on one CPU.
+/// defaults ask for: CPU is sampled at 97 Hz per CPU, page faults once per
+/// `--page-fault-period` 32 faults, so their cap bites at 32,000 faults per CPU-second (a fault
+/// storm; the totals stay exact). Allocation samples (one per 512 KiB allocated) reach 2000 a
+/// second at about 1 GiB/s of allocation on one CPU. Over a cap the rest of the window's runs are
+/// skipped, so in a burst the later stacks are under-represented: `skipped` says by how much.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     /// Indexed by [`budget_signal`].

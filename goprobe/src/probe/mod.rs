@@ -110,9 +110,9 @@ pub struct Options {
     /// and one on goroutine exit, about 6 µs of the target's time per goroutine (`cargo xtask
     /// bench`), so off by default.
     pub goroutine_sites: bool,
-    /// Page-fault stack samples per second and CPU the kernel aims at (perf frequency mode);
-    /// the totals are exact whatever it is.
-    pub page_fault_hz: u32,
+    /// Faults per page-fault stack sample (perf sample period, per CPU); the totals are exact
+    /// whatever it is.
+    pub page_fault_period: u32,
     /// Per-second caps on each signal's BPF work.
     pub budget: budget::Budget,
 }
@@ -125,7 +125,7 @@ impl Default for Options {
             page_faults: true,
             goroutines: true,
             goroutine_sites: false,
-            page_fault_hz: perf::PAGE_FAULT_HZ,
+            page_fault_period: perf::PAGE_FAULT_PERIOD,
             budget: budget::Budget::default(),
         }
     }

@@ -16,12 +16,12 @@ pub struct PageFaults {
     /// had gone by then: they are those of goprobe's last read before.
     #[serde(default = "yes")]
     pub exact_at_end: bool,
-    /// Stack samples taken (perf frequency mode, `sample_hz` per CPU).
+    /// Stack samples taken (one per `sample_period` faults of a CPU).
     #[serde(default)]
     pub samples: u64,
-    /// Samples per second and CPU the kernel aimed at (`--page-fault-hz`).
+    /// Faults per sample asked for (`--page-fault-period`).
     #[serde(default)]
-    pub sample_hz: u32,
+    pub sample_period: u32,
     /// Faults per sample: the samples' periods summed, over `samples`; `null` without samples.
     #[serde(default)]
     pub mean_period: Option<f64>,
@@ -116,7 +116,7 @@ impl PageFaults {
             major: p.totals.major,
             exact_at_end: p.current,
             samples: p.sampled.samples,
-            sample_hz: p.hz,
+            sample_period: p.period,
             mean_period: p.mean_period(),
             sampled_minor: p.sampled.minor,
             sampled_major: p.sampled.major,
@@ -239,7 +239,7 @@ mod tests {
             totals: c(14, 1),
             sampled: c(14, 1),
             current: true,
-            hz: 100,
+            period: 32,
         });
         let site = |id, value| Site {
             stack: stack(id),

@@ -34,13 +34,13 @@ pub struct PageFaults {
     /// Whether `totals` were read now; false when the process had gone, then they are those of
     /// the last read before.
     pub current: bool,
-    /// Samples per second and CPU the kernel aimed at.
-    pub hz: u32,
+    /// Faults per sample asked for (the perf sample period).
+    pub period: u32,
 }
 
 impl PageFaults {
     /// The faults of process `pid`: its counts now, and its samples summed over CPUs.
-    pub fn read(probes: &Probes, pid: u32, hz: u32, namer: &mut StackNamer) -> Self {
+    pub fn read(probes: &Probes, pid: u32, period: u32, namer: &mut StackNamer) -> Self {
         let mut sites = Vec::new();
         for (kind, major) in [
             (site_kind::PAGE_FAULT, false),
@@ -57,7 +57,7 @@ impl PageFaults {
         let (exact, current) = probes
             .faults_since_attach(pid, now)
             .unwrap_or(((0, 0), false));
-        Self::from_samples(sites, exact, current, hz)
+        Self::from_samples(sites, exact, current, period)
     }
 
     /// Scales the sampled `sites` to the exact `(minor, major)` totals.
@@ -65,7 +65,7 @@ impl PageFaults {
         mut sites: Vec<Site<FaultCounts>>,
         exact: (u64, u64),
         current: bool,
-        hz: u32,
+        period: u32,
     ) -> Self {
         let sampled = sum(&sites);
         scale(&mut sites, exact.0, |c| &mut c.minor);
@@ -79,7 +79,7 @@ impl PageFaults {
             },
             sampled,
             current,
-            hz,
+            period,
         }
     }
 
