@@ -12,8 +12,9 @@ pub struct PageFaults {
     /// attach.
     pub minor: u64,
     pub major: u64,
-    /// Whether `minor` and `major` were read at the end of the window; false when the process
-    /// had gone by then: they are those of goprobe's last read before.
+    /// Whether `minor` and `major` were read at the end of the window (exact); false when the
+    /// process had gone by then: they are the larger of goprobe's last read before (which
+    /// misses the last faults) and the samples' estimate.
     #[serde(default = "yes")]
     pub exact_at_end: bool,
     /// Stack samples taken (one per `sample_period` faults of a CPU).
@@ -166,13 +167,13 @@ pub(super) fn render_summary(r: &super::Report, n: usize, out: &mut String) {
             .map_or_else(String::new, |p| format!(", 1 per {p:.0} faults"));
         let _ = writeln!(
             out,
-            "page faults: {} minor, {} major (exact{}); top sites, estimated from {} samples{period}:",
+            "page faults: {} minor, {} major ({}); top sites, estimated from {} samples{period}:",
             pf.minor,
             pf.major,
             if pf.exact_at_end {
-                ""
+                "exact"
             } else {
-                ", until the process ended"
+                "estimated: the process ended after goprobe's last count"
             },
             pf.samples
         );

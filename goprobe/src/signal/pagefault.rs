@@ -31,8 +31,8 @@ pub struct PageFaults {
     pub totals: FaultCounts,
     /// The samples' own estimate of `totals` (their periods summed), before scaling.
     pub sampled: FaultCounts,
-    /// Whether `totals` were read now; false when the process had gone, then they are those of
-    /// the last read before.
+    /// Whether `totals` were read now (exact); false when the process had gone: then they are
+    /// the larger of the last read before and the samples' estimate.
     pub current: bool,
     /// Faults per sample asked for (the perf sample period).
     pub period: u32,
@@ -60,7 +60,9 @@ impl PageFaults {
         Self::from_samples(sites, exact, current, period)
     }
 
-    /// Scales the sampled `sites` to the exact `(minor, major)` totals.
+    /// Scales the sampled `sites` to the exact `(minor, major)` totals. When these are not
+    /// `current` (the process ended after the last read, which then misses its last faults),
+    /// the totals are the larger of them and the samples' estimate.
     fn from_samples(
         mut sites: Vec<Site<FaultCounts>>,
         exact: (u64, u64),
@@ -68,6 +70,11 @@ impl PageFaults {
         period: u32,
     ) -> Self {
         let sampled = sum(&sites);
+        let exact = if current {
+            exact
+        } else {
+            (exact.0.max(sampled.minor), exact.1.max(sampled.major))
+        };
         scale(&mut sites, exact.0, |c| &mut c.minor);
         scale(&mut sites, exact.1, |c| &mut c.major);
         Self {
@@ -212,6 +219,9 @@ mod tests {
         assert!(pf.sites[1].stack.locations.is_empty());
         assert_eq!((pf.sites[1].value.minor, pf.sites[1].value.major), (0, 3));
         assert_eq!(pf.sites[0].value.minor, 10);
+        // Gone before the end: the last read (5) missed faults the samples saw.
+        let gone = PageFaults::from_samples(vec![site("main.a", 64, 0, 2)], (5, 0), false, 32);
+        assert_eq!((gone.totals.minor, gone.current), (64, false));
         let none = PageFaults::from_samples(Vec::new(), (0, 0), false, 100);
         assert!(none.sites.is_empty() && none.mean_period().is_none());
     }
