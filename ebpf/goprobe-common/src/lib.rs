@@ -342,10 +342,13 @@ pub mod site_kind {
     pub const ALLOC: u32 = 1;
     /// Goroutine creations (`go` statements): `a` goroutines created, `b` unused.
     pub const GOROUTINE_CREATE: u32 = 2;
-    /// Page faults: `a` minor, `b` major.
+    /// Minor page faults, sampled (one per perf sample period): `a` faults the samples stand for (the
+    /// sum of their sample periods), `b` samples.
     pub const PAGE_FAULT: u32 = 3;
     /// On-CPU samples: `a` samples, `b` unused.
     pub const CPU: u32 = 4;
+    /// Major page faults, sampled as [`PAGE_FAULT`]: `a` faults (sum of periods), `b` samples.
+    pub const PAGE_FAULT_MAJOR: u32 = 5;
 }
 
 /// Max number of distinct (process, kind, stack) triples counted in the `SITES` map: room for
@@ -507,9 +510,48 @@ pub mod counter {
     pub const SITES_FULL: u32 = 4;
     /// Process lifecycle events dropped because their ring buffer was full.
     pub const LIFECYCLE_FULL: u32 = 5;
+    /// First of [`super::budget_signal::LEN`] slots: program runs of each capped signal that
+    /// returned early because that signal's per-second budget on their CPU was spent
+    /// (`BUDGET_SKIPPED + budget_signal::X`).
+    pub const BUDGET_SKIPPED: u32 = 6;
     /// Number of counters.
+    pub const LEN: u32 = BUDGET_SKIPPED + super::budget_signal::LEN;
+}
+
+/// The signals whose BPF work per second is capped (ebpf/goprobe-ebpf/src/budget.rs): indexes
+/// of `BUDGET_CAPS` and of the per-CPU `BUDGET`, and offsets from [`counter::BUDGET_SKIPPED`].
+pub mod budget_signal {
+    /// `page_fault_min` / `page_fault_maj` samples.
+    pub const PAGE_FAULT: u32 = 0;
+    /// `cpu_sample` ticks.
+    pub const CPU: u32 = 1;
+    /// Allocation probes (every sampler).
+    pub const ALLOC: u32 = 2;
+    /// Goroutine creation stacks (`goroutine_create_entry`; the created count is always kept).
+    pub const GOROUTINE: u32 = 3;
+    /// Mark-assist stacks (`assist_entry`; the assist's time is still counted, without stack).
+    pub const ASSIST: u32 = 4;
+    /// Stop-the-world and forced-GC caller stacks (`stw_caller_entry`, `gcStart`'s capture).
+    pub const STACK: u32 = 5;
+    /// Number of capped signals.
     pub const LEN: u32 = 6;
 }
+
+/// Length of a budget window: `bpf_ktime_get_ns() >> BUDGET_WINDOW_SHIFT`, 2^30 ns (1.07 s),
+/// a shift where a division would cost more.
+pub const BUDGET_WINDOW_SHIFT: u32 = 30;
+
+/// One CPU's spending of one signal's budget (`BUDGET`, per CPU, indexed by
+/// [`budget_signal`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetSlot {
+    /// The window (`ktime >> BUDGET_WINDOW_SHIFT`) `used` counts in.
+    pub window: u64,
+    /// Program runs admitted in that window.
+    pub used: u64,
+}
+const _: () = assert!(size_of::<BudgetSlot>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -531,4 +573,5 @@ mod pod {
     unsafe impl aya::Pod for super::PidNs {}
     unsafe impl aya::Pod for super::AllocConfig {}
     unsafe impl aya::Pod for super::AllocSampleKey {}
+    unsafe impl aya::Pod for super::BudgetSlot {}
 }

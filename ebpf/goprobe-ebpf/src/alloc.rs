@@ -17,10 +17,11 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use goprobe_common::{
-    AllocConfig, AllocSampleKey, MAX_ALLOC_SAMPLES, MAX_TARGETS, counter, site_kind,
+    AllocConfig, AllocSampleKey, MAX_ALLOC_SAMPLES, MAX_TARGETS, budget_signal, counter, site_kind,
 };
 
 use crate::{
+    budget::admit,
     goabi::{ReadError, int_reg, read_user, stack_check_fails},
     maps::bump,
     sites::add_site,
@@ -72,7 +73,7 @@ fn try_mallocgc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) {
+    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
         return Ok(());
     }
     let stack = capture(ctx);
@@ -102,6 +103,9 @@ fn try_direct_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     if (ret >= cfg.mallocgc_start && ret < cfg.mallocgc_end) || morestack_pending(ctx, cfg) {
         return Ok(());
     }
+    if !admit(budget_signal::ALLOC) {
+        return Ok(());
+    }
     let size = int_reg(ctx, 0)?;
     if size == 0 {
         return Ok(());
@@ -127,7 +131,7 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) {
+    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
         return Ok(());
     }
     let key = AllocSampleKey {
@@ -160,7 +164,7 @@ fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) {
+    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
         return Ok(());
     }
     // NB: RAX = c, BL = spc (src/runtime/mcache.go `refill`, Go 1.19–1.27). refill is called
@@ -214,7 +218,7 @@ fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) {
+    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
         return Ok(());
     }
     let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;

@@ -9,9 +9,10 @@ use aya_ebpf::{
     maps::PerCpuHashMap,
     programs::ProbeContext,
 };
-use goprobe_common::{GoroutineCounts, MAX_TARGETS, site_kind};
+use goprobe_common::{GoroutineCounts, MAX_TARGETS, budget_signal, site_kind};
 
 use crate::{
+    budget::admit,
     goabi::{ReadError, stack_check_fails},
     sites::add_site,
     stacks::{capture, tgid},
@@ -46,7 +47,10 @@ fn try_create(ctx: &ProbeContext) -> Result<(), ReadError> {
         return Ok(());
     }
     let tgid = tgid();
-    add_site(tgid, site_kind::GOROUTINE_CREATE, capture(ctx), 1, 0);
+    // The created count is kept over budget (the exits are counted too); the stack is not.
+    if admit(budget_signal::GOROUTINE) {
+        add_site(tgid, site_kind::GOROUTINE_CREATE, capture(ctx), 1, 0);
+    }
     add(tgid, 1, 0)
 }
 

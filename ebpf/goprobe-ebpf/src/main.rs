@@ -8,6 +8,7 @@
 #![no_main]
 
 mod alloc;
+mod budget;
 mod cycle;
 mod gc;
 mod goabi;

@@ -1,5 +1,7 @@
-//! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, one sample per
-//! fault) and on-CPU samples (software `CPU_CLOCK`), counted per user stack into `SITES`.
+//! Perf-event programs: page faults (software events `PAGE_FAULTS_MIN` / `_MAJ`, sampled once
+//! per `--page-fault-period` faults and weighted by period; the exact totals are the kernel's own per-process
+//! counts, read by user space) and on-CPU samples (software `CPU_CLOCK`), counted per user stack
+//! into `SITES`; each capped per second by budget.rs.
 //!
 //! The events are opened by user space (goprobe/src/probe/perf.rs) once per online CPU for all
 //! processes; these programs keep only the threads of attached processes (`TARGETS`).
@@ -24,10 +26,11 @@ use aya_ebpf::{
 };
 use goprobe_common::{
     FRAMELESS_POOL, FRAMELESS_SEARCH_STEPS, FramelessRange, FramelessTarget, MAX_FRAMELESS,
-    MAX_TARGETS, X86_RET, counter, frameless_state, site_kind,
+    MAX_TARGETS, X86_RET, budget_signal, counter, frameless_state, site_kind,
 };
 
 use crate::{
+    budget::admit,
     goabi::{ReadError, read_user},
     maps::{TARGETS, bump},
     sites::add_site,
@@ -45,18 +48,29 @@ static FRAMELESS: Array<FramelessRange> =
 #[map]
 static FRAMELESS_TARGETS: HashMap<u32, FramelessTarget> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// A minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN`, period 1).
+/// A sampled minor page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MIN`, one per
+/// `--page-fault-period` faults of the CPU); weighted by the faults it stands for, its sample
+/// period.
 #[perf_event]
 pub fn page_fault_min(ctx: PerfEventContext) -> u32 {
-    match try_sample(&ctx, site_kind::PAGE_FAULT, 1, 0) {
+    let period = sample_period(&ctx);
+    match try_sample(
+        &ctx,
+        site_kind::PAGE_FAULT,
+        budget_signal::PAGE_FAULT,
+        period,
+        1,
+    ) {
         Ok(()) | Err(ReadError) => 0,
     }
 }
 
-/// A major page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MAJ`, period 1).
+/// A sampled major page fault of any process (`PERF_COUNT_SW_PAGE_FAULTS_MAJ`, as above).
 #[perf_event]
 pub fn page_fault_maj(ctx: PerfEventContext) -> u32 {
-    match try_sample(&ctx, site_kind::PAGE_FAULT, 0, 1) {
+    let period = sample_period(&ctx);
+    let kind = site_kind::PAGE_FAULT_MAJOR;
+    match try_sample(&ctx, kind, budget_signal::PAGE_FAULT, period, 1) {
         Ok(()) | Err(ReadError) => 0,
     }
 }
@@ -64,16 +78,38 @@ pub fn page_fault_maj(ctx: PerfEventContext) -> u32 {
 /// A cpu-clock tick on a CPU (`PERF_COUNT_SW_CPU_CLOCK`, at `--cpu-hz`).
 #[perf_event]
 pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
-    match try_sample(&ctx, site_kind::CPU, 1, 0) {
+    match try_sample(&ctx, site_kind::CPU, budget_signal::CPU, 1, 0) {
         Ok(()) | Err(ReadError) => 0,
     }
 }
 
+/// The events this sample stands for: its period.
+///
+/// NB: `bpf_perf_event_data.sample_period` is the period of the overflow that ran the program
+/// (kernel/trace/bpf_trace.c `pe_prog_convert_ctx_access` reads `perf_sample_data.period`,
+/// which kernel/events/core.c `perf_swevent_event` sets to `hwc->last_period`: the period that
+/// just ran out): the fixed period asked for, or, should the events be opened in frequency
+/// mode, the one the kernel chose (`perf_adjust_period`), so each sample is weighted by its own.
 #[inline(always)]
-fn try_sample(ctx: &PerfEventContext, kind: u32, a: u64, b: u64) -> Result<(), ReadError> {
+fn sample_period(ctx: &PerfEventContext) -> u64 {
+    // SAFETY: `ctx` is the kernel's bpf_perf_event_data; its fields are readable in place.
+    unsafe { (*ctx.ctx).sample_period }.max(1)
+}
+
+#[inline(always)]
+fn try_sample(
+    ctx: &PerfEventContext,
+    kind: u32,
+    signal: u32,
+    a: u64,
+    b: u64,
+) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: a map lookup; the value is only tested for presence.
     if unsafe { TARGETS.get(tgid) }.is_none() {
+        return Ok(());
+    }
+    if !admit(signal) {
         return Ok(());
     }
     let ret = match user_ip_sp(ctx) {

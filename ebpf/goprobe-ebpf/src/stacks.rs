@@ -21,10 +21,11 @@ use aya_ebpf::{
 use goprobe_common::{
     AssistKey, AssistPending, BPF_F_USER_STACK, CallerStack, CycleKey, GoroutineKey,
     MAX_ASSIST_CYCLES, MAX_ASSIST_SITES, MAX_PENDING_CALLERS, MAX_PENDING_STW, MAX_STACK_DEPTH,
-    MAX_STACKS, StackFrames, TargetConfig, counter,
+    MAX_STACKS, StackFrames, TargetConfig, budget_signal, counter,
 };
 
 use crate::{
+    budget::admit,
     goabi::{ReadError, current_g, int_reg, read_user},
     maps::{STW_PENDING, TARGETS, bump},
 };
@@ -182,9 +183,16 @@ fn goroutine_key(ctx: &ProbeContext) -> Result<GoroutineKey, ReadError> {
 /// `runtime.stopTheWorld` entry, on the calling goroutine: remember who is stopping the world.
 #[uprobe]
 pub fn stw_caller_entry(ctx: ProbeContext) -> u32 {
-    match try_remember(&ctx, &STW_CALLERS) {
+    match try_stw_caller(&ctx) {
         Ok(()) | Err(ReadError) => 0,
     }
+}
+
+fn try_stw_caller(ctx: &ProbeContext) -> Result<(), ReadError> {
+    if !admit(budget_signal::STACK) {
+        return Ok(());
+    }
+    try_remember(ctx, &STW_CALLERS)
 }
 
 fn try_remember(
@@ -198,7 +206,7 @@ fn try_remember(
 /// Called from `gcStart`'s entry probe with the trigger kind: keeps the stack of forced cycles.
 #[inline(always)]
 pub fn remember_gc_start(ctx: &ProbeContext, kind: u64) {
-    if kind == TRIGGER_CYCLE {
+    if kind == TRIGGER_CYCLE && admit(budget_signal::STACK) {
         let _ = try_remember(ctx, &GC_START_CALLERS);
     }
 }
@@ -252,9 +260,21 @@ fn take_stw_caller(ctx: &ProbeContext, cfg: &TargetConfig, reason: u8) -> Caller
 /// `runtime.gcAssistAlloc(gp *g)` entry, on the allocating goroutine: remember its stack.
 #[uprobe]
 pub fn assist_entry(ctx: ProbeContext) -> u32 {
-    match try_remember(&ctx, &ASSIST_CALLERS) {
+    match try_assist_entry(&ctx) {
         Ok(()) | Err(ReadError) => 0,
     }
+}
+
+fn try_assist_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
+    if admit(budget_signal::ASSIST) {
+        return try_remember(ctx, &ASSIST_CALLERS);
+    }
+    // Over budget: no stack walk; the assist's time is still counted, under no stack rather
+    // than under this goroutine's previous one.
+    let key = goroutine_key(ctx)?;
+    ASSIST_CALLERS
+        .insert(key, CallerStack::NONE, 0)
+        .map_err(|_| ReadError)
 }
 
 /// `runtime.gcAssistAlloc1(gp *g, scanWork int64)` entry, on g0 (via systemstack).

@@ -11,7 +11,7 @@ use super::parse_seconds;
 use goprobe::{
     export::Exporter,
     output::{self, Format, OutputConfig, Profile},
-    probe::{AllocMode, Options},
+    probe::{AllocMode, Options, budget::Budget},
     report::{self, Report},
     session::{End, Note, WindowConfig, observe},
 };
@@ -64,6 +64,18 @@ pub struct AttachArgs {
     /// Do not record page faults.
     #[arg(long)]
     pub no_page_faults: bool,
+    /// Take a page-fault stack sample once per this many faults (per CPU). The fault totals
+    /// are exact whatever it is (the kernel's own count); the per-stack numbers are estimates
+    /// from the samples, scaled to the totals. 1 samples every fault (about 4 µs each).
+    #[arg(long, default_value_t = goprobe::probe::perf::PAGE_FAULT_PERIOD, value_name = "FAULTS")]
+    pub page_fault_period: u32,
+    /// Cap a signal's BPF work: at most RUNS program runs per CPU and second, the rest skipped
+    /// and counted (report.json goprobe.budget). SIGNAL is page_faults, cpu, alloc,
+    /// goroutines, assist or stacks; 0 removes the cap. Repeatable. Defaults: page_faults 1000,
+    /// cpu 1000, alloc 2000 (none with --alloc exact), goroutines 2000, assist 2000, stacks
+    /// 1000.
+    #[arg(long, value_name = "SIGNAL=RUNS")]
+    pub budget: Vec<String>,
     /// Do not sample the goroutine count (read from memory ten times a second: free for the target).
     #[arg(long, conflicts_with = "goroutine_sites")]
     pub no_goroutines: bool,
@@ -94,8 +106,12 @@ pub enum AllocArg {
 
 impl AttachArgs {
     /// The probe options these arguments ask for.
-    fn options(&self) -> Options {
-        Options {
+    fn options(&self) -> Result<Options> {
+        let mut budget = Budget::default();
+        for b in &self.budget {
+            budget.parse_one(b).map_err(anyhow::Error::msg)?;
+        }
+        Ok(Options {
             alloc: match self.alloc {
                 AllocArg::Sampled => AllocMode::Sampled,
                 AllocArg::Spans => AllocMode::Spans,
@@ -106,7 +122,9 @@ impl AttachArgs {
             page_faults: !self.no_page_faults,
             goroutines: !self.no_goroutines,
             goroutine_sites: self.goroutine_sites,
-        }
+            page_fault_period: self.page_fault_period,
+            budget,
+        })
     }
 }
 
@@ -116,7 +134,7 @@ pub fn run(args: AttachArgs) -> Result<()> {
     let mut exporter = Exporter::new(export_config)?;
     let config = WindowConfig {
         pid: args.pid,
-        options: args.options(),
+        options: args.options()?,
         duration: args.duration,
         quiet: false,
         profiles: args.out_dir.is_some(),

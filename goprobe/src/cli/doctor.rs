@@ -55,6 +55,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
             goroutines: true,
             // The top creation site of a growing goroutine count is a finding.
             goroutine_sites: true,
+            ..Options::default()
         },
         duration: Some(args.duration),
         quiet: true,

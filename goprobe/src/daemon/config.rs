@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::probe::{AllocMode, Options};
+use crate::probe::{
+    AllocMode, Options,
+    budget::{Budget, SIGNALS},
+};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,11 @@ pub struct Signals {
     /// Goroutine creation sites and created/exited counts (a probe hit per goroutine created
     /// and exited: about 6 µs each).
     pub goroutine_sites: bool,
+    /// Faults per page-fault stack sample, as `goprobe attach --page-fault-period`.
+    pub page_fault_period: u32,
+    /// Per-second caps on each signal's BPF work, program runs per CPU (`page_faults`, `cpu`,
+    /// `alloc`, `goroutines`, `assist`, `stacks`; 0 = none), as `goprobe attach --budget`.
+    pub budget: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for Signals {
@@ -84,6 +92,8 @@ impl Default for Signals {
             page_faults: false,
             goroutines: true,
             goroutine_sites: false,
+            page_fault_period: crate::probe::perf::PAGE_FAULT_PERIOD,
+            budget: Default::default(),
         }
     }
 }
@@ -102,12 +112,23 @@ impl Signals {
                 ));
             }
         };
+        let mut budget = Budget::default();
+        for (name, &cap) in &self.budget {
+            if !budget.set(name, cap) {
+                return Err(format!(
+                    "signals.budget.{name}: no such signal (have {})",
+                    SIGNALS.map(|(n, _)| n).join(", ")
+                ));
+            }
+        }
         Ok(Options {
             alloc,
             cpu_hz: self.cpu_hz,
             page_faults: self.page_faults,
             goroutines: self.goroutines,
             goroutine_sites: self.goroutine_sites,
+            page_fault_period: self.page_fault_period,
+            budget,
         })
     }
 }
@@ -282,6 +303,10 @@ mod tests {
             alloc = "off"
             cpu_hz = 0
             page_faults = true
+            page_fault_period = 50
+            [signals.budget]
+            alloc = 0
+            page_faults = 7
             [export]
             otlp_endpoint = "http://collector:4318"
             otlp_protocol = "grpc"
@@ -292,7 +317,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_targets(), 10);
         assert_eq!(c.select.pid_namespace, PidNamespace::Own);
-        assert_eq!(c.signals.options().unwrap().alloc, AllocMode::Off);
+        let o = c.signals.options().unwrap();
+        assert_eq!(o.alloc, AllocMode::Off);
+        assert_eq!(o.page_fault_period, 50);
+        let caps = o.budget.caps;
+        assert_eq!((caps[2], caps[0]), (0, 7), "alloc, page_faults: {caps:?}");
+        assert!(
+            Config::parse("[signals.budget]\nfaults = 1")
+                .unwrap_err()
+                .contains("page_faults")
+        );
         assert_eq!(c.export.otlp_interval(), Duration::from_secs(5));
         assert!(
             Config::parse("[select]\ninclude = []")

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     analysis::{Target, process::cgroup},
-    signal::{Reading, Site},
+    signal::{Reading, Site, cost::Skipped},
 };
 
 /// Per-stack maps are read and named at most this often: a scrape every second must not
@@ -27,6 +27,8 @@ pub struct Inputs<'a> {
     pub lost_events: u64,
     /// Stacks the kernel side could not capture.
     pub lost_stacks: u64,
+    /// Program runs each signal's per-second budget skipped.
+    pub skipped: Skipped,
     /// Whether allocations are counted exactly (`--alloc exact`), not estimated.
     pub alloc_exact: bool,
     /// Reads the signals (allocations, assists, page faults) when the per-stack series are due.
@@ -71,8 +73,9 @@ impl Refresher {
             if let Some(l) = cpu_limit {
                 s.cpu_limit = l;
             }
-            if let Some(page_faults) = sites {
+            if let Some((page_faults, samples)) = sites {
                 s.page_faults = page_faults;
+                s.page_fault_samples = samples;
                 s.assist_seconds = series(&self.assist);
                 s.alloc_bytes = series(&self.alloc_bytes);
                 s.alloc_objects = series(&self.alloc_objects);
@@ -80,14 +83,16 @@ impl Refresher {
             }
             s.lost_events = i.lost_events;
             s.lost_stacks = i.lost_stacks;
+            s.budget_skipped = i.skipped.by_signal().collect();
             s.agent_cpu_seconds = cpu;
             s.agent_rss_bytes = rss;
             s.targets = 1;
         });
     }
 
-    /// Folds the per-stack records into the function series; returns the page fault totals.
-    fn read_sites(&mut self, i: &mut Inputs<'_>) -> Option<(u64, u64)> {
+    /// Folds the per-stack records into the function series; returns the page fault totals
+    /// (exact) and the samples the stacks were estimated from.
+    fn read_sites(&mut self, i: &mut Inputs<'_>) -> (Option<(u64, u64)>, u64) {
         let reading = (i.read)();
         if let Some(a) = &reading.assist {
             self.assist
@@ -99,10 +104,13 @@ impl Refresher {
             self.alloc_objects
                 .update(by_function(&a.sites, |c| c.objects as f64));
         }
-        reading.page_faults.map(|p| {
-            let t = p.totals();
-            (t.minor, t.major)
-        })
+        match reading.page_faults {
+            Some(p) => {
+                let t = p.totals();
+                (Some((t.minor, t.major)), t.samples)
+            }
+            None => (None, 0),
+        }
     }
 }
 

@@ -36,8 +36,12 @@ pub struct Snapshot {
     pub alloc_objects: Vec<(String, f64)>,
     /// Whether the allocation series are exact counts (`--alloc exact`), not estimates.
     pub alloc_exact: bool,
-    /// (minor, major); `None` when page faults are not recorded.
+    /// (minor, major), exact; `None` when page faults are not recorded.
     pub page_faults: Option<(u64, u64)>,
+    /// Page-fault stack samples the per-stack estimates are made from.
+    pub page_fault_samples: u64,
+    /// BPF program runs each signal's per-second budget skipped, by signal name.
+    pub budget_skipped: Vec<(&'static str, u64)>,
     pub lost_events: u64,
     pub lost_stacks: u64,
     pub agent_cpu_seconds: f64,
@@ -383,12 +387,34 @@ fn observe_counters(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &
     observed!(
         meter.u64_observable_counter("goprobe.page_faults"),
         "{fault}",
-        "Page faults in Go user code, by kind",
+        "Page faults of the process since goprobe attached, by kind: exact, the kernel's own count",
         snapshot,
         |s, o| {
             if let Some((minor, major)) = s.page_faults {
                 o.observe(minor, &[KeyValue::new("goprobe.fault.kind", "minor")]);
                 o.observe(major, &[KeyValue::new("goprobe.fault.kind", "major")]);
+            }
+        }
+    );
+    observed!(
+        meter.u64_observable_counter("goprobe.page_faults.samples"),
+        "{sample}",
+        "Page-fault stack samples taken: the per-stack page-fault profiles are estimates from these",
+        snapshot,
+        |s, o| {
+            if s.page_faults.is_some() {
+                o.observe(s.page_fault_samples, &[]);
+            }
+        }
+    );
+    observed!(
+        meter.u64_observable_counter("goprobe.agent.budget.skipped"),
+        "{run}",
+        "BPF program runs skipped because the signal's per-second budget on their CPU was spent",
+        snapshot,
+        |s, o| {
+            for &(signal, n) in &s.budget_skipped {
+                o.observe(n, &[KeyValue::new("goprobe.signal", signal)]);
             }
         }
     );

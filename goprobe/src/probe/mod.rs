@@ -1,6 +1,7 @@
 //! Loading goprobe's BPF programs, attaching them to a [`Target`], and draining what they report.
 
 pub mod alloc;
+pub mod budget;
 mod frameless;
 pub mod goroutines;
 mod load;
@@ -111,6 +112,11 @@ pub struct Options {
     /// and one on goroutine exit, about 6 µs of the target's time per goroutine (`cargo xtask
     /// bench`), so off by default.
     pub goroutine_sites: bool,
+    /// Faults per page-fault stack sample (perf sample period, per CPU); the totals are exact
+    /// whatever it is.
+    pub page_fault_period: u32,
+    /// Per-second caps on each signal's BPF work.
+    pub budget: budget::Budget,
 }
 
 impl Default for Options {
@@ -121,7 +127,21 @@ impl Default for Options {
             page_faults: true,
             goroutines: true,
             goroutine_sites: false,
+            page_fault_period: perf::PAGE_FAULT_PERIOD,
+            budget: budget::Budget::default(),
         }
+    }
+}
+
+impl Options {
+    /// The caps written into the kernel: `budget`, without the allocation cap in exact mode,
+    /// which is asked to count every allocation.
+    pub fn effective_budget(&self) -> budget::Budget {
+        let mut b = self.budget;
+        if self.alloc == AllocMode::Exact {
+            b.caps[goprobe_common::budget_signal::ALLOC as usize] = 0;
+        }
+        b
     }
 }
 
@@ -149,6 +169,8 @@ pub struct Probes {
     snapshots: targets::Snapshots,
     /// Links released by `detach`, with when, waiting for `reap`.
     graveyard: Vec<(std::time::Instant, Box<dyn Send>)>,
+    /// Each attached process' page-fault counts at attach, and the last read (perf.rs).
+    fault_counts: perf::FaultCounters,
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
@@ -191,6 +213,7 @@ impl Probes {
             snapshots: Default::default(),
             rate_overrides: Vec::new(),
             frameless: frameless::Pool::new(pool),
+            fault_counts: Default::default(),
         };
         probes.set_pid_namespace()?;
         Ok(probes)
@@ -287,6 +310,7 @@ impl Probes {
         ));
         sites.extend(stacks::sites(target));
         self.attach_uprobes(target, &sites)?;
+        self.set_budget(&options.effective_budget())?;
         self.attach_goroutines(target, options)?;
         self.attach_perf(target, options)?;
         self.attach_alloc(target, options)?;

@@ -138,6 +138,7 @@ impl Probes {
         // belongs to the old image, so after an exec the write fails instead of landing in the
         // new program.
         self.rate_overrides.retain(|o| o.pid() != pid);
+        self.fault_counts.forget(pid);
         if self.links.is_empty() {
             // Nobody left to sample: the per-CPU perf events go too.
             self.close_perf();

@@ -123,6 +123,10 @@ pub struct OwnCost {
     /// end of the window (0 unless BPF run-time statistics were on; docs/report-schema.md).
     #[serde(default)]
     pub programs: Vec<crate::signal::cost::ProgramStats>,
+    /// Per signal: the cap on its BPF work (program runs per CPU and second, 0 = none) and the
+    /// runs it turned away since the probes were loaded (docs/report-schema.md).
+    #[serde(default)]
+    pub budget: Vec<perf::BudgetUse>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -3,24 +3,54 @@
 use serde::{Deserialize, Serialize};
 
 use super::sites::name_sites;
-use crate::signal::{cpu::CpuSamples, pagefault};
+use crate::signal::{cost::Skipped, cpu::CpuSamples, pagefault};
 
 /// Page faults of the target's threads in the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PageFaults {
+    /// Exact: the kernel's own count for the process (/proc/<pid>/stat, as getrusage) since
+    /// attach.
     pub minor: u64,
     pub major: u64,
-    /// By faulting stack, most faults first.
+    /// Whether `minor` and `major` were read at the end of the window (exact); false when the
+    /// process had gone by then: they are the larger of goprobe's last read before (which
+    /// misses the last faults) and the samples' estimate.
+    #[serde(default = "yes")]
+    pub exact_at_end: bool,
+    /// Stack samples taken (one per `sample_period` faults of a CPU).
+    #[serde(default)]
+    pub samples: u64,
+    /// Faults per sample asked for (`--page-fault-period`).
+    #[serde(default)]
+    pub sample_period: u32,
+    /// Faults per sample: the samples' periods summed, over `samples`; `null` without samples.
+    #[serde(default)]
+    pub mean_period: Option<f64>,
+    /// The samples' own estimate of `minor` and `major` (their periods summed), before the
+    /// sites are scaled to the exact totals.
+    #[serde(default)]
+    pub sampled_minor: u64,
+    #[serde(default)]
+    pub sampled_major: u64,
+    /// By faulting stack, most faults first: estimates from the samples, scaled so that they
+    /// sum to `minor` and `major` (faults no sample stood for are under the empty stack).
     pub sites: Vec<FaultSite>,
 }
 
-/// Page faults of one stack.
+fn yes() -> bool {
+    true
+}
+
+/// Page faults of one stack (estimated, see [`PageFaults::sites`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FaultSite {
     /// Frame names, leaf first; empty when the stack could not be captured.
     pub stack: Vec<String>,
     pub minor: u64,
     pub major: u64,
+    /// Samples of this stack the estimate is made from.
+    #[serde(default)]
+    pub samples: u64,
 }
 
 /// On-CPU samples of the target's threads in the window.
@@ -41,20 +71,56 @@ pub struct CpuSite {
     pub samples: u64,
 }
 
+/// One signal's per-second budget and what it skipped (`goprobe.budget`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BudgetUse {
+    /// `page_faults`, `cpu`, `alloc`, `goroutines`, `assist` or `stacks`.
+    pub signal: String,
+    /// Program runs allowed per CPU and second (2^30 ns); 0 is no cap.
+    pub cap_per_cpu_second: u32,
+    /// Runs that returned early because the cap was reached.
+    pub skipped: u64,
+}
+
+/// The `goprobe.budget` entries of `caps` (the caps in effect, by signal index) and `skipped`.
+pub fn budget_uses(caps: &[u32], skipped: &Skipped) -> Vec<BudgetUse> {
+    skipped
+        .by_signal()
+        .zip(caps.iter().copied())
+        .map(|((signal, skipped), cap)| BudgetUse {
+            signal: signal.to_owned(),
+            cap_per_cpu_second: cap,
+            skipped,
+        })
+        .collect()
+}
+
 impl PageFaults {
     /// The report section of one process' page fault records.
     pub fn from_record(p: &pagefault::PageFaults) -> Self {
+        let samples: std::collections::HashMap<Vec<String>, u64> =
+            name_sites(&p.sites, |c| (c.samples, 0))
+                .into_iter()
+                .map(|s| (s.stack, s.a))
+                .collect();
         let sites: Vec<FaultSite> = name_sites(&p.sites, |c| (c.minor, c.major))
             .into_iter()
             .map(|s| FaultSite {
+                samples: samples.get(&s.stack).copied().unwrap_or(0),
                 stack: s.stack,
                 minor: s.a,
                 major: s.b,
             })
             .collect();
         Self {
-            minor: sites.iter().map(|s| s.minor).sum(),
-            major: sites.iter().map(|s| s.major).sum(),
+            minor: p.totals.minor,
+            major: p.totals.major,
+            exact_at_end: p.current,
+            samples: p.sampled.samples,
+            sample_period: p.period,
+            mean_period: p.mean_period(),
+            sampled_minor: p.sampled.minor,
+            sampled_major: p.sampled.major,
             sites,
         }
     }
@@ -96,10 +162,20 @@ pub(super) fn render_summary(r: &super::Report, n: usize, out: &mut String) {
         rows
     };
     if let Some(pf) = &r.page_faults {
+        let period = pf
+            .mean_period
+            .map_or_else(String::new, |p| format!(", 1 per {p:.0} faults"));
         let _ = writeln!(
             out,
-            "page faults: {} minor, {} major; top sites:",
-            pf.minor, pf.major
+            "page faults: {} minor, {} major ({}); top sites, estimated from {} samples{period}:",
+            pf.minor,
+            pf.major,
+            if pf.exact_at_end {
+                "exact"
+            } else {
+                "estimated: the process ended after goprobe's last count"
+            },
+            pf.samples
         );
         let total = (pf.minor + pf.major).max(1);
         let mut rows = pf
@@ -142,7 +218,7 @@ mod tests {
     use crate::signal::{Site, Stack, pagefault::FaultCounts};
 
     #[test]
-    fn totals_are_the_sum_of_sites() {
+    fn totals_are_the_exact_counts_and_sites_keep_their_samples() {
         let stack = |id: u64| {
             if id == 0 {
                 Stack::default()
@@ -150,13 +226,21 @@ mod tests {
                 crate::report::sites::tests::stack(&format!("main.f{id}"))
             }
         };
-        let c = |minor, major| FaultCounts { minor, major };
+        let c = |minor, major| FaultCounts {
+            minor,
+            major,
+            samples: 1,
+        };
         let fault = |id, value| Site {
             stack: stack(id),
             value,
         };
         let pf = PageFaults::from_record(&pagefault::PageFaults {
             sites: vec![fault(1, c(5, 1)), fault(2, c(7, 0)), fault(0, c(2, 0))],
+            totals: c(14, 1),
+            sampled: c(14, 1),
+            current: true,
+            period: 32,
         });
         let site = |id, value| Site {
             stack: stack(id),
@@ -164,6 +248,7 @@ mod tests {
         };
         assert_eq!((pf.minor, pf.major), (14, 1));
         assert_eq!(pf.sites[0].stack, ["main.f2"]);
+        assert_eq!((pf.samples, pf.sites[0].samples), (1, 1));
         let cpu = Cpu::from_record(&CpuSamples {
             hz: 97,
             sites: vec![site(1, 5), site(2, 7), site(0, 2)],

@@ -132,9 +132,20 @@ fn render_with(r: &Report, top: usize) -> String {
     } else {
         String::new()
     };
+    let skipped: Vec<String> = a
+        .budget
+        .iter()
+        .filter(|b| b.skipped > 0)
+        .map(|b| format!("{} {}", b.signal, b.skipped))
+        .collect();
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(", over budget (skipped) {}", skipped.join(" "))
+    };
     let _ = writeln!(
         out,
-        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}, lost stacks {}{bpf}",
+        "goprobe itself: attach {} ms, cpu {} ms, max rss {} KiB, lost events {}, lost stacks {}{bpf}{skipped}",
         a.attach_ms, a.cpu_ms, a.max_rss_kb, a.lost_events, a.lost_stacks
     );
     out

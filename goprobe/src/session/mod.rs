@@ -181,6 +181,7 @@ impl Session {
             goroutines: self.goroutine_count(),
             lost_events: losses.lost_events(self.tracker.unreadable),
             lost_stacks: losses.stacks,
+            skipped: losses.skipped,
             alloc_exact: options.alloc == AllocMode::Exact,
             read: &mut read,
         };

@@ -368,6 +368,10 @@ fn finish(
             lost_events: losses.lost_events(session.tracker.unreadable),
             lost_stacks: losses.stacks,
             programs: cost::programs(probes),
+            budget: report::perf::budget_uses(
+                &session.options.effective_budget().caps,
+                &losses.skipped,
+            ),
         },
         tracker: &session.tracker,
         gc_stacks: &gc_stacks,

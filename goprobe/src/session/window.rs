@@ -54,7 +54,13 @@ impl Host for Watching<'_> {
 
     fn tick(&mut self, tick: Tick, lifecycle: Option<&mut RingBuf<MapData>>) -> Option<End> {
         match tick {
-            Tick::Drain => return self.drain(lifecycle),
+            Tick::Drain => {
+                if self.session.options.page_faults {
+                    // The totals of a process that exits are those of the last read.
+                    crate::signal::pagefault::note_totals(self.probes, self.session.pid());
+                }
+                return self.drain(lifecycle);
+            }
             Tick::Redraw => {
                 let (s, probes, signals) = (&*self.session, &*self.probes, &mut self.live_signals);
                 self.live

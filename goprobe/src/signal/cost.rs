@@ -26,6 +26,27 @@ pub struct Losses {
     pub sites_full: u64,
     /// Stacks that could not be captured (no user stack to walk, or the stack map full).
     pub stacks: u64,
+    /// Program runs each signal's per-second budget turned away, by signal
+    /// (`probe::budget::SIGNALS` order and names).
+    pub skipped: Skipped,
+}
+
+/// Program runs turned away by the per-second budget of each signal (probe/budget.rs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped(pub [u64; goprobe_common::budget_signal::LEN as usize]);
+
+impl Skipped {
+    /// (signal name, runs skipped), every signal.
+    pub fn by_signal(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        crate::probe::budget::SIGNALS
+            .iter()
+            .map(|&(name, i)| (name, self.0[i as usize]))
+    }
+
+    /// Runs skipped over all signals.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
 }
 
 impl Losses {
@@ -35,6 +56,7 @@ impl Losses {
             events: probes.lost_events(),
             sites_full: probes.sites_full(),
             stacks: probes.failed_stacks(),
+            skipped: Skipped(probes.budget_skipped()),
         }
     }
 

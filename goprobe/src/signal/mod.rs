@@ -76,8 +76,9 @@ impl Reading {
             assist: parts
                 .assist
                 .then(|| assist::Assists::read(probes, pid, namer)),
-            page_faults: (parts.page_faults && options.page_faults)
-                .then(|| pagefault::PageFaults::read(probes, pid, namer)),
+            page_faults: (parts.page_faults && options.page_faults).then(|| {
+                pagefault::PageFaults::read(probes, pid, options.page_fault_period, namer)
+            }),
             cpu: (parts.cpu && options.cpu_hz > 0)
                 .then(|| cpu::CpuSamples::read(probes, pid, options.cpu_hz, namer)),
             creations: (parts.creations && options.goroutines && options.goroutine_sites)

@@ -215,6 +215,44 @@ fn parse_stat(stat: &str) -> Option<(String, u64)> {
     Some((comm, flags))
 }
 
+/// Page faults the kernel counted for one process since it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Faults {
+    pub minor: u64,
+    pub major: u64,
+    /// When the process started (field 22, clock ticks since boot): tells a process from a
+    /// later one that got its pid.
+    pub start_ticks: u64,
+}
+
+/// Minor and major page faults the kernel counted for process `pid` since it started
+/// (`/proc/<pid>/stat` fields 10 and 12).
+///
+/// NB: for a thread-group leader, /proc/<pid>/stat is `whole`: fs/proc/array.c `do_task_stat`
+/// starts from `sig->min_flt` / `maj_flt`, where kernel/exit.c `__exit_signal` adds each exited
+/// thread's counts, and adds every live thread's `t->min_flt` / `maj_flt` (`__for_each_thread`,
+/// under `sig->stats_lock` since Linux 6.8, so an exiting thread is counted once): the same sum
+/// as getrusage(RUSAGE_SELF) (kernel/sys.c `getrusage`). Children's faults (`cminflt`) are not
+/// in it. mm/memory.c `mm_account_fault` counts a fault there when it completes, whether or not
+/// a perf event samples it.
+pub fn faults(pid: u32) -> io::Result<Faults> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_faults(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc stat"))
+}
+
+/// minflt (field 10), majflt (12) and starttime (22) of a /proc/<pid>/stat line.
+fn parse_faults(stat: &str) -> Option<Faults> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ") ": state is field 3.
+    let n = |field: usize| f.get(field - 3)?.parse::<u64>().ok();
+    Some(Faults {
+        minor: n(10)?,
+        major: n(12)?,
+        start_ticks: n(22)?,
+    })
+}
+
 /// A `Name:   123 kB` line of /proc/meminfo or /proc/<pid>/status, in bytes.
 pub fn kib_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;
@@ -232,6 +270,18 @@ mod tests {
         assert_eq!(kib_field(status, "VmRSS:"), Some(2 << 20));
         assert_eq!(kib_field(status, "VmSwap:"), Some(4096));
         assert_eq!(kib_field(status, "VmPTE:"), None);
+    }
+
+    #[test]
+    fn fault_fields_of_stat() {
+        let s = "42 (a) b) S 1 42 42 0 -1 4194560 1234 7 56 0 10 20 0 0 20 0 9 0 777 0";
+        let want = Faults {
+            minor: 1234,
+            major: 56,
+            start_ticks: 777,
+        };
+        assert_eq!(parse_faults(s), Some(want));
+        assert_eq!(parse_faults("42 (x) S 1"), None);
     }
 
     #[test]

@@ -400,6 +400,10 @@ impl Snapshots {
                 lost_events: losses.lost_events(session.tracker.unreadable),
                 lost_stacks: losses.stacks,
                 programs: Vec::new(),
+                budget: report::perf::budget_uses(
+                    &session.options.effective_budget().caps,
+                    &losses.skipped,
+                ),
             },
             tracker: &tracker,
             gc_stacks: &gc_stacks,

@@ -88,12 +88,14 @@ impl Counts for FaultCounts {
         Self {
             minor: self.minor.add(o.minor),
             major: self.major.add(o.major),
+            samples: self.samples.add(o.samples),
         }
     }
     fn minus(self, o: Self) -> Self {
         Self {
             minor: self.minor.minus(o.minor),
             major: self.major.minus(o.major),
+            samples: self.samples.minus(o.samples),
         }
     }
     fn is_zero(&self) -> bool {
