@@ -24,7 +24,7 @@ impl TopN {
     /// Takes the current cumulative totals by function (each never decreasing) and folds what
     /// grew since the last call into the series.
     pub fn update(&mut self, totals: impl IntoIterator<Item = (String, f64)>) {
-        let mut deltas: Vec<(String, f64)> = totals
+        let deltas: Vec<(String, f64)> = totals
             .into_iter()
             .filter_map(|(f, total)| {
                 let before = self.last.get(&f).copied().unwrap_or(0.0);
@@ -35,6 +35,16 @@ impl TopN {
                 })
             })
             .collect();
+        self.add_deltas(deltas);
+    }
+
+    /// Adds what each function counted since the last call (the agent's takes): no per-function
+    /// memory beyond the named set.
+    pub fn add(&mut self, deltas: impl IntoIterator<Item = (String, f64)>) {
+        self.add_deltas(deltas.into_iter().filter(|(_, d)| *d > 0.0).collect());
+    }
+
+    fn add_deltas(&mut self, mut deltas: Vec<(String, f64)>) {
         // Heaviest first, so the free places go to the heaviest newcomers; ties by name keep
         // the choice deterministic.
         deltas.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

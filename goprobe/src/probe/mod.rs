@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod goroutines;
 pub mod perf;
+pub mod rotate;
 pub mod sites;
 pub mod stacks;
 pub mod stats;
@@ -150,6 +151,8 @@ pub struct Probes {
     /// Targets whose `runtime.MemProfileRate` goprobe set; restored when dropped, after `ebpf`
     /// (fields drop in order): the probes are gone by then.
     rate_overrides: Vec<RateOverride>,
+    /// Taking the per-stack rows and evicting stacks (`goprobe agent`, see [`rotate`]).
+    rotation: rotate::Rotation,
 }
 
 impl Probes {
@@ -181,6 +184,7 @@ impl Probes {
             graveyard: Vec::new(),
             snapshots: Default::default(),
             rate_overrides: Vec::new(),
+            rotation: Default::default(),
         };
         probes.set_pid_namespace()?;
         Ok(probes)

@@ -123,6 +123,13 @@ pub struct OwnCost {
     /// end of the window (0 unless BPF run-time statistics were on; docs/report-schema.md).
     #[serde(default)]
     pub programs: Vec<crate::signal::cost::ProgramStats>,
+    /// goprobe's resident memory when the watch ended, KiB (`max_rss_kb` is the peak).
+    #[serde(default)]
+    pub rss_kb: u64,
+    /// Kernel memory of goprobe's BPF maps when the watch ended, bytes (each map's own
+    /// `memlock` accounting).
+    #[serde(default)]
+    pub bpf_map_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -379,6 +379,8 @@ fn finish(
             lost_events: losses.lost_events(session.tracker.unreadable),
             lost_stacks: losses.stacks,
             programs: cost::programs(probes),
+            rss_kb: cost::rss_bytes() / 1024,
+            bpf_map_bytes: cost::map_bytes(),
         },
         tracker: &session.tracker,
         gc_stacks: &gc_stacks,

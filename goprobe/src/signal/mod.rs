@@ -85,6 +85,46 @@ impl Reading {
         }
     }
 
+    /// Adds `later`, a read of what came after this one (the agent's takes), to this reading:
+    /// values of equal stacks summed, the other fields `later`'s. At most [`MAX_SUMMED_SITES`]
+    /// stacks per signal; the weight of further new stacks goes to one site without a stack.
+    pub fn add(&mut self, later: Reading) {
+        fn part<T>(mine: &mut Option<T>, later: Option<T>, merge: impl FnOnce(&mut T, T)) {
+            match (mine.as_mut(), later) {
+                (Some(m), Some(l)) => merge(m, l),
+                (None, l) => *mine = l,
+                (Some(_), None) => {}
+            }
+        }
+        part(&mut self.alloc, later.alloc, |m, l| {
+            let sites = sum_sites(std::mem::take(&mut m.sites), l.sites.clone(), |a, b| {
+                alloc::AllocCounts {
+                    bytes: a.bytes + b.bytes,
+                    objects: a.objects + b.objects,
+                }
+            });
+            *m = alloc::Allocations { sites, ..l };
+        });
+        part(&mut self.assist, later.assist, |m, l| {
+            m.by_stack = sum_sites(std::mem::take(&mut m.by_stack), l.by_stack, |a, b| a + b);
+        });
+        part(&mut self.page_faults, later.page_faults, |m, l| {
+            m.sites = sum_sites(std::mem::take(&mut m.sites), l.sites, |a, b| {
+                pagefault::FaultCounts {
+                    minor: a.minor + b.minor,
+                    major: a.major + b.major,
+                }
+            });
+        });
+        part(&mut self.cpu, later.cpu, |m, l| {
+            m.sites = sum_sites(std::mem::take(&mut m.sites), l.sites, |a, b| a + b);
+        });
+        part(&mut self.creations, later.creations, |m, l| {
+            m.sites = sum_sites(std::mem::take(&mut m.sites), l.sites, |a, b| a + b);
+            m.counts = l.counts.or(m.counts);
+        });
+    }
+
     /// Every location of every stack read (for the profiles' mappings).
     pub fn locations(&self) -> impl Iterator<Item = &Location> {
         fn of<V>(sites: &[Site<V>]) -> impl Iterator<Item = &Location> {
@@ -101,4 +141,41 @@ impl Reading {
             .chain(cpu)
             .chain(creations)
     }
+}
+
+/// Stacks per signal a summed [`Reading`] keeps ([`Reading::add`]).
+pub const MAX_SUMMED_SITES: usize = 1 << 16;
+
+/// `a` and `b` with the values of equal stacks (same addresses and frames) summed by `sum`;
+/// past [`MAX_SUMMED_SITES`] stacks, new ones are summed into one site without a stack.
+fn sum_sites<V: Copy>(a: Vec<Site<V>>, b: Vec<Site<V>>, sum: impl Fn(V, V) -> V) -> Vec<Site<V>> {
+    use std::collections::HashMap;
+    let key = |s: &Stack| -> (Vec<u64>, usize) {
+        let addrs = s.locations.iter().map(|l| l.address).collect();
+        (addrs, s.locations.first().map_or(0, |l| l.frames.len()))
+    };
+    let mut index: HashMap<(Vec<u64>, usize), usize> = HashMap::with_capacity(a.len());
+    let mut out: Vec<Site<V>> = Vec::with_capacity(a.len().max(b.len()));
+    for site in a.into_iter().chain(b) {
+        let mut k = key(&site.stack);
+        if !index.contains_key(&k) && index.len() >= MAX_SUMMED_SITES {
+            k = (Vec::new(), 0);
+        }
+        match index.get(&k) {
+            Some(&i) => out[i].value = sum(out[i].value, site.value),
+            None => {
+                index.insert(k.clone(), out.len());
+                let stack = if k.0.is_empty() {
+                    Stack::default()
+                } else {
+                    site.stack
+                };
+                out.push(Site {
+                    stack,
+                    value: site.value,
+                });
+            }
+        }
+    }
+    out
 }
