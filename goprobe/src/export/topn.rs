@@ -135,3 +135,26 @@ mod tests {
         assert_eq!(charged_function(&[]), OTHER);
     }
 }
+
+#[cfg(test)]
+mod delta_tests {
+    use super::*;
+
+    #[test]
+    fn deltas_add_up_like_totals() {
+        let mut by_totals = TopN::default();
+        let mut by_deltas = TopN::default();
+        let f = |n: &str, v: f64| (n.to_owned(), v);
+        by_totals.update([f("a", 5.0), f("b", 1.0)]);
+        by_totals.update([f("a", 7.0), f("b", 1.0), f("c", 3.0)]);
+        by_deltas.add([f("a", 5.0), f("b", 1.0)]);
+        by_deltas.add([f("a", 2.0), f("c", 3.0), f("d", 0.0)]);
+        let sorted = |t: &TopN| {
+            let mut v: Vec<(String, f64)> = t.series().map(|(k, v)| (k.to_owned(), v)).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(sorted(&by_totals), sorted(&by_deltas));
+        assert!(by_deltas.last.is_empty());
+    }
+}

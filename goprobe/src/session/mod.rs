@@ -222,16 +222,6 @@ impl Session {
         self.profiles_of(&reading, &window)
     }
 
-    /// The profiles of every stack-attributed signal since attach, up to `end_unix_ns`.
-    pub fn profiles(&self, probes: &Probes, end_unix_ns: i64) -> Vec<Profile> {
-        let reading = self.read(probes, Parts::ALL);
-        let window = Window {
-            start_unix_ns: self.attached_unix_ns,
-            end_unix_ns,
-        };
-        self.profiles_of(&reading, &window)
-    }
-
     /// The profiles of `reading`, a read of this session's signals over `window`.
     fn profiles_of(&self, reading: &Reading, window: &Window) -> Vec<Profile> {
         let mappings = self.namer.borrow_mut().mappings(reading.locations());

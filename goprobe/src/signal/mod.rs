@@ -97,7 +97,7 @@ impl Reading {
             }
         }
         part(&mut self.alloc, later.alloc, |m, l| {
-            let sites = sum_sites(std::mem::take(&mut m.sites), l.sites.clone(), |a, b| {
+            let sites = sum_sites(std::mem::take(&mut m.sites), l.sites, |a, b| {
                 alloc::AllocCounts {
                     bytes: a.bytes + b.bytes,
                     objects: a.objects + b.objects,
@@ -178,4 +178,86 @@ fn sum_sites<V: Copy>(a: Vec<Site<V>>, b: Vec<Site<V>>, sum: impl Fn(V, V) -> V)
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::symbolize::{Frame, FrameKind};
+
+    fn stack(addrs: &[u64]) -> Stack {
+        Stack {
+            locations: addrs
+                .iter()
+                .map(|&address| Location {
+                    address,
+                    frames: Arc::new([Frame {
+                        function: "main.f".into(),
+                        file: None,
+                        line: 0,
+                        inlined: false,
+                        kind: FrameKind::Go,
+                    }]),
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    fn cpu(sites: &[(&[u64], u64)]) -> Reading {
+        Reading {
+            cpu: Some(cpu::CpuSamples {
+                hz: 19,
+                sites: sites
+                    .iter()
+                    .map(|(a, v)| Site {
+                        stack: stack(a),
+                        value: *v,
+                    })
+                    .collect(),
+            }),
+            ..Reading::default()
+        }
+    }
+
+    #[test]
+    fn added_readings_sum_equal_stacks() {
+        let mut r = cpu(&[(&[1, 2], 3), (&[1, 3], 1)]);
+        r.add(cpu(&[(&[1, 2], 4), (&[4], 2)]));
+        r.add(Reading::default());
+        let c = r.cpu.unwrap();
+        let mut got: Vec<(Vec<u64>, u64)> = c
+            .sites
+            .iter()
+            .map(|s| {
+                (
+                    s.stack.locations.iter().map(|l| l.address).collect(),
+                    s.value,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, [(vec![1, 2], 7), (vec![1, 3], 1), (vec![4], 2)]);
+    }
+
+    #[test]
+    fn summed_sites_are_bounded_and_keep_every_count() {
+        let many: Vec<Site<u64>> = (0..MAX_SUMMED_SITES as u64 + 10)
+            .map(|i| Site {
+                stack: stack(&[i + 1]),
+                value: 1,
+            })
+            .collect();
+        let out = sum_sites(many, vec![], |a, b| a + b);
+        // The named ones, and one site without a stack for the rest.
+        assert_eq!(out.len(), MAX_SUMMED_SITES + 1);
+        assert_eq!(
+            out.iter().map(|s| s.value).sum::<u64>(),
+            MAX_SUMMED_SITES as u64 + 10
+        );
+        let rest = out.iter().find(|s| s.stack.locations.is_empty()).unwrap();
+        assert_eq!(rest.value, 10);
+    }
 }
