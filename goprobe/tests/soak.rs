@@ -1,7 +1,7 @@
 //! `goprobe agent` left running (issue 19, "bounded forever"): beside a Go program that makes a
 //! steady stream of new stacks (`signals -mode soak-stacks`, 400 new call paths a second, each
 //! allocating where the runtime's heap-profile sampler takes it) while other Go programs start
-//! and exit all the time (`soak-blip`, about 1.4 a second), the agent's memory and its BPF maps'
+//! and exit all the time (`soak-blip`, about 1.4 a second, each living 2 s), the agent's memory and its BPF maps'
 //! kernel memory stay level after warm-up, every program started is attached, and the stacks of
 //! the last minute are neither lost nor missing from the last profile.
 //!
@@ -288,7 +288,15 @@ fn agent_stays_bounded() {
         .copied()
         .filter(|p| !attached.contains(p))
         .collect();
-    assert!(missed.is_empty(), "not attached: {missed:?}");
+    let about: Vec<&String> = agent
+        .log
+        .iter()
+        .filter(|l| missed.iter().any(|p| l.contains(&format!("pid={p} "))))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "not attached: {missed:?}; the agent said: {about:#?}"
+    );
     // Bounded: level after warm-up.
     let total_s = started.elapsed().as_secs_f64();
     assert_level(&samples, total_s, "agent RSS", |s| s.rss);

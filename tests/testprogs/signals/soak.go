@@ -101,10 +101,10 @@ func soakStacks() (any, error) {
 	return res, nil
 }
 
-// soakBlip lives about a second: a few allocations and GC cycles, then it exits.
+// soakBlip lives about two seconds: a few allocations and GC cycles, then it exits.
 func soakBlip() (any, error) {
 	var keep [][]byte
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 8; i++ {
 		for j := 0; j < 64; j++ {
 			keep = append(keep, make([]byte, 16<<10))
 		}
@@ -112,5 +112,5 @@ func soakBlip() (any, error) {
 		time.Sleep(250 * time.Millisecond)
 		keep = keep[:0]
 	}
-	return map[string]int{"cycles": 4}, nil
+	return map[string]int{"cycles": 8}, nil
 }
