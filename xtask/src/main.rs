@@ -65,6 +65,14 @@ enum Cmd {
     /// Checks goprobe's layers from its source: each top-level module uses only lower-ranked
     /// ones (the table in xtask/src/structure.rs), no cycles between modules or files.
     Structure,
+    /// The soak test (goprobe/tests/soak.rs) for longer: `goprobe agent` beside a stream of
+    /// new stacks and of Go programs starting and exiting; prints the agent's memory, its BPF
+    /// maps' memory and its losses over time, and checks that they stay bounded.
+    Soak {
+        /// How long the soak runs (the test in `cargo xtask test` runs about 7).
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -91,6 +99,14 @@ fn main() -> Result<()> {
             bench::run()
         }
         Cmd::Structure => structure::run(),
+        Cmd::Soak { minutes } => {
+            setup::all()?;
+            let args = ["-p", "goprobe", "--test", "soak", "--", "--nocapture"];
+            test_with(
+                &args.map(String::from),
+                &[("GOPROBE_SOAK_MINUTES", minutes.to_string())],
+            )
+        }
     }
 }
 
@@ -224,6 +240,11 @@ fn go_bins() -> String {
 }
 
 fn test(args: &[String]) -> Result<()> {
+    test_with(args, &[])
+}
+
+/// `test` with extra environment variables for the tests.
+fn test_with(args: &[String], env: &[(&str, String)]) -> Result<()> {
     let testprogs = build_testprogs()?;
     // NB: integration tests attach uprobes and load BPF: they need root (CI runs as root).
     // Two test threads: each test drives a Go program and a goprobe process on 2 cores.
@@ -243,6 +264,7 @@ fn test(args: &[String]) -> Result<()> {
             .env("GOPROBE_TESTPROGS", testprogs)
             .env("GOPROBE_GO_BINS", go_bins())
             .envs(thirdparty::test_env())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_TEST_THREADS",
                 std::env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "2".into()),

@@ -313,7 +313,8 @@ impl Default for CallerStack {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AssistKey {
     pub tgid: u32,
-    pub _pad0: u32,
+    /// The [`GENERATION`](crate::generation) the row was counted in.
+    pub generation: u32,
     pub stack: CallerStack,
 }
 const _: () = assert!(size_of::<AssistKey>() == 24);
@@ -364,8 +365,11 @@ pub struct SiteKey {
     /// One of [`site_kind`].
     pub kind: u32,
     pub stack: CallerStack,
+    /// The [`GENERATION`](crate::generation) the row was counted in.
+    pub generation: u32,
+    pub _pad0: u32,
 }
-const _: () = assert!(size_of::<SiteKey>() == 24);
+const _: () = assert!(size_of::<SiteKey>() == 32);
 
 /// Two counters per site; what they count depends on [`SiteKey::kind`] (see [`site_kind`]).
 #[repr(C)]
@@ -488,7 +492,8 @@ pub const MAX_ALLOC_SAMPLES: u32 = 16384;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AllocSampleKey {
     pub tgid: u32,
-    pub _pad0: u32,
+    /// The [`GENERATION`](crate::generation) the row was counted in.
+    pub generation: u32,
     pub stack: CallerStack,
     /// The sampled object's size as the runtime passed it to profilealloc.
     pub size: u64,
@@ -552,6 +557,15 @@ pub struct BudgetSlot {
     pub used: u64,
 }
 const _: () = assert!(size_of::<BudgetSlot>() == 16);
+/// Double-buffered per-stack rows (`SITES`, `ALLOC_SAMPLES`, `ASSIST_BY_STACK`): the programs
+/// count into the generation `GENERATION[0]` names (0 or 1), part of each row's key. User space
+/// (`goprobe agent`) takes the rows of the other generation, which no program has written since
+/// the previous flip, reading and deleting them without a race, then flips: the maps keep only
+/// the rows of the last two intervals, and nothing counted is lost or counted twice.
+pub mod generation {
+    /// Entries of the `GENERATION` array.
+    pub const LEN: u32 = 1;
+}
 
 #[cfg(feature = "user")]
 mod pod {

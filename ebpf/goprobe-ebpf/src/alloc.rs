@@ -136,7 +136,7 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     }
     let key = AllocSampleKey {
         tgid,
-        _pad0: 0,
+        generation: crate::maps::generation(),
         stack: capture(ctx),
         size,
     };

@@ -3,9 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
-use goprobe_common::{MAX_PENDING_STW, MAX_TARGETS, StwEvent, TargetConfig, counter};
+use goprobe_common::{
+    MAX_PENDING_STW, MAX_TARGETS, StwEvent, TargetConfig, counter, generation as gen_abi,
+};
 
 /// Per-process constants, written by the agent before it attaches.
 #[map]
@@ -27,4 +29,15 @@ pub(crate) fn bump(index: u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *c += 1 };
     }
+}
+
+/// The generation per-stack rows are counted in (see `goprobe_common::generation`), flipped by
+/// user space.
+#[map]
+static GENERATION: Array<u32> = Array::with_max_entries(gen_abi::LEN, 0);
+
+/// The generation to count per-stack rows in now (0 until user space flips it).
+#[inline(always)]
+pub(crate) fn generation() -> u32 {
+    GENERATION.get(0).copied().unwrap_or(0)
 }

@@ -5,7 +5,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 use goprobe_common::{CallerStack, MAX_SITES, SiteCounts, SiteKey, counter};
 
-use crate::maps::bump;
+use crate::maps::{bump, generation};
 
 /// Counts per (process, [`goprobe_common::site_kind`], stack), per CPU.
 ///
@@ -22,7 +22,13 @@ static SITES: PerCpuHashMap<SiteKey, SiteCounts> =
 /// is full the weight is lost and `counter::SITES_FULL` says so.
 #[inline(always)]
 pub fn add_site(tgid: u32, kind: u32, stack: CallerStack, a: u64, b: u64) {
-    let key = SiteKey { tgid, kind, stack };
+    let key = SiteKey {
+        tgid,
+        kind,
+        stack,
+        generation: generation(),
+        _pad0: 0,
+    };
     match SITES.get_ptr_mut(key) {
         Some(v) => {
             // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.

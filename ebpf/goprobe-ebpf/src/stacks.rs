@@ -334,7 +334,7 @@ fn try_assist1_ret() -> Result<(), ReadError> {
         &ASSIST_BY_STACK,
         AssistKey {
             tgid,
-            _pad0: 0,
+            generation: crate::maps::generation(),
             stack,
         },
         ns,

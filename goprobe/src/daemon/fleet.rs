@@ -47,6 +47,14 @@ const REFRESH_BUDGET: std::time::Duration = std::time::Duration::from_millis(50)
 /// Binaries whose analysis is kept for their next process (each a few hundred KiB).
 const ANALYSES_KEPT: usize = 64;
 
+/// Binaries remembered as not Go (or not profilable) before the set starts over.
+const NOT_GO_KEPT: usize = 4096;
+
+/// Takes after which a stack no take asked a namer for is forgotten by it: longer than the
+/// kernel keeps an unreferenced stack (`probe::rotate`), so a row counted on a stack the kernel
+/// just deleted is still named.
+const NAMER_KEEPS_TAKES: u64 = 4;
+
 /// One profiled process: its session, and what tells it apart from a process that reuses its
 /// pid.
 pub struct Running {
@@ -181,6 +189,9 @@ impl Fleet {
             return None;
         }
         if !is_go(pid) {
+            if self.not_go.len() >= NOT_GO_KEPT {
+                self.not_go.clear();
+            }
             self.not_go.insert(file);
             return None;
         }
@@ -400,6 +411,42 @@ impl Fleet {
         }
     }
 
+    /// Takes the kernel's per-stack rows of the last interval into each process' session (its
+    /// exported series and, with `profiles`, its next profiles), then deletes the stacks no
+    /// longer referenced and forgets them in the namers: the kernel's maps and goprobe's
+    /// memory hold what the last intervals counted, not everything since start.
+    pub fn take(&mut self, profiles: bool) {
+        let started = Instant::now();
+        let stats = match self.probes.take() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("taking the per-stack rows: {e}");
+                return;
+            }
+        };
+        let probes = &self.probes;
+        for r in self.running.values_mut() {
+            r.session.absorb(probes, profiles);
+        }
+        let evicted = self.probes.evict_stacks();
+        let mut forgotten = 0;
+        let mut seen = HashSet::new();
+        for r in self.running.values() {
+            let namer = r.session.namer();
+            // Shared namers once.
+            if seen.insert(Rc::as_ptr(namer)) {
+                forgotten += namer.borrow_mut().evict(NAMER_KEEPS_TAKES);
+            }
+        }
+        debug!(
+            rows = stats.rows,
+            evicted,
+            forgotten,
+            ms = started.elapsed().as_millis() as u64,
+            "per-stack rows taken"
+        );
+    }
+
     /// Reads each process' goroutine count.
     pub fn sample_goroutines(&mut self) {
         for r in self.running.values_mut() {
@@ -439,11 +486,12 @@ impl Fleet {
         }
     }
 
-    /// Writes each process' profiles (since its attach) into `dir`, then rotates it.
+    /// Writes each process' profiles (of what the takes since the last ones counted, or since
+    /// its attach) into `dir`, then rotates it.
     pub fn write_profiles(&mut self, dir: &PprofDir) {
         let now = self.clock.now_unix();
-        for (&pid, r) in &self.running {
-            let profiles = r.session.profiles(&self.probes, now);
+        for (&pid, r) in &mut self.running {
+            let profiles = r.session.take_profiles(now);
             let exe = &r.session.target.exe;
             let exe = exe
                 .file_name()
@@ -472,6 +520,9 @@ impl Fleet {
 
     /// Detaches everything (SIGTERM).
     pub fn shutdown(&mut self) {
+        // Both generations' rows into the final values.
+        self.take(false);
+        self.take(false);
         self.refresh(true);
         let pids: Vec<u32> = self.running.keys().copied().collect();
         for pid in pids {

@@ -164,8 +164,10 @@ impl Host for Agent<'_> {
                 fleet.attach_ready();
             }
             Tick::Drain => fleet.drain(),
-            // The goroutine counts are read with the metrics, every few seconds.
+            // The goroutine counts are read with the metrics, every few seconds; the per-stack
+            // rows are taken then too (bounded kernel maps, see `Fleet::take`).
             Tick::Metrics => {
+                fleet.take(self.pprof.is_some());
                 fleet.sample_goroutines();
                 fleet.refresh(false);
                 fleet.snapshot_tick();

@@ -29,6 +29,10 @@ pub struct Inputs<'a> {
     pub lost_stacks: u64,
     /// Program runs each signal's per-second budget skipped.
     pub skipped: Skipped,
+    /// Kernel memory of goprobe's BPF maps, bytes.
+    pub bpf_map_bytes: u64,
+    /// Stacks deleted from the kernel's stack map as unreferenced, since start.
+    pub stacks_evicted: u64,
     /// Whether allocations are counted exactly (`--alloc exact`), not estimated.
     pub alloc_exact: bool,
     /// Reads the signals (allocations, assists, page faults) when the per-stack series are due.
@@ -43,6 +47,8 @@ pub struct Refresher {
     alloc_objects: TopN,
     sites_at: Option<Instant>,
     cgroup_at: Option<Instant>,
+    /// Page faults absorbed so far (minor, major), once [`Self::absorb`] was called.
+    absorbed: Option<(Option<(u64, u64)>, u64)>,
 }
 
 impl Refresher {
@@ -62,10 +68,14 @@ impl Refresher {
             self.cgroup_at = Some(now);
             cgroup::cpu_limit(&cgroup::of_process(pid))
         });
-        let sites = due(self.sites_at, SITES_EVERY).then(|| {
-            self.sites_at = Some(now);
-            self.read_sites(&mut i)
-        });
+        let sites = match self.absorbed {
+            // The agent: the series grow by what each take absorbed.
+            Some(absorbed) => Some(absorbed),
+            None => due(self.sites_at, SITES_EVERY).then(|| {
+                self.sites_at = Some(now);
+                self.read_sites(&mut i)
+            }),
+        };
         let (cpu, rss) = own_usage();
         metrics.update(|s| {
             s.goroutines = i.goroutines.or(s.goroutines);
@@ -84,10 +94,36 @@ impl Refresher {
             s.lost_events = i.lost_events;
             s.lost_stacks = i.lost_stacks;
             s.budget_skipped = i.skipped.by_signal().collect();
+            s.bpf_map_bytes = i.bpf_map_bytes;
+            s.stacks_evicted = i.stacks_evicted;
             s.agent_cpu_seconds = cpu;
             s.agent_rss_bytes = rss;
             s.targets = 1;
         });
+    }
+
+    /// Adds `delta`, what one take of the per-stack rows counted (the agent), to the function
+    /// series and the page fault totals; from then on [`Self::refresh`] publishes these and no
+    /// longer reads.
+    pub fn absorb(&mut self, delta: &Reading) {
+        if let Some(a) = &delta.assist {
+            self.assist
+                .add(by_function(&a.by_stack, |&ns| ns as f64 * 1e-9));
+        }
+        if let Some(a) = delta.alloc.as_ref().filter(|a| a.unavailable.is_none()) {
+            self.alloc_bytes
+                .add(by_function(&a.sites, |c| c.bytes as f64));
+            self.alloc_objects
+                .add(by_function(&a.sites, |c| c.objects as f64));
+        }
+        // The totals are the kernel's own counts since attach (signal/pagefault.rs), not a
+        // take's: the latest replaces the one before.
+        let (before, samples) = self.absorbed.unwrap_or_default();
+        let now = delta.page_faults.as_ref().map(|p| p.totals());
+        self.absorbed = Some((
+            now.map(|t| (t.minor, t.major)).or(before),
+            samples + now.map_or(0, |t| t.samples),
+        ));
     }
 
     /// Folds the per-stack records into the function series; returns the page fault totals

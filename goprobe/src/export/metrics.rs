@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub agent_cpu_seconds: f64,
     pub agent_rss_bytes: u64,
     pub targets: u64,
+    /// Kernel memory of goprobe's BPF maps (their `memlock`), bytes.
+    pub bpf_map_bytes: u64,
+    /// Stacks deleted from the kernel's stack map as unreferenced, since start.
+    pub stacks_evicted: u64,
 }
 
 /// Shared between the watch loop (writer) and the SDK's collections (readers).
@@ -268,7 +272,7 @@ fn observe_runtime(meter: &Meter, snapshot: &SharedSnapshot) {
 
 /// Heap, CPU quota and goprobe's own gauges.
 fn observe_gauges(meter: &Meter, snapshot: &SharedSnapshot) {
-    let gauges: [Def<Float>; 5] = [
+    let gauges: [Def<Float>; 6] = [
         (
             "goprobe.gc.heap.marked",
             "By",
@@ -298,6 +302,12 @@ fn observe_gauges(meter: &Meter, snapshot: &SharedSnapshot) {
             "{process}",
             "Processes goprobe is attached to",
             |s| Some(s.targets as f64),
+        ),
+        (
+            "goprobe.agent.bpf.map.memory",
+            "By",
+            "Kernel memory of goprobe's BPF maps",
+            |s| Some(s.bpf_map_bytes as f64),
         ),
     ];
     for (name, unit, description, get) in gauges {
@@ -438,6 +448,13 @@ fn observe_counters(meter: &Meter, snapshot: &SharedSnapshot, export_failures: &
         "goprobe's own CPU time, user and system",
         snapshot,
         |s, o| o.observe(s.agent_cpu_seconds, &[])
+    );
+    observed!(
+        meter.u64_observable_counter("goprobe.agent.stacks.evicted"),
+        "{stack}",
+        "Stacks deleted from the kernel's stack map as unreferenced",
+        snapshot,
+        |s, o| o.observe(s.stacks_evicted, &[])
     );
     let failures = export_failures.clone();
     meter

@@ -24,7 +24,7 @@ impl TopN {
     /// Takes the current cumulative totals by function (each never decreasing) and folds what
     /// grew since the last call into the series.
     pub fn update(&mut self, totals: impl IntoIterator<Item = (String, f64)>) {
-        let mut deltas: Vec<(String, f64)> = totals
+        let deltas: Vec<(String, f64)> = totals
             .into_iter()
             .filter_map(|(f, total)| {
                 let before = self.last.get(&f).copied().unwrap_or(0.0);
@@ -35,6 +35,16 @@ impl TopN {
                 })
             })
             .collect();
+        self.add_deltas(deltas);
+    }
+
+    /// Adds what each function counted since the last call (the agent's takes): no per-function
+    /// memory beyond the named set.
+    pub fn add(&mut self, deltas: impl IntoIterator<Item = (String, f64)>) {
+        self.add_deltas(deltas.into_iter().filter(|(_, d)| *d > 0.0).collect());
+    }
+
+    fn add_deltas(&mut self, mut deltas: Vec<(String, f64)>) {
         // Heaviest first, so the free places go to the heaviest newcomers; ties by name keep
         // the choice deterministic.
         deltas.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -123,5 +133,28 @@ mod tests {
             "runtime.bgsweep"
         );
         assert_eq!(charged_function(&[]), OTHER);
+    }
+}
+
+#[cfg(test)]
+mod delta_tests {
+    use super::*;
+
+    #[test]
+    fn deltas_add_up_like_totals() {
+        let mut by_totals = TopN::default();
+        let mut by_deltas = TopN::default();
+        let f = |n: &str, v: f64| (n.to_owned(), v);
+        by_totals.update([f("a", 5.0), f("b", 1.0)]);
+        by_totals.update([f("a", 7.0), f("b", 1.0), f("c", 3.0)]);
+        by_deltas.add([f("a", 5.0), f("b", 1.0)]);
+        by_deltas.add([f("a", 2.0), f("c", 3.0), f("d", 0.0)]);
+        let sorted = |t: &TopN| {
+            let mut v: Vec<(String, f64)> = t.series().map(|(k, v)| (k.to_owned(), v)).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(sorted(&by_totals), sorted(&by_deltas));
+        assert!(by_deltas.last.is_empty());
     }
 }

@@ -6,6 +6,7 @@ mod frameless;
 pub mod goroutines;
 mod load;
 pub mod perf;
+pub mod rotate;
 pub mod sites;
 pub mod stacks;
 pub mod stats;
@@ -176,6 +177,8 @@ pub struct Probes {
     rate_overrides: Vec<RateOverride>,
     /// Which block of the `FRAMELESS` pool holds each attached binary's ranges.
     frameless: frameless::Pool,
+    /// Taking the per-stack rows and evicting stacks (`goprobe agent`, see [`rotate`]).
+    rotation: rotate::Rotation,
 }
 
 impl Probes {
@@ -214,6 +217,7 @@ impl Probes {
             rate_overrides: Vec::new(),
             frameless: frameless::Pool::new(pool),
             fault_counts: Default::default(),
+            rotation: Default::default(),
         };
         probes.set_pid_namespace()?;
         Ok(probes)

@@ -58,3 +58,49 @@ impl Probes {
         out.into_iter()
     }
 }
+
+/// Kernel memory of every BPF map this process holds, in bytes: the sum of each map's
+/// `memlock:` in `/proc/self/fdinfo/<fd>`, each map (`map_id:`) once. Read at most once a
+/// second (the agent's sessions all report it).
+///
+/// NB: since Linux 6.4 `memlock` is the map's own account of its memory (kernel/bpf/syscall.c
+/// `bpf_map_show_fdinfo` → `bpf_map_memory_usage` → `map_mem_usage`): for a hash map without
+/// preallocation it follows the entries in use (kernel/bpf/hashtab.c `htab_map_mem_usage`).
+pub fn map_memory_bytes() -> u64 {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, u64)>> = std::sync::Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, bytes)) = *last
+        && at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        return bytes;
+    }
+    let bytes = read_map_memory();
+    *last = Some((std::time::Instant::now(), bytes));
+    bytes
+}
+
+fn read_map_memory() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for e in dir.filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let field = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:"))
+            && seen.insert(id)
+        {
+            total += memlock;
+        }
+    }
+    total
+}

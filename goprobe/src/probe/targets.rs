@@ -284,7 +284,7 @@ pub(super) type Snapshots =
     std::cell::RefCell<StdHashMap<&'static str, (std::time::Instant, Box<dyn std::any::Any>)>>;
 
 /// Per-process rows of one per-CPU map, read at one time.
-type Rows<K, V> = StdHashMap<u32, Vec<(K, Vec<V>)>>;
+pub(super) type Rows<K, V> = StdHashMap<u32, Vec<(K, Vec<V>)>>;
 
 impl Probes {
     /// The entries of per-CPU hash map `map` that belong to process `pid` (by `tgid`), with
@@ -315,13 +315,16 @@ impl Probes {
             }
             rows
         };
-        if self.scope != super::Scope::Shared {
+        if self.scope != super::Scope::Shared && !self.rotation.on {
             return read(Some(pid)).remove(&pid).unwrap_or_default();
         }
         let mut cache = self.snapshots.borrow_mut();
-        let stale = cache
-            .get(map)
-            .is_none_or(|(at, _)| at.elapsed() >= SNAPSHOT_AGE);
+        // Rows taken ([`Probes::take`]) are served as taken, until the next take.
+        let taken = self.rotation.on && TAKEN_MAPS.contains(&map);
+        let stale = !taken
+            && cache
+                .get(map)
+                .is_none_or(|(at, _)| at.elapsed() >= SNAPSHOT_AGE);
         if stale {
             cache.insert(map, (std::time::Instant::now(), Box::new(read(None))));
         }
@@ -333,6 +336,9 @@ impl Probes {
             .unwrap_or_default()
     }
 }
+
+/// The maps whose rows [`Probes::take`] takes.
+const TAKEN_MAPS: [&str; 3] = ["SITES", "ALLOC_SAMPLES", "ASSIST_BY_STACK"];
 
 /// How long one read of a per-CPU map serves the targets' refreshes (agent mode).
 const SNAPSHOT_AGE: std::time::Duration = std::time::Duration::from_millis(500);

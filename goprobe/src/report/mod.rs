@@ -127,6 +127,13 @@ pub struct OwnCost {
     /// runs it turned away since the probes were loaded (docs/report-schema.md).
     #[serde(default)]
     pub budget: Vec<perf::BudgetUse>,
+    /// goprobe's resident memory when the watch ended, KiB (`max_rss_kb` is the peak).
+    #[serde(default)]
+    pub rss_kb: u64,
+    /// Kernel memory of goprobe's BPF maps when the watch ended, bytes (each map's own
+    /// `memlock` accounting).
+    #[serde(default)]
+    pub bpf_map_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -57,6 +57,9 @@ pub struct Session {
     keep: Option<usize>,
     /// Unix time the probes were attached.
     pub attached_unix_ns: i64,
+    /// The agent with profiles: what the takes since the last profiles counted, and since when
+    /// ([`Self::absorb`], [`Self::take_profiles`]).
+    interval: Option<(Reading, i64)>,
 }
 
 impl Session {
@@ -88,6 +91,7 @@ impl Session {
             refresher: Refresher::default(),
             keep: None,
             attached_unix_ns,
+            interval: None,
         }
     }
 
@@ -157,7 +161,7 @@ impl Session {
     pub fn goroutine_count(&self) -> Option<u64> {
         self.goroutines
             .as_ref()
-            .and_then(|s| s.samples().last())
+            .and_then(|s| s.latest())
             .map(|s| s.count)
             .or(self.goroutine_count)
     }
@@ -176,23 +180,54 @@ impl Session {
             ..Parts::ALL
         };
         let mut read = || Reading::read(probes, target, options, parts, &mut namer.borrow_mut());
+        let missing = namer.borrow().missing;
         let inputs = Inputs {
             target,
             goroutines: self.goroutine_count(),
             lost_events: losses.lost_events(self.tracker.unreadable),
-            lost_stacks: losses.stacks,
             skipped: losses.skipped,
+            lost_stacks: losses.stacks + missing,
+            bpf_map_bytes: crate::signal::cost::map_bytes(),
+            stacks_evicted: losses.stacks_evicted,
             alloc_exact: options.alloc == AllocMode::Exact,
             read: &mut read,
         };
         self.refresher.refresh(m, inputs, all);
     }
 
-    /// The profiles of every stack-attributed signal since attach, up to `end_unix_ns`.
-    pub fn profiles(&self, probes: &Probes, end_unix_ns: i64) -> Vec<Profile> {
-        let reading = self.read(probes, Parts::ALL);
+    /// Takes in what the last take of the per-stack rows (`Probes::take`, the agent) counted for
+    /// this process: into the exported series and, with `profiles`, into the next profiles.
+    pub fn absorb(&mut self, probes: &Probes, profiles: bool) {
+        let parts = Parts {
+            cpu: profiles,
+            creations: profiles,
+            ..Parts::ALL
+        };
+        let mut delta = self.read(probes, parts);
+        if let Some(a) = &mut delta.assist {
+            // Cumulative per cycle, and only the last cycles are kept: not a take's.
+            a.by_cycle.clear();
+        }
+        self.refresher.absorb(&delta);
+        if profiles {
+            match &mut self.interval {
+                Some((sum, _)) => sum.add(delta),
+                // The first interval starts at attach.
+                None => self.interval = Some((delta, self.attached_unix_ns)),
+            }
+        }
+    }
+
+    /// The profiles of what the takes since the last call counted (the agent's profile
+    /// interval), up to `end_unix_ns`; empty when nothing was absorbed.
+    pub fn take_profiles(&mut self, end_unix_ns: i64) -> Vec<Profile> {
+        let Some((reading, start_unix_ns)) = self.interval.take() else {
+            return Vec::new();
+        };
+        // The next interval starts where this one ends.
+        self.interval = Some((Reading::default(), end_unix_ns));
         let window = Window {
-            start_unix_ns: self.attached_unix_ns,
+            start_unix_ns,
             end_unix_ns,
         };
         self.profiles_of(&reading, &window)

@@ -372,6 +372,8 @@ fn finish(
                 &session.options.effective_budget().caps,
                 &losses.skipped,
             ),
+            rss_kb: cost::rss_bytes() / 1024,
+            bpf_map_bytes: cost::map_bytes(),
         },
         tracker: &session.tracker,
         gc_stacks: &gc_stacks,

@@ -29,6 +29,8 @@ pub struct Losses {
     /// Program runs each signal's per-second budget turned away, by signal
     /// (`probe::budget::SIGNALS` order and names).
     pub skipped: Skipped,
+    /// Stacks deleted from the stack map as unreferenced (`goprobe agent`; not a loss).
+    pub stacks_evicted: u64,
 }
 
 /// Program runs turned away by the per-second budget of each signal (probe/budget.rs).
@@ -57,6 +59,7 @@ impl Losses {
             sites_full: probes.sites_full(),
             stacks: probes.failed_stacks(),
             skipped: Skipped(probes.budget_skipped()),
+            stacks_evicted: probes.stacks_evicted(),
         }
     }
 
@@ -65,6 +68,22 @@ impl Losses {
     pub fn lost_events(&self, unreadable: u64) -> u64 {
         self.events + unreadable + self.sites_full
     }
+}
+
+/// Kernel memory of every BPF map goprobe holds, bytes (their own `memlock` accounting).
+pub fn map_bytes() -> u64 {
+    crate::probe::stats::map_memory_bytes()
+}
+
+/// goprobe's resident memory now, bytes (`/proc/self/statm`).
+pub fn rss_bytes() -> u64 {
+    let pages: u64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: plain sysconf query.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page
 }
 
 /// Every loaded program's counters, by name.

@@ -73,7 +73,24 @@ pub struct GoroutineSampler {
     allp: u64,
     layout: SchedLayout,
     samples: Vec<Sample>,
+    /// Readings per kept sample (doubles each time [`MAX_SAMPLES`] is reached), the largest
+    /// of the readings not yet kept, and how many there are.
+    stride: u32,
+    pending: Option<Sample>,
+    pending_n: u32,
+    /// The last reading.
+    latest: Option<Sample>,
     stopped: bool,
+}
+
+/// Samples kept: beyond, neighbours are merged (the larger count stays, so the maximum is
+/// exact) and later readings kept at half the rate; a long `goprobe attach` (10 readings a
+/// second, 36,000 an hour) stays within this.
+pub const MAX_SAMPLES: usize = 1 << 14;
+
+/// `a` or `b`, whichever counted more goroutines (the earlier on a tie).
+fn larger(a: Sample, b: Sample) -> Sample {
+    if b.count > a.count { b } else { a }
 }
 
 impl GoroutineSampler {
@@ -98,6 +115,10 @@ impl GoroutineSampler {
             allp,
             layout: target.layout.sched,
             samples: Vec::new(),
+            stride: 1,
+            pending: None,
+            pending_n: 0,
+            latest: None,
             stopped: false,
         };
         let gomaxprocs = v
@@ -183,7 +204,7 @@ impl GoroutineSampler {
         match self.read_count() {
             Ok(count) => {
                 let after = clock.now_unix();
-                self.samples.push(Sample {
+                self.keep(Sample {
                     t_unix_ns: before + (after - before) / 2,
                     count,
                 });
@@ -201,9 +222,35 @@ impl GoroutineSampler {
         !self.stopped
     }
 
-    /// Every sample taken, oldest first.
+    /// Every sample kept, oldest first (at most [`MAX_SAMPLES`], see there).
     pub fn samples(&self) -> &[Sample] {
         &self.samples
+    }
+
+    /// The last reading.
+    pub fn latest(&self) -> Option<Sample> {
+        self.latest
+    }
+
+    fn keep(&mut self, s: Sample) {
+        self.latest = Some(s);
+        let merged = self.pending.map_or(s, |p| larger(p, s));
+        self.pending_n += 1;
+        if self.pending_n < self.stride {
+            self.pending = Some(merged);
+            return;
+        }
+        self.pending = None;
+        self.pending_n = 0;
+        self.samples.push(merged);
+        if self.samples.len() >= MAX_SAMPLES {
+            self.samples = self
+                .samples
+                .chunks(2)
+                .map(|c| c.iter().copied().reduce(larger).unwrap_or(c[0]))
+                .collect();
+            self.stride *= 2;
+        }
     }
 
     fn u64_at(&self, addr: u64) -> io::Result<u64> {

@@ -57,6 +57,23 @@ impl PageFaults {
         let (exact, current) = probes
             .faults_since_attach(pid, now)
             .unwrap_or(((0, 0), false));
+        if probes.rows_taken() {
+            // The agent's rows are one take's (an interval), the kernel's counts since attach:
+            // the sites keep their sampled estimates (periods summed, unbiased), the totals are
+            // exact.
+            let sampled = sum(&sites);
+            return Self {
+                sites,
+                totals: FaultCounts {
+                    minor: exact.0,
+                    major: exact.1,
+                    samples: sampled.samples,
+                },
+                sampled,
+                current,
+                period,
+            };
+        }
         Self::from_samples(sites, exact, current, period)
     }
 

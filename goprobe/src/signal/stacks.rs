@@ -74,7 +74,13 @@ pub struct Site<V> {
 pub struct StackNamer {
     pid: u32,
     symbolizer: Symbolizer,
-    cache: HashMap<CallerStack, Stack>,
+    /// Each stack named, with the [`Self::age`] it was last asked for.
+    cache: HashMap<CallerStack, (Stack, u64)>,
+    /// Advanced by [`Self::evict`]: the agent's takes.
+    age: u64,
+    /// Captured stacks whose frames were gone from the kernel's map when asked for (deleted
+    /// as unreferenced, see `probe::rotate`): their weight is reported with an empty stack.
+    pub missing: u64,
 }
 
 impl StackNamer {
@@ -88,17 +94,23 @@ impl StackNamer {
             pid,
             symbolizer,
             cache: HashMap::new(),
+            age: 0,
+            missing: 0,
         }
     }
 
     /// The stack of `caller`: each address with its frames, return addresses resolved at
     /// `addr - 1` as [`Symbolizer::stack`] does; empty when no stack was captured.
     pub fn stack(&mut self, probes: &Probes, caller: &CallerStack) -> Stack {
-        if let Some(stack) = self.cache.get(caller) {
+        if let Some((stack, age)) = self.cache.get_mut(caller) {
+            *age = self.age;
             return stack.clone();
         }
-        let locations: Vec<Location> = probes
-            .caller_addrs(caller)
+        let addrs = probes.caller_addrs(caller);
+        if caller.is_some() && addrs.is_empty() {
+            self.missing += 1;
+        }
+        let locations: Vec<Location> = addrs
             .iter()
             .enumerate()
             .map(|(i, &address)| {
@@ -116,8 +128,28 @@ impl StackNamer {
         let stack = Stack {
             locations: locations.into(),
         };
-        self.cache.insert(*caller, stack.clone());
+        self.cache.insert(*caller, (stack.clone(), self.age));
         stack
+    }
+
+    /// Forgets the stacks not asked for in the last `ages` calls (the agent calls it once per
+    /// take, `ages` longer than the kernel keeps an unreferenced stack): the cache holds the
+    /// stacks in use, not every stack ever seen. Returns how many were forgotten.
+    pub fn evict(&mut self, ages: u64) -> usize {
+        self.age += 1;
+        let before = self.cache.len();
+        let now = self.age;
+        self.cache.retain(|_, (_, at)| now - *at <= ages);
+        before - self.cache.len()
+    }
+
+    /// Stacks named and kept.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
     }
 
     /// The sites of `raw`, each stack resolved, each value mapped by `value`.

@@ -91,6 +91,9 @@ fn build_id(path: &std::path::Path) -> Option<Arc<[u8]>> {
     note.get(16..).map(Into::into)
 }
 
+/// Addresses whose frames a [`Symbolizer`] keeps (a few hundred bytes each).
+const MEMO_MAX: usize = 1 << 17;
+
 /// Resolves addresses of processes. Not `Sync` (blazesym's resolvers use `Rc`): keep one per
 /// thread.
 pub struct Symbolizer {
@@ -228,6 +231,11 @@ impl Symbolizer {
                 let name = m.path.rsplit('/').next().unwrap_or("?");
                 Arc::new([Frame::unknown(format!("{name}+{off:#x}"))])
             });
+        if self.memo.len() >= MEMO_MAX {
+            // Bounded: a long-running agent meets new addresses for ever (JIT-free, but many
+            // binaries over weeks); starting over costs one look-up per address in use.
+            self.memo.clear();
+        }
         self.memo.insert((id, off), frames.clone());
         frames
     }

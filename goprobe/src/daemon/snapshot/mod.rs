@@ -346,7 +346,13 @@ impl Snapshots {
             cpu_ns: None,
         };
         let base = rec.baselines.front().unwrap_or(&empty);
-        let reading = since(&session.read(probes, PARTS), &base.reading);
+        // With the agent's rows taken every metrics tick, a read is already the last take's
+        // interval (5-10 s), not a count since attach to subtract a baseline from.
+        let reading = if probes.rows_taken() {
+            session.read(probes, PARTS)
+        } else {
+            since(&session.read(probes, PARTS), &base.reading)
+        };
         let target = &session.target;
         let mut tracker = GcTracker::new(target.layout.stw_abi);
         // The records of the window up to the trigger (later ones of the same drain go to
@@ -400,6 +406,8 @@ impl Snapshots {
                 lost_events: losses.lost_events(session.tracker.unreadable),
                 lost_stacks: losses.stacks,
                 programs: Vec::new(),
+                rss_kb: crate::signal::cost::rss_bytes() / 1024,
+                bpf_map_bytes: crate::signal::cost::map_bytes(),
                 budget: report::perf::budget_uses(
                     &session.options.effective_budget().caps,
                     &losses.skipped,
