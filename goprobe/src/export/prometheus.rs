@@ -9,6 +9,7 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use http_body_util::Full;
@@ -36,52 +37,130 @@ const PROMOTED: [&str; 6] = [
     "k8s.pod.name",
 ];
 
-/// The manual readers of every process being exported, collected at each scrape, and whether
-/// the agent is ready (`/readyz`).
-#[derive(Clone, Debug, Default)]
-pub struct Registry(Arc<Mutex<Vec<Arc<ManualReader>>>>, Arc<AtomicBool>);
+/// How long the event loop may go without a beat before `/healthz` says it is stuck.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Every process being exported (its live reader, or its final values once it was stopped):
+/// what a scrape renders and what each OTLP round pushes; and what `/readyz` and `/healthz`
+/// answer.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    sources: Mutex<Vec<Source>>,
+    ready: AtomicBool,
+    /// The event loop's last beat ([`Registry::beat`]); `None` when it does not beat.
+    beat: Mutex<Option<Instant>>,
+    /// Set once the watch has ended: the final report is being built, or done.
+    stopping: AtomicBool,
+}
+
+enum Source {
+    Live(Arc<ManualReader>),
+    /// A stopped process' last values, served until exit.
+    Final(Arc<ResourceMetrics>),
+}
 
 impl Registry {
     /// Marks the agent ready: `/readyz` answers 200 from now on (503 before).
     pub fn set_ready(&self, ready: bool) {
-        self.1.store(ready, Ordering::Relaxed);
+        self.0.ready.store(ready, Ordering::Relaxed);
     }
 
     fn ready(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+        self.0.ready.load(Ordering::Relaxed)
+    }
+
+    /// The event loop is alive: `/healthz` answers 503 once it has not beaten for [`STALL`].
+    pub fn beat(&self) {
+        *lock(&self.0.beat) = Some(Instant::now());
+    }
+
+    /// The watch has ended: from now on `/healthz` answers 200 without beats, while the final
+    /// report is built and the last values are served.
+    pub fn set_stopping(&self) {
+        self.0.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// How long the event loop has not beaten, when that is too long.
+    fn stalled(&self) -> Option<Duration> {
+        if self.0.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.0.beat)
+            .map(|t| t.elapsed())
+            .filter(|&d| d > STALL)
     }
 
     pub fn add(&self, reader: Arc<ManualReader>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(reader);
+        lock(&self.0.sources).push(Source::Live(reader));
     }
 
-    pub fn remove(&self, reader: &Arc<ManualReader>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|r| !Arc::ptr_eq(r, reader));
+    /// Takes `reader` out; with `last`, its final values stay in its place.
+    pub fn remove(&self, reader: &Arc<ManualReader>, last: Option<Arc<ResourceMetrics>>) {
+        let mut sources = lock(&self.0.sources);
+        let at = sources
+            .iter()
+            .position(|s| matches!(s, Source::Live(r) if Arc::ptr_eq(r, reader)));
+        match (at, last) {
+            (Some(i), Some(rm)) => sources[i] = Source::Final(rm),
+            (Some(i), None) => {
+                sources.remove(i);
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// Collects every live process' metrics (for an OTLP round).
+    pub fn collect_live(&self) -> Vec<Arc<ResourceMetrics>> {
+        self.readers()
+            .into_iter()
+            .filter_map(|r| collect(&r).map(Arc::new))
+            .collect()
+    }
+
+    fn readers(&self) -> Vec<Arc<ManualReader>> {
+        lock(&self.0.sources)
+            .iter()
+            .filter_map(|s| match s {
+                Source::Live(r) => Some(r.clone()),
+                Source::Final(_) => None,
+            })
+            .collect()
     }
 
     /// Collects every process' metrics and renders them.
     pub fn render(&self) -> String {
-        let readers = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let finals: Vec<Arc<ResourceMetrics>> = lock(&self.0.sources)
+            .iter()
+            .filter_map(|s| match s {
+                Source::Final(rm) => Some(rm.clone()),
+                Source::Live(_) => None,
+            })
+            .collect();
         let mut families = Families::default();
-        for r in readers {
-            let mut rm = ResourceMetrics::default();
-            match r.collect(&mut rm) {
-                Ok(()) => families.add(&rm),
-                Err(e) => debug!("collect: {e}"),
-            }
+        for rm in self.collect_live().iter().chain(&finals) {
+            families.add(rm);
         }
         families.render()
     }
+}
+
+/// Collects `reader` into a fresh [`ResourceMetrics`].
+fn collect(reader: &ManualReader) -> Option<ResourceMetrics> {
+    let mut rm = ResourceMetrics::default();
+    match reader.collect(&mut rm) {
+        Ok(()) => Some(rm),
+        Err(e) => {
+            debug!("collect: {e}");
+            None
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A [`ManualReader`] shared between a meter provider and the [`Registry`].
@@ -353,6 +432,32 @@ fn sample(name: &str, l: &[(String, String)], v: f64) -> String {
     format!("{name}{} {v}", labels(l))
 }
 
+/// The endpoint's thread; it stops serving when this is dropped.
+pub struct Server {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` from `registry` on `listener`, on a thread of its
+/// own: the endpoint answers whatever the event loop does, from the start to the exit (while
+/// the final report is built, and with the last values once the watch has ended).
+pub fn spawn(listener: std::net::TcpListener, registry: Registry) -> std::io::Result<Server> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("goprobe-http".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    () = serve(listener, registry) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+    Ok(Server { _stop: stop })
+}
+
 /// Serves `/metrics` from `registry` on `listener` until the runtime stops.
 pub async fn serve(listener: std::net::TcpListener, registry: Registry) {
     let listener = match listener
@@ -402,12 +507,22 @@ fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
             "text/plain; charset=utf-8",
             "goprobe: metrics at /metrics, liveness at /healthz, readiness at /readyz\n".to_owned(),
         ),
-        // Live as long as this answers: the server runs on the thread that drives the probes.
-        ("GET", "/healthz") => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ok\n".to_owned(),
-        ),
+        // Live while the event loop beats (the agent's, every 100 ms), and while stopping.
+        ("GET", "/healthz") => match registry.stalled() {
+            None => (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "ok\n".to_owned(),
+            ),
+            Some(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!(
+                    "stuck: the event loop has not run for {:.0} s\n",
+                    d.as_secs_f64()
+                ),
+            ),
+        },
         // Ready once the BPF programs are loaded and the first scan of /proc is done.
         ("GET", "/readyz") if registry.ready() => (
             StatusCode::OK,
