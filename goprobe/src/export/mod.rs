@@ -29,7 +29,7 @@ use opentelemetry_sdk::{
     Resource,
     metrics::{ManualReader, SdkMeterProvider, data::ResourceMetrics, reader::MetricReader as _},
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub use metrics::{CycleInstruments, SharedSnapshot, Snapshot};
 pub use otlp::FinalPush;
@@ -184,6 +184,7 @@ impl Exporter {
             snapshot,
             reader,
             registry: self.registry.clone(),
+            keep: None,
         })
     }
 
@@ -218,6 +219,8 @@ pub struct TargetMetrics {
     snapshot: SharedSnapshot,
     reader: Arc<ManualReader>,
     registry: Registry,
+    /// The last values, to stay on the Prometheus endpoint once this is dropped.
+    keep: Option<Arc<ResourceMetrics>>,
 }
 
 impl TargetMetrics {
@@ -233,7 +236,7 @@ impl TargetMetrics {
 
     /// Reads the last values and stops; with `keep_serving` they stay on the Prometheus
     /// endpoint, else the process leaves it.
-    fn finish(self, keep_serving: bool) -> Option<Arc<ResourceMetrics>> {
+    fn finish(mut self, keep_serving: bool) -> Option<Arc<ResourceMetrics>> {
         let mut rm = ResourceMetrics::default();
         let last = match self.reader.collect(&mut rm) {
             Ok(()) => Some(Arc::new(rm)),
@@ -242,12 +245,18 @@ impl TargetMetrics {
                 None
             }
         };
-        self.registry
-            .remove(&self.reader, last.clone().filter(|_| keep_serving));
-        // A manual reader only: nothing is exported here, so this does not wait.
-        if let Err(e) = self.provider.shutdown() {
-            warn!("stopping the metrics of a process: {e}");
-        }
+        self.keep = last.clone().filter(|_| keep_serving);
         last
+    }
+}
+
+impl Drop for TargetMetrics {
+    /// The process leaves the registry (its last values stay when [`Self::finish`] kept them);
+    /// the provider, with a manual reader only, stops without exporting anything.
+    fn drop(&mut self) {
+        self.registry.remove(&self.reader, self.keep.take());
+        if let Err(e) = self.provider.shutdown() {
+            debug!("stopping the metrics of a process: {e}");
+        }
     }
 }
