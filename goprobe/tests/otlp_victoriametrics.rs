@@ -1,10 +1,12 @@
-//! OTLP export into a real receiver that is not ours: Prometheus 3 with its OTLP receiver
-//! (`--web.enable-otlp-receiver`, `cargo xtask setup` unpacks it from Debian's newer suites),
-//! queried back through its HTTP API. goprobe is given Prometheus' generic endpoint
-//! `http://HOST/api/v1/otlp`, a base with a path, and must post to `…/api/v1/otlp/v1/metrics`
-//! as the OpenTelemetry specification says. Also: a collector down for a minute loses nothing,
-//! and goprobe exits at most its export timeout (and under a second) after its target, with the
-//! collector down or never answering, serving its final values on `--prometheus` meanwhile.
+//! OTLP export into a real receiver that is not ours: VictoriaMetrics with its OTLP endpoint
+//! (`cargo xtask setup` unpacks it from Debian's newer suites; Debian's Prometheus 3 is built
+//! without its OTLP receiver), queried back through its Prometheus-compatible HTTP API. goprobe
+//! is given the generic endpoint `http://HOST/opentelemetry`, a base with a path, and must post
+//! to `…/opentelemetry/v1/metrics` as the OpenTelemetry specification says (posting to the base
+//! as it is, as goprobe did, was answered 400). Also: a collector down for a minute loses
+//! nothing, and goprobe exits at most its export timeout (and under a second) after its target,
+//! with the collector down or never answering, serving its final values on `--prometheus`
+//! meanwhile.
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
@@ -25,8 +27,8 @@ use support::{
     prometheus::{free_port, http_get, url_encode, value},
 };
 
-/// A Prometheus 3 with the OTLP receiver on, on a fixed loopback port and its own storage, so
-/// that it can be stopped and started again as the same collector.
+/// A VictoriaMetrics on a fixed loopback port with its own storage, so that it can be stopped
+/// and started again as the same collector.
 struct Receiver {
     proc: Option<Proc>,
     addr: String,
@@ -35,10 +37,10 @@ struct Receiver {
 
 impl Receiver {
     fn binary() -> PathBuf {
-        std::env::var_os("GOPROBE_PROMETHEUS3").map_or_else(
+        std::env::var_os("GOPROBE_VICTORIA_METRICS").map_or_else(
             || {
                 Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/thirdparty/prometheus3/usr/bin/prometheus")
+                    .join("../target/thirdparty/victoria-metrics/usr/bin/victoria-metrics")
             },
             PathBuf::from,
         )
@@ -46,17 +48,15 @@ impl Receiver {
 
     fn start(name: &str) -> Self {
         let bin = Self::binary();
-        let version = Command::new(&bin).arg("--version").output();
+        let help = Command::new(&bin).arg("-help").output();
         assert!(
-            version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("version 3.")),
-            "{} is not Prometheus 3: run `cargo xtask setup`",
+            help.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("-opentelemetry.")),
+            "{} is not a VictoriaMetrics with OTLP ingestion: run `cargo xtask setup`",
             bin.display()
         );
-        let dir = std::env::temp_dir().join(format!("goprobe-prom3-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("goprobe-vm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        // No scrapes: everything arrives over OTLP.
-        std::fs::write(dir.join("prometheus.yml"), "global: {}\n").unwrap();
         let mut r = Self {
             proc: None,
             addr: format!("127.0.0.1:{}", free_port()),
@@ -70,25 +70,29 @@ impl Receiver {
     fn restart(&mut self) {
         let mut cmd = Command::new(Self::binary());
         cmd.current_dir(&self.dir)
-            .arg("--config.file=prometheus.yml")
-            .arg(format!("--web.listen-address={}", self.addr))
-            .arg("--storage.tsdb.path=data")
-            .arg("--web.enable-otlp-receiver")
-            .arg("--log.level=warn");
+            .arg("-storageDataPath=data")
+            .arg(format!("-httpListenAddr={}", self.addr))
+            // Prometheus' names (`goprobe_gc_pause_duration_seconds_count`, `service_name`).
+            .arg("-opentelemetry.usePrometheusNaming")
+            // Every sample queryable at once, and the last one however old.
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .arg("-search.maxStalenessInterval=10m")
+            .arg("-loggerLevel=WARN");
         self.proc = Some(Proc::spawn(cmd));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !matches!(http_get(&self.addr, "/-/ready"), Some((200, _))) {
+        while !matches!(http_get(&self.addr, "/health"), Some((200, _))) {
             assert!(
                 Instant::now() < deadline,
-                "Prometheus 3 on {} not ready",
+                "VictoriaMetrics on {} not ready",
                 self.addr
             );
             thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Stops it as an operator would (SIGTERM: the head block is kept in its WAL); connecting
-    /// to its port is refused until [`Self::restart`].
+    /// Stops it as an operator would (SIGTERM: it flushes what it holds); connecting to its
+    /// port is refused until [`Self::restart`].
     fn stop(&mut self) {
         let mut p = self.proc.take().expect("running");
         let _ = Command::new("kill")
@@ -96,20 +100,20 @@ impl Receiver {
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while p.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "Prometheus 3 did not stop");
+            assert!(Instant::now() < deadline, "VictoriaMetrics did not stop");
             thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The generic OTLP endpoint (a base: `v1/metrics` goes after it).
     fn endpoint(&self) -> String {
-        format!("http://{}/api/v1/otlp", self.addr)
+        format!("http://{}/opentelemetry", self.addr)
     }
 
     /// The single value of `expr`, or `None` while it has no series.
     fn single(&self, expr: &str) -> Option<f64> {
         let path = format!("/api/v1/query?query={}", url_encode(expr));
-        let (status, body) = http_get(&self.addr, &path).expect("Prometheus answers");
+        let (status, body) = http_get(&self.addr, &path).expect("the collector answers");
         let json: Value = serde_json::from_slice(&body).unwrap();
         assert!(status == 200, "{expr}: HTTP {status}: {json}");
         let series = json["data"]["result"].as_array().unwrap();
@@ -136,9 +140,10 @@ impl Drop for Receiver {
     }
 }
 
-/// `goprobe attach` pushing OTLP every second under `service` (Prometheus' `job`), writing
-/// report.json into `out`. The test's own `OTEL_*` variables are removed.
-fn attach(pid: u32, extra: &[&str], service: &str, out: &Path) -> Proc {
+/// `goprobe attach` pushing OTLP every second under `service` (the `service_name` label),
+/// writing report.json into `out`, else printing it (`--json`). The test's own `OTEL_*`
+/// variables are removed.
+fn attach(pid: u32, extra: &[&str], service: &str, out: Option<&Path>) -> Proc {
     let mut cmd = support::goprobe();
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OTEL_") {
@@ -148,9 +153,11 @@ fn attach(pid: u32, extra: &[&str], service: &str, out: &Path) -> Proc {
     cmd.arg("attach")
         .arg(pid.to_string())
         .args(["--export-interval", "1", "--service-name", service])
-        .arg("--out-dir")
-        .arg(out)
         .args(extra);
+    match out {
+        Some(dir) => cmd.arg("--out-dir").arg(dir),
+        None => cmd.arg("--json"),
+    };
     let p = Proc::spawn(cmd);
     p.wait_stderr("attached to pid", Duration::from_secs(60));
     p
@@ -166,6 +173,10 @@ fn out_dir(test: &str) -> PathBuf {
 fn report_totals(dir: &Path) -> (u64, u64, u64) {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    totals(&report)
+}
+
+fn totals(report: &Value) -> (u64, u64, u64) {
     assert_eq!(report["goprobe"]["lost_events"], 0);
     let cycles = report["gc"]["cycles"].as_array().unwrap();
     let stws: Vec<u64> = cycles
@@ -176,10 +187,10 @@ fn report_totals(dir: &Path) -> (u64, u64, u64) {
     (cycles.len() as u64, stws.len() as u64, stws.iter().sum())
 }
 
-/// What Prometheus holds for `job`: (GC cycles, GC pauses, their sum in ns).
+/// What the collector holds for `job`: (GC cycles, GC pauses, their sum in ns).
 fn stored_totals(prom: &Receiver, job: &str) -> (f64, f64, f64) {
-    let sel = format!(r#"{{job="{job}"}}"#);
-    let get = |e: String| prom.single(&e).unwrap_or_else(|| panic!("no {e}"));
+    let sel = format!(r#"{{service_name="{job}"}}"#);
+    let get = |e: String| prom.single(&e).unwrap_or(f64::NAN);
     (
         get(format!("sum(go_memory_gc_cycles_total{sel})")),
         get(format!("sum(goprobe_gc_pause_duration_seconds_count{sel})")),
@@ -187,29 +198,37 @@ fn stored_totals(prom: &Receiver, job: &str) -> (f64, f64, f64) {
     )
 }
 
-/// goprobe's totals in Prometheus equal its report.json: the count exactly, the sum within
-/// 1 ns per pause (seconds as f64).
+/// goprobe's totals in the collector equal its report.json: the counts exactly, the sum within
+/// 1 ns per pause (seconds as f64). The last push arrived before goprobe exited; the collector
+/// may take a moment to make it queryable.
 fn assert_stored_equals_report(prom: &Receiver, job: &str, dir: &Path) -> (u64, u64) {
     let (cycles, pauses, sum_ns) = report_totals(dir);
-    let (p_cycles, p_pauses, p_sum) = stored_totals(prom, job);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (p_cycles, p_pauses, p_sum) = loop {
+        let t = stored_totals(prom, job);
+        if (t.0, t.1) == (cycles as f64, pauses as f64) || Instant::now() > deadline {
+            break t;
+        }
+        thread::sleep(Duration::from_millis(250));
+    };
     eprintln!(
         "{job}: report {cycles} cycles, {pauses} pauses, {sum_ns} ns; \
-         Prometheus {p_cycles} cycles, {p_pauses} pauses, {p_sum:.0} ns"
+         collector {p_cycles} cycles, {p_pauses} pauses, {p_sum:.0} ns"
     );
-    assert_eq!(p_cycles, cycles as f64, "GC cycles: Prometheus vs report");
-    assert_eq!(p_pauses, pauses as f64, "GC pauses: Prometheus vs report");
+    assert_eq!(p_cycles, cycles as f64, "GC cycles: collector vs report");
+    assert_eq!(p_pauses, pauses as f64, "GC pauses: collector vs report");
     assert!(
         (p_sum - sum_ns as f64).abs() <= pauses as f64,
-        "pause sum: Prometheus {p_sum} ns, report {sum_ns} ns"
+        "pause sum: collector {p_sum} ns, report {sum_ns} ns"
     );
     (cycles, pauses)
 }
 
-/// gcstress `-mode pauses` under goprobe, pushing to Prometheus 3: the pause histogram
-/// and the cycle counter read back through Prometheus' query API equal goprobe's report, and
+/// gcstress `-mode pauses` under goprobe, pushing to VictoriaMetrics: the pause histogram and
+/// the cycle counter read back through its query API equal goprobe's report, and
 /// the cycles equal what the runtime counted (NumGC; GC is off after its last read).
 #[test]
-fn pauses_read_back_from_prometheus() {
+fn pauses_read_back_from_the_collector() {
     let prom = Receiver::start("pauses");
     let dir = out_dir("pauses");
     let mut prog = support::start_testprog(
@@ -227,7 +246,7 @@ fn pauses_read_back_from_prometheus() {
     );
     // The periodic pushes arrive before the workload starts.
     prom.wait_for(
-        &format!(r#"go_memory_gc_cycles_total{{job="{job}"}}"#),
+        &format!(r#"go_memory_gc_cycles_total{{service_name="{job}"}}"#),
         Duration::from_secs(30),
     );
     prog.send("start");
@@ -237,13 +256,13 @@ fn pauses_read_back_from_prometheus() {
     let (gp_status, _, gp_err) = probe.finish(Duration::from_secs(60));
     assert!(gp_status.success(), "goprobe: {gp_err}");
     assert!(!gp_err.contains("OTLP export failed"), "{gp_err}");
-    let (cycles, _) = assert_stored_equals_report(&prom, &job, &dir);
+    let (cycles, _) = assert_stored_equals_report(&prom, &job, Some(&dir));
     let ran = truth["numgc_end"].as_u64().unwrap() - truth["numgc_start"].as_u64().unwrap();
     assert_eq!(cycles, ran, "report cycles vs the runtime's NumGC");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Prometheus goes away for 60 s while GC cycles go on, and comes back on the same port and
+/// The collector goes away for 60 s while GC cycles go on, and comes back on the same port and
 /// storage: the counters are cumulative, so the values pushed after it returns (the last of
 /// them at goprobe's exit) hold every cycle, those of the minute it was away too.
 #[test]
@@ -265,7 +284,7 @@ fn collector_down_for_a_minute_loses_nothing() {
         &dir,
     );
     prog.send("start");
-    let sel = format!(r#"{{job="{job}"}}"#);
+    let sel = format!(r#"{{service_name="{job}"}}"#);
     let before = prom.wait_for(
         &format!("go_memory_gc_cycles_total{sel}"),
         Duration::from_secs(30),
@@ -280,7 +299,7 @@ fn collector_down_for_a_minute_loses_nothing() {
     );
     prom.restart();
     eprintln!("collector down for {:?}", down.elapsed());
-    // What Prometheus held from before the outage, and the first push after it.
+    // What the collector held from before the outage, and the first push after it.
     let at_return = prom
         .single(&format!("go_memory_gc_cycles_total{sel}"))
         .unwrap();
@@ -313,7 +332,7 @@ fn collector_down_for_a_minute_loses_nothing() {
         gp_err.contains("OTLP export failed"),
         "no failed export reported: {gp_err}"
     );
-    let (cycles, pauses) = assert_stored_equals_report(&prom, &job, &dir);
+    let (cycles, pauses) = assert_stored_equals_report(&prom, &job, Some(&dir));
     eprintln!(
         "{before} cycles before the outage, {at_return} when it ended, {after} after; {cycles} cycles and {pauses} pauses in all"
     );
@@ -345,14 +364,16 @@ impl Hanging {
     }
 }
 
-/// The export timeout the exit tests give goprobe.
-const TIMEOUT_S: f64 = 2.0;
+/// The export timeout the exit tests give goprobe: longer than building the report takes (a
+/// debug build on a busy machine: about 2 s), with which the final push runs concurrently, so
+/// that the exit measures the push's bound.
+const TIMEOUT_S: f64 = 4.0;
 
-/// goprobe attached to a short gcstress, pushing to `endpoint` with `--otlp-timeout 2` and
-/// serving `--prometheus`: returns how long after its target it exited, and what its endpoint
-/// served after the target had exited (the last scrape's GC pause count, and how many scrapes).
+/// goprobe attached to a short gcstress, pushing to `endpoint` with `--otlp-timeout 4` and
+/// serving `--prometheus`, report on stdout: returns how long after its target it exited, and
+/// what its endpoint served after the target had exited (the last scrape's GC pause count, and
+/// how many scrapes).
 fn exit_after_target(test: &str, endpoint: &str, protocol: &str) -> (Duration, f64, usize) {
-    let dir = out_dir(test);
     let mut prog = support::start_testprog(
         "gcstress",
         "1.27.3",
@@ -372,7 +393,7 @@ fn exit_after_target(test: &str, endpoint: &str, protocol: &str) -> (Duration, f
             "127.0.0.1:0",
         ],
         test,
-        &dir,
+        None,
     );
     let metrics = support::prometheus::goprobe_endpoint(&probe);
     thread::sleep(Duration::from_millis(2500)); // periodic pushes fail or hang meanwhile
