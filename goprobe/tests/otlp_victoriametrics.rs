@@ -27,6 +27,16 @@ use support::{
     prometheus::{free_port, http_get, url_encode, value},
 };
 
+/// One test at a time: the minute-long outage test keeps a core busy, and the exit tests time
+/// goprobe's exit.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A VictoriaMetrics on a fixed loopback port with its own storage, so that it can be stopped
 /// and started again as the same collector.
 struct Receiver {
@@ -229,6 +239,7 @@ fn assert_stored_equals_report(prom: &Receiver, job: &str, dir: &Path) -> (u64, 
 /// the cycles equal what the runtime counted (NumGC; GC is off after its last read).
 #[test]
 fn pauses_read_back_from_the_collector() {
+    let _serial = serial();
     let prom = Receiver::start("pauses");
     let dir = out_dir("pauses");
     let mut prog = support::start_testprog(
@@ -244,9 +255,9 @@ fn pauses_read_back_from_the_collector() {
         &job,
         Some(&dir),
     );
-    // The periodic pushes arrive before the workload starts.
+    // The periodic pushes arrive before the workload starts (no cycle yet: no cycle series).
     prom.wait_for(
-        &format!(r#"go_memory_gc_cycles_total{{service_name="{job}"}}"#),
+        &format!(r#"goprobe_agent_targets{{service_name="{job}"}}"#),
         Duration::from_secs(30),
     );
     prog.send("start");
@@ -267,6 +278,7 @@ fn pauses_read_back_from_the_collector() {
 /// them at goprobe's exit) hold every cycle, those of the minute it was away too.
 #[test]
 fn collector_down_for_a_minute_loses_nothing() {
+    let _serial = serial();
     let mut prom = Receiver::start("outage");
     let dir = out_dir("outage");
     // Forced cycles every 500 ms, heap-triggered ones in between, until "stop".
@@ -457,6 +469,7 @@ fn assert_bounded(test: &str, delay: Duration, scrapes: usize) {
 /// Nothing listens on the collector's port (connecting is refused).
 #[test]
 fn exit_bounded_with_the_collector_down() {
+    let _serial = serial();
     let port = free_port();
     for protocol in ["http", "grpc"] {
         let test = format!("down-{protocol}");
@@ -470,6 +483,7 @@ fn exit_bounded_with_the_collector_down() {
 /// and goprobe waits that long for it, not more.
 #[test]
 fn exit_bounded_with_a_collector_that_never_answers() {
+    let _serial = serial();
     for protocol in ["http", "grpc"] {
         let hanging = Hanging::start();
         let test = format!("hanging-{protocol}");
