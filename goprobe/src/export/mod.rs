@@ -8,6 +8,7 @@
 //! observable instruments. Where OTLP goes is resolved in `settings.rs`.
 
 pub mod collect;
+mod http;
 pub mod metrics;
 mod otlp;
 pub mod prometheus;
@@ -86,7 +87,7 @@ pub struct Exporter {
     registry: Registry,
     listener: Option<std::net::TcpListener>,
     prometheus_addr: Option<SocketAddr>,
-    server: Option<prometheus::Server>,
+    server: Option<http::Server>,
     otlp: Option<Arc<Otlp>>,
     pusher: Option<Pusher>,
     failures: Arc<AtomicU64>,
@@ -140,9 +141,8 @@ impl Exporter {
     /// endpoint). It answers until this is dropped.
     pub fn serve(&mut self) -> Result<(), ExportError> {
         if let Some(listener) = self.listener.take() {
-            self.server = Some(
-                prometheus::spawn(listener, self.registry.clone()).map_err(ExportError::Serve)?,
-            );
+            self.server =
+                Some(http::spawn(listener, self.registry.clone()).map_err(ExportError::Serve)?);
         }
         Ok(())
     }
