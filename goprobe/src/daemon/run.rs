@@ -82,7 +82,8 @@ pub fn run(
     if let Some(addr) = exporter.prometheus_addr() {
         note(DaemonNote::Serving(addr));
     }
-    let server = exporter.take_server();
+    // On its own thread: it answers from here to the exit, whatever the loop does.
+    exporter.serve()?;
     let pprof = config
         .export
         .pprof_dir
@@ -101,9 +102,6 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if let Some(server) = server {
-        rt.spawn(server);
-    }
     let timers = timers(pprof.is_some().then_some(pprof_every));
     let sources = Sources {
         lifecycle: Some(lifecycle),
@@ -124,10 +122,12 @@ pub fn run(
         };
         watch(&mut agent, sources, &timers).await
     })?;
+    fleet.exporter.set_stopping();
     fleet.drain();
-    fleet.shutdown();
+    let final_push = fleet.shutdown();
     let skipped: u64 = fleet.skipped.values().sum();
     info!(?fleet.skipped, skipped, "agent stopped; everything detached");
+    final_push.wait();
     Ok(())
 }
 
@@ -163,7 +163,10 @@ impl Host for Agent<'_> {
                 }
                 fleet.attach_ready();
             }
-            Tick::Drain => fleet.drain(),
+            Tick::Drain => {
+                fleet.exporter.beat();
+                fleet.drain();
+            }
             // The goroutine counts are read with the metrics, every few seconds; the per-stack
             // rows are taken then too (bounded kernel maps, see `Fleet::take`).
             Tick::Metrics => {

@@ -1,14 +1,19 @@
 //! Metrics export (docs/metrics.md): OTLP push (HTTP/protobuf or gRPC) and a Prometheus
-//! endpoint, both fed by one OpenTelemetry SDK meter provider per profiled process.
+//! endpoint, both fed by one OpenTelemetry SDK meter provider per profiled process, read through
+//! one manual reader.
 //!
 //! The watch loop records GC cycles as they complete ([`TargetMetrics::cycles`]) and refreshes a
-//! [`Snapshot`] of everything else about once a second; the SDK's periodic reader (OTLP) and the
-//! scrape handler (Prometheus) read the snapshot through observable instruments.
+//! [`Snapshot`] of everything else about once a second; the OTLP push thread (`otlp.rs`) and the
+//! scrape handler (`prometheus.rs`), each on a thread of its own, read the snapshot through
+//! observable instruments. Where OTLP goes is resolved in `settings.rs`.
 
 pub mod collect;
+mod http;
 pub mod metrics;
+mod otlp;
 pub mod prometheus;
 pub mod resource;
+pub mod settings;
 pub mod topn;
 
 use std::{
@@ -21,19 +26,17 @@ use std::{
 };
 
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry_otlp::{MetricExporter, Protocol as OtlpProtocol, WithExportConfig as _};
 use opentelemetry_sdk::{
     Resource,
-    error::OTelSdkResult,
-    metrics::{
-        ManualReader, PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics,
-        exporter::PushMetricExporter,
-    },
+    metrics::{ManualReader, SdkMeterProvider, data::ResourceMetrics, reader::MetricReader as _},
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub use metrics::{CycleInstruments, SharedSnapshot, Snapshot};
+pub use otlp::FinalPush;
+use otlp::{Otlp, Pusher};
 use prometheus::{Registry, SharedReader};
+pub use settings::OtlpSettings;
 
 /// How goprobe exports metrics.
 #[derive(Clone, Debug, Default)]
@@ -43,12 +46,15 @@ pub struct ExportConfig {
     pub prometheus: Option<SocketAddr>,
 }
 
-/// OTLP push settings.
-#[derive(Clone, Debug)]
+/// OTLP push settings, resolved ([`OtlpSettings::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OtlpConfig {
+    /// The URL metrics are sent to (for HTTP, with its path: [`settings::metrics_url`]).
     pub endpoint: String,
     pub protocol: Protocol,
     pub interval: Duration,
+    /// Each export's bound, the final one's too.
+    pub timeout: Duration,
 }
 
 /// OTLP transport.
@@ -70,17 +76,20 @@ pub enum ExportError {
     Otlp { endpoint: String, message: String },
     #[error("OTLP/gRPC runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("starting the Prometheus endpoint's thread: {0}")]
+    Serve(std::io::Error),
 }
 
-/// The export pipelines shared by every profiled process.
+/// The export pipelines shared by every profiled process: the Prometheus endpoint's thread,
+/// one OTLP exporter and the thread that pushes to it.
 pub struct Exporter {
     config: ExportConfig,
     registry: Registry,
     listener: Option<std::net::TcpListener>,
     prometheus_addr: Option<SocketAddr>,
-    /// Drives the gRPC client's connections (tonic needs Tokio), independent of the caller's
-    /// runtime, so the final export at detach works when that runtime no longer runs.
-    grpc_runtime: Option<tokio::runtime::Runtime>,
+    server: Option<http::Server>,
+    otlp: Option<Arc<Otlp>>,
+    pusher: Option<Pusher>,
     failures: Arc<AtomicU64>,
 }
 
@@ -95,24 +104,26 @@ impl Exporter {
             })
             .transpose()?;
         let prometheus_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let grpc_runtime = match &config.otlp {
-            Some(o) if o.protocol == Protocol::Grpc => Some(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("goprobe-otlp")
-                    .enable_all()
-                    .build()
-                    .map_err(ExportError::Runtime)?,
-            ),
-            _ => None,
-        };
+        let failures = Arc::<AtomicU64>::default();
+        let registry = Registry::default();
+        let otlp = config
+            .otlp
+            .as_ref()
+            .map(|o| Otlp::new(o, failures.clone()).map(Arc::new))
+            .transpose()?;
+        let pusher = otlp
+            .as_ref()
+            .zip(config.otlp.as_ref())
+            .map(|(otlp, c)| Pusher::spawn(otlp.clone(), registry.clone(), c.interval));
         Ok(Self {
             config,
-            registry: Registry::default(),
+            registry,
             listener,
             prometheus_addr,
-            grpc_runtime,
-            failures: Arc::default(),
+            server: None,
+            otlp,
+            pusher,
+            failures,
         })
     }
 
@@ -126,16 +137,29 @@ impl Exporter {
         self.prometheus_addr
     }
 
-    /// The Prometheus endpoint's server, to spawn on the caller's Tokio runtime; `None` when
-    /// there is no endpoint or it was already taken.
-    pub fn take_server(&mut self) -> Option<impl Future<Output = ()> + use<>> {
-        let listener = self.listener.take()?;
-        Some(prometheus::serve(listener, self.registry.clone()))
+    /// Starts serving the Prometheus endpoint on its own thread (once; nothing without an
+    /// endpoint). It answers until this is dropped.
+    pub fn serve(&mut self) -> Result<(), ExportError> {
+        if let Some(listener) = self.listener.take() {
+            self.server =
+                Some(http::spawn(listener, self.registry.clone()).map_err(ExportError::Serve)?);
+        }
+        Ok(())
     }
 
     /// Sets what the HTTP listener's `/readyz` answers.
     pub fn set_ready(&self, ready: bool) {
         self.registry.set_ready(ready);
+    }
+
+    /// The event loop is alive (for `/healthz`; see [`Registry::beat`]).
+    pub fn beat(&self) {
+        self.registry.beat();
+    }
+
+    /// The watch has ended (for `/healthz`; see [`Registry::set_stopping`]).
+    pub fn set_stopping(&self) {
+        self.registry.set_stopping();
     }
 
     /// OTLP exports that failed after the exporter's own retries, so far.
@@ -145,28 +169,12 @@ impl Exporter {
 
     /// Starts exporting the metrics of one process described by `resource`.
     pub fn target(&self, resource: Resource) -> Result<TargetMetrics, ExportError> {
-        let mut builder = SdkMeterProvider::builder().with_resource(resource);
-        if let Some(otlp) = &self.config.otlp {
-            let exporter = CountingExporter {
-                inner: self.otlp_exporter(otlp)?,
-                failures: self.failures.clone(),
-                endpoint: otlp.endpoint.clone(),
-            };
-            builder = builder.with_reader(
-                PeriodicReader::builder(exporter)
-                    .with_interval(otlp.interval)
-                    .build(),
-            );
-        }
-        let reader = self.config.prometheus.map(|_| {
-            let r = Arc::new(ManualReader::builder().build());
-            self.registry.add(r.clone());
-            r
-        });
-        if let Some(r) = &reader {
-            builder = builder.with_reader(SharedReader(r.clone()));
-        }
-        let provider = builder.build();
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(SharedReader(reader.clone()))
+            .build();
+        self.registry.add(reader.clone());
         let meter = provider.meter("goprobe");
         let snapshot = SharedSnapshot::default();
         let cycles = metrics::register(&meter, &snapshot, &self.failures);
@@ -176,59 +184,31 @@ impl Exporter {
             snapshot,
             reader,
             registry: self.registry.clone(),
+            keep: None,
         })
     }
 
-    fn otlp_exporter(&self, otlp: &OtlpConfig) -> Result<MetricExporter, ExportError> {
-        let err = |e: &dyn std::fmt::Display| ExportError::Otlp {
-            endpoint: otlp.endpoint.clone(),
-            message: e.to_string(),
-        };
-        match otlp.protocol {
-            Protocol::Http => {
-                let endpoint = http_endpoint(&otlp.endpoint);
-                // NB: the blocking reqwest client owns a Tokio runtime and panics when built or
-                // dropped inside another one; a plain thread builds it wherever we are called.
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        MetricExporter::builder()
-                            .with_http()
-                            .with_protocol(OtlpProtocol::HttpBinary)
-                            .with_endpoint(endpoint)
-                            .with_temporality(Temporality::Cumulative)
-                            .build()
-                    })
-                    .join()
-                })
-                .map_err(|_| err(&"exporter construction panicked"))?
-                .map_err(|e| err(&e))
-            }
-            Protocol::Grpc => {
-                let _guard = self
-                    .grpc_runtime
-                    .as_ref()
-                    .map(tokio::runtime::Runtime::enter);
-                MetricExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(otlp.endpoint.clone())
-                    .with_temporality(Temporality::Cumulative)
-                    .build()
-                    .map_err(|e| err(&e))
-            }
+    /// Ends one process' export when it went away while others go on: its series leave the
+    /// Prometheus endpoint, its last values go with the next OTLP push.
+    pub fn finish_later(&self, metrics: TargetMetrics) {
+        let last = metrics.finish(false);
+        if let (Some(otlp), Some(rm)) = (&self.otlp, last) {
+            otlp.push_later(rm);
         }
     }
-}
 
-/// `endpoint` with `/v1/metrics` appended when it has no path, as the OTLP exporter
-/// specification does for the generic endpoint; any other path is used as given.
-pub fn http_endpoint(endpoint: &str) -> String {
-    let after_scheme = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest);
-    match after_scheme.find('/') {
-        None => format!("{endpoint}/v1/metrics"),
-        Some(i) if after_scheme[i..] == *"/" => format!("{}v1/metrics", endpoint),
-        Some(_) => endpoint.to_owned(),
+    /// Ends the export of `metrics` (every process still exported, at exit): their last
+    /// values stay on the Prometheus endpoint until exit and go to the collector in one last
+    /// push, which [`FinalPush::wait`] waits for at most the export timeout. Periodic pushes
+    /// stop here.
+    pub fn push_final(&mut self, metrics: Vec<TargetMetrics>) -> FinalPush {
+        self.pusher = None;
+        let last: Vec<Arc<ResourceMetrics>> =
+            metrics.into_iter().filter_map(|m| m.finish(true)).collect();
+        match &self.otlp {
+            Some(otlp) => FinalPush::start(otlp, last),
+            None => FinalPush::none(),
+        }
     }
 }
 
@@ -237,8 +217,10 @@ pub struct TargetMetrics {
     provider: SdkMeterProvider,
     cycles: CycleInstruments,
     snapshot: SharedSnapshot,
-    reader: Option<Arc<ManualReader>>,
+    reader: Arc<ManualReader>,
     registry: Registry,
+    /// The last values, to stay on the Prometheus endpoint once this is dropped.
+    keep: Option<Arc<ResourceMetrics>>,
 }
 
 impl TargetMetrics {
@@ -252,72 +234,29 @@ impl TargetMetrics {
         f(&mut metrics::lock(&self.snapshot));
     }
 
-    /// Stops exporting: one last OTLP export with everything recorded, then the process leaves
-    /// the Prometheus endpoint.
-    pub fn shutdown(self) {
-        if let Some(r) = &self.reader {
-            self.registry.remove(r);
-        }
-        if let Err(e) = self.provider.shutdown() {
-            warn!(
-                "final metrics export failed (the export warnings above name the cause; the \
-                 collector has the values of the last export that succeeded): {e}"
-            );
-        }
-    }
-}
-
-/// Counts the exports that failed after the OTLP exporter's retries (it retries with
-/// exponential backoff itself: opentelemetry-otlp 0.33 `RetryPolicy::recommended`, 3 retries
-/// from 100 ms to 1.6 s). Temporality is cumulative, so the next export that succeeds carries
-/// everything a failed one held: a failure delays data, it does not lose it.
-struct CountingExporter {
-    inner: MetricExporter,
-    failures: Arc<AtomicU64>,
-    endpoint: String,
-}
-
-impl PushMetricExporter for CountingExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let result = self.inner.export(metrics).await;
-        if let Err(e) = &result {
-            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            // The first failure, then every 10th: an unreachable collector must not flood logs.
-            if n == 1 || n.is_multiple_of(10) {
-                warn!(
-                    endpoint = %self.endpoint,
-                    failures = n,
-                    "OTLP export failed (goprobe keeps profiling and retries at the next interval): {e}"
-                );
+    /// Reads the last values and stops; with `keep_serving` they stay on the Prometheus
+    /// endpoint, else the process leaves it.
+    fn finish(mut self, keep_serving: bool) -> Option<Arc<ResourceMetrics>> {
+        let mut rm = ResourceMetrics::default();
+        let last = match self.reader.collect(&mut rm) {
+            Ok(()) => Some(Arc::new(rm)),
+            Err(e) => {
+                warn!("reading the final metrics: {e}");
+                None
             }
-        }
-        result
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self) -> Temporality {
-        self.inner.temporality()
+        };
+        self.keep = last.clone().filter(|_| keep_serving);
+        last
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::http_endpoint;
-
-    #[test]
-    fn http_endpoint_gets_the_metrics_path_only_when_it_has_none() {
-        assert_eq!(http_endpoint("http://h:4318"), "http://h:4318/v1/metrics");
-        assert_eq!(http_endpoint("http://h:4318/"), "http://h:4318/v1/metrics");
-        assert_eq!(
-            http_endpoint("http://h:8428/opentelemetry/v1/metrics"),
-            "http://h:8428/opentelemetry/v1/metrics"
-        );
+impl Drop for TargetMetrics {
+    /// The process leaves the registry (its last values stay when [`Self::finish`] kept them);
+    /// the provider, with a manual reader only, stops without exporting anything.
+    fn drop(&mut self) {
+        self.registry.remove(&self.reader, self.keep.take());
+        if let Err(e) = self.provider.shutdown() {
+            debug!("stopping the metrics of a process: {e}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! OpenTelemetry metrics → the Prometheus text exposition format (version 0.0.4), named the way
-//! the OpenTelemetry specification converts them ("Prometheus and OpenMetrics compatibility"),
-//! and the `/metrics` endpoint serving it.
+//! the OpenTelemetry specification converts them ("Prometheus and OpenMetrics compatibility");
+//! the [`Registry`] of every process exported, which `/metrics` (`http.rs`) renders.
 
 use std::{
     collections::BTreeMap,
@@ -9,11 +9,9 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::{
     Resource,
@@ -36,52 +34,130 @@ const PROMOTED: [&str; 6] = [
     "k8s.pod.name",
 ];
 
-/// The manual readers of every process being exported, collected at each scrape, and whether
-/// the agent is ready (`/readyz`).
-#[derive(Clone, Debug, Default)]
-pub struct Registry(Arc<Mutex<Vec<Arc<ManualReader>>>>, Arc<AtomicBool>);
+/// How long the event loop may go without a beat before `/healthz` says it is stuck.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Every process being exported (its live reader, or its final values once it was stopped):
+/// what a scrape renders and what each OTLP round pushes; and what `/readyz` and `/healthz`
+/// answer.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    sources: Mutex<Vec<Source>>,
+    ready: AtomicBool,
+    /// The event loop's last beat ([`Registry::beat`]); `None` when it does not beat.
+    beat: Mutex<Option<Instant>>,
+    /// Set once the watch has ended: the final report is being built, or done.
+    stopping: AtomicBool,
+}
+
+enum Source {
+    Live(Arc<ManualReader>),
+    /// A stopped process' last values, served until exit.
+    Final(Arc<ResourceMetrics>),
+}
 
 impl Registry {
     /// Marks the agent ready: `/readyz` answers 200 from now on (503 before).
     pub fn set_ready(&self, ready: bool) {
-        self.1.store(ready, Ordering::Relaxed);
+        self.0.ready.store(ready, Ordering::Relaxed);
     }
 
-    fn ready(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+    pub(super) fn ready(&self) -> bool {
+        self.0.ready.load(Ordering::Relaxed)
+    }
+
+    /// The event loop is alive: `/healthz` answers 503 once it has not beaten for [`STALL`].
+    pub fn beat(&self) {
+        *lock(&self.0.beat) = Some(Instant::now());
+    }
+
+    /// The watch has ended: from now on `/healthz` answers 200 without beats, while the final
+    /// report is built and the last values are served.
+    pub fn set_stopping(&self) {
+        self.0.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// How long the event loop has not beaten, when that is too long.
+    pub(super) fn stalled(&self) -> Option<Duration> {
+        if self.0.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.0.beat)
+            .map(|t| t.elapsed())
+            .filter(|&d| d > STALL)
     }
 
     pub fn add(&self, reader: Arc<ManualReader>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(reader);
+        lock(&self.0.sources).push(Source::Live(reader));
     }
 
-    pub fn remove(&self, reader: &Arc<ManualReader>) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|r| !Arc::ptr_eq(r, reader));
+    /// Takes `reader` out; with `last`, its final values stay in its place.
+    pub fn remove(&self, reader: &Arc<ManualReader>, last: Option<Arc<ResourceMetrics>>) {
+        let mut sources = lock(&self.0.sources);
+        let at = sources
+            .iter()
+            .position(|s| matches!(s, Source::Live(r) if Arc::ptr_eq(r, reader)));
+        match (at, last) {
+            (Some(i), Some(rm)) => sources[i] = Source::Final(rm),
+            (Some(i), None) => {
+                sources.remove(i);
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// Collects every live process' metrics (for an OTLP round).
+    pub fn collect_live(&self) -> Vec<Arc<ResourceMetrics>> {
+        self.readers()
+            .into_iter()
+            .filter_map(|r| collect(&r).map(Arc::new))
+            .collect()
+    }
+
+    fn readers(&self) -> Vec<Arc<ManualReader>> {
+        lock(&self.0.sources)
+            .iter()
+            .filter_map(|s| match s {
+                Source::Live(r) => Some(r.clone()),
+                Source::Final(_) => None,
+            })
+            .collect()
     }
 
     /// Collects every process' metrics and renders them.
     pub fn render(&self) -> String {
-        let readers = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let finals: Vec<Arc<ResourceMetrics>> = lock(&self.0.sources)
+            .iter()
+            .filter_map(|s| match s {
+                Source::Final(rm) => Some(rm.clone()),
+                Source::Live(_) => None,
+            })
+            .collect();
         let mut families = Families::default();
-        for r in readers {
-            let mut rm = ResourceMetrics::default();
-            match r.collect(&mut rm) {
-                Ok(()) => families.add(&rm),
-                Err(e) => debug!("collect: {e}"),
-            }
+        for rm in self.collect_live().iter().chain(&finals) {
+            families.add(rm);
         }
         families.render()
     }
+}
+
+/// Collects `reader` into a fresh [`ResourceMetrics`].
+fn collect(reader: &ManualReader) -> Option<ResourceMetrics> {
+    let mut rm = ResourceMetrics::default();
+    match reader.collect(&mut rm) {
+        Ok(()) => Some(rm),
+        Err(e) => {
+            debug!("collect: {e}");
+            None
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A [`ManualReader`] shared between a meter provider and the [`Registry`].
@@ -351,86 +427,6 @@ fn sample(name: &str, l: &[(String, String)], v: f64) -> String {
         v.to_string()
     };
     format!("{name}{} {v}", labels(l))
-}
-
-/// Serves `/metrics` from `registry` on `listener` until the runtime stops.
-pub async fn serve(listener: std::net::TcpListener, registry: Registry) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            warn!("Prometheus endpoint: {e}");
-            return;
-        }
-    };
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                warn!("Prometheus endpoint: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let registry = registry.clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(&req, &registry)) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!("Prometheus endpoint connection: {e}");
-            }
-        });
-    }
-}
-
-fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            registry.render(),
-        ),
-        ("GET", "/") => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "goprobe: metrics at /metrics, liveness at /healthz, readiness at /readyz\n".to_owned(),
-        ),
-        // Live as long as this answers: the server runs on the thread that drives the probes.
-        ("GET", "/healthz") => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ok\n".to_owned(),
-        ),
-        // Ready once the BPF programs are loaded and the first scan of /proc is done.
-        ("GET", "/readyz") if registry.ready() => (
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ready\n".to_owned(),
-        ),
-        ("GET", "/readyz") => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain; charset=utf-8",
-            "not ready: loading probes or scanning processes\n".to_owned(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found; metrics are at /metrics\n".to_owned(),
-        ),
-    };
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    r
 }
 
 #[cfg(test)]

@@ -249,7 +249,7 @@ impl Session {
         self.metrics.as_ref()
     }
 
-    /// Ends the export of this session; the final OTLP push may wait on a slow collector.
+    /// Takes the metrics out, to end their export ([`crate::export::Exporter::push_final`]).
     pub fn take_metrics(&mut self) -> Option<TargetMetrics> {
         self.metrics.take()
     }

@@ -21,7 +21,7 @@ use crate::{
     analysis::{Target, TargetError, process::kib_field},
     clock::Clock,
     export::{
-        ExportError, Exporter, TargetMetrics,
+        ExportError, Exporter, FinalPush, TargetMetrics,
         resource::{self, ProcessInfo},
     },
     live::{Live, signals::LiveSignals},
@@ -184,7 +184,7 @@ pub fn observe(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let metrics = start_export(exporter.as_deref_mut(), &rt, &target, &config, note)?;
+    let metrics = start_export(exporter.as_deref_mut(), &target, &config, note)?;
     let mut session = Session::new(target, config.options.clone(), namer, metrics, window_start);
     let mut live = live_view(&config, &session.target);
     let sources = Sources {
@@ -215,6 +215,9 @@ pub fn observe(
     };
     let end = rt.block_on(watch(&mut watching, sources, &timers));
     live.clear();
+    if let Some(e) = exporter.as_deref() {
+        e.set_stopping();
+    }
     let end = end?;
     if end.target_gone() {
         // Its pid is free, or runs another program: the per-CPU samplers, which select
@@ -227,6 +230,8 @@ pub fn observe(
         s.sample(&clock); // the last reading; fails quietly if the target is gone
     }
     session.refresh_metrics(&probes, true);
+    // The last push runs while the report is built; the endpoint serves the last values.
+    let final_push = start_final_push(&mut session, exporter.as_deref_mut());
     let window = Window {
         start_unix_ns: window_start,
         end_unix_ns: clock.now_unix(),
@@ -248,7 +253,7 @@ pub fn observe(
             seconds: (report.window.end_unix_ns - report.window.start_unix_ns) as f64 / 1e9,
         });
     }
-    end_export(&mut session, exporter.as_deref());
+    end_export(final_push, exporter.as_deref());
     Ok(Observed {
         target: session.target,
         report,
@@ -257,10 +262,9 @@ pub fn observe(
 }
 
 /// The metrics of `target` (when `exporter` exports any), and the Prometheus endpoint served
-/// on `rt`.
+/// (on its own thread, until the exporter is dropped).
 fn start_export(
     exporter: Option<&mut Exporter>,
-    rt: &tokio::runtime::Runtime,
     target: &Target,
     config: &WindowConfig,
     note: &mut dyn FnMut(Note<'_>),
@@ -283,23 +287,29 @@ fn start_export(
     if let Some(addr) = exporter.prometheus_addr() {
         note(Note::Serving(addr));
     }
-    if let Some(server) = exporter.take_server() {
-        rt.spawn(server);
-    }
+    exporter.serve()?;
     Ok(metrics)
 }
 
-/// Ends `session`'s export with the final OTLP push, which may wait on a slow collector.
-fn end_export(session: &mut Session, exporter: Option<&Exporter>) {
-    if let Some(m) = session.take_metrics() {
-        m.shutdown();
-        let failures = exporter.map_or(0, Exporter::failures);
-        if failures > 0 {
-            warn!(
-                failures,
-                "some OTLP exports failed (see the warnings above)"
-            );
-        }
+/// Starts the final OTLP push of `session`'s metrics; their last values stay on the
+/// Prometheus endpoint.
+fn start_final_push(session: &mut Session, exporter: Option<&mut Exporter>) -> Option<FinalPush> {
+    let m = session.take_metrics()?;
+    Some(exporter?.push_final(vec![m]))
+}
+
+/// Waits for the final OTLP push, at most the export timeout.
+fn end_export(push: Option<FinalPush>, exporter: Option<&Exporter>) {
+    let Some(push) = push else {
+        return;
+    };
+    push.wait();
+    let failures = exporter.map_or(0, Exporter::failures);
+    if failures > 0 {
+        warn!(
+            failures,
+            "some OTLP exports failed (see the warnings above)"
+        );
     }
 }
 

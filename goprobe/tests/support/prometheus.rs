@@ -153,7 +153,7 @@ pub fn url_encode(s: &str) -> String {
 }
 
 /// One HTTP/1.0 GET: the status code and body, or `None` if nothing answers.
-fn http_get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
@@ -166,7 +166,7 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
     Some((status, response[split + 4..].to_vec()))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

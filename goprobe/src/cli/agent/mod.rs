@@ -12,7 +12,7 @@ use goprobe::{
         Config,
         run::{DaemonNote, run as run_daemon},
     },
-    export::{ExportConfig, OtlpConfig, Protocol},
+    export::ExportConfig,
 };
 
 use super::export::ExportArgs;
@@ -78,23 +78,10 @@ pub fn run(args: AgentArgs) -> Result<()> {
     Ok(())
 }
 
-/// The command line's export flags over the configuration file's `[export]`.
+/// The command line's export flags over the environment over the configuration file's
+/// `[export]`.
 fn export_config(args: &ExportArgs, config: &Config) -> Result<ExportConfig, String> {
-    let mut c = args.config()?;
-    let e = &config.export;
-    if c.otlp.is_none()
-        && let Some(endpoint) = &e.otlp_endpoint
-    {
-        c.otlp = Some(OtlpConfig {
-            endpoint: endpoint.clone(),
-            protocol: if e.otlp_protocol == "grpc" {
-                Protocol::Grpc
-            } else {
-                Protocol::Http
-            },
-            interval: e.otlp_interval(),
-        });
-    }
-    c.prometheus = c.prometheus.or(e.listen);
+    let mut c = args.config(config.export.otlp_settings())?;
+    c.prometheus = c.prometheus.or(config.export.listen);
     Ok(c)
 }
