@@ -14,7 +14,10 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{bench_support::append_results, cargo, exec, root, setup, thirdparty};
+use crate::{
+    bench_support::{Killed, append_results},
+    cargo, exec, root, setup, thirdparty,
+};
 
 /// How long gcstress -mode mixed runs for the event-cost table.
 const EVENT_RUN: Duration = Duration::from_secs(5);
@@ -41,16 +44,6 @@ pub fn run(dir: &Path) -> Result<()> {
     event_cost(dir, &goprobe, &progs.join("gcstress"), newest)?;
     attach_latency(dir, &goprobe, &progs.join("gcstress"), newest)?;
     agent_cost(dir, &goprobe, &progs.join("demo"), newest)
-}
-
-/// A child killed and reaped on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits for goprobe to end and parses its report.
