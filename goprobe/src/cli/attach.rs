@@ -124,6 +124,7 @@ impl AttachArgs {
             goroutine_sites: self.goroutine_sites,
             page_fault_period: self.page_fault_period,
             budget,
+            ..Options::default()
         })
     }
 }

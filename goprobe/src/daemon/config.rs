@@ -84,6 +84,9 @@ pub struct Signals {
     /// Per-second caps on each signal's BPF work, program runs per CPU (`page_faults`, `cpu`,
     /// `alloc`, `goroutines`, `assist`, `stacks`; 0 = none), as `goprobe attach --budget`.
     pub budget: std::collections::BTreeMap<String, u32>,
+    /// Bytes per allocation sample when goprobe turns the runtime's heap-profile sampler on in
+    /// a program that has it off (`runtime.MemProfileRate` 0); a program's own rate is kept.
+    pub alloc_sample_bytes: u64,
 }
 
 impl Default for Signals {
@@ -97,6 +100,12 @@ impl Default for Signals {
             goroutine_sites: false,
             page_fault_period: crate::probe::perf::PAGE_FAULT_PERIOD,
             budget: Default::default(),
+            // Left running for weeks, the agent samples 8× less often than `goprobe attach`
+            // (512 KiB): each sample is a uprobe hit and a stack walk in the target, and the
+            // runtime's own heap-profile bookkeeping (issue 19: at ~1,200 samples a second
+            // on an allocation-heavy program that was ~0.5% of its CPU). Estimates stay
+            // unbiased; they need 8× the allocation for the same relative error.
+            alloc_sample_bytes: 4 << 20,
         }
     }
 }
@@ -132,6 +141,7 @@ impl Signals {
             goroutine_sites: self.goroutine_sites,
             page_fault_period: self.page_fault_period,
             budget,
+            alloc_rate: self.alloc_sample_bytes.max(1),
         })
     }
 }

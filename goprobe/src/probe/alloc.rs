@@ -27,7 +27,7 @@ pub enum AllocUnavailable {
 }
 
 /// Picks the sampler for `target` in `mode` (not `Off`) and fills its settings;
-/// `rate_set_by_goprobe` says goprobe has just written [`memprofile::DEFAULT_RATE`] into the
+/// `rate_set_by_goprobe` is the rate goprobe has just written ([`Options::alloc_rate`]) into the
 /// target's `runtime.MemProfileRate` (see [`Probes::attach_alloc`]).
 ///
 /// NB: sampled mode rides the runtime's sampler when `runtime.MemProfileRate` > 0. The linker
@@ -39,7 +39,7 @@ pub enum AllocUnavailable {
 pub fn choose(
     target: &Target,
     mode: AllocMode,
-    rate_set_by_goprobe: bool,
+    rate_set_by_goprobe: Option<u64>,
 ) -> Result<AllocConfig, AllocUnavailable> {
     let p = &target.alloc;
     let (start, end) = p.mallocgc_range;
@@ -56,7 +56,7 @@ pub fn choose(
     }
     let rate = match mode {
         AllocMode::Spans => None,
-        _ if rate_set_by_goprobe => Some(memprofile::DEFAULT_RATE),
+        _ if rate_set_by_goprobe.is_some() => rate_set_by_goprobe,
         _ => mem_profile_rate(target),
     };
     let refill = || -> Result<AllocConfig, AllocUnavailable> {
@@ -118,10 +118,11 @@ impl Probes {
             return Ok(());
         }
         let pid = target.process.pid;
-        let rate_set = options.alloc == AllocMode::Sampled
+        let rate_set = (options.alloc == AllocMode::Sampled
             && target.alloc.profilealloc.is_some()
-            && mem_profile_rate(target) == Some(0)
-            && self.enable_runtime_sampler(target);
+            && mem_profile_rate(target) == Some(0))
+        .then(|| self.enable_runtime_sampler(target, options.alloc_rate))
+        .flatten();
         let cfg = match choose(target, options.alloc, rate_set) {
             Ok(cfg) => cfg,
             Err(e) => {
@@ -183,11 +184,11 @@ impl Probes {
 
     /// Turns the runtime's heap-profile sampler of `target` on for as long as these probes live
     /// ([`memprofile::RateOverride`]); false, with a warning, when goprobe may not.
-    fn enable_runtime_sampler(&mut self, target: &Target) -> bool {
-        match memprofile::RateOverride::enable(target) {
+    fn enable_runtime_sampler(&mut self, target: &Target, rate: u64) -> Option<u64> {
+        match memprofile::RateOverride::enable(target, rate) {
             Ok(o) => {
                 self.rate_overrides.push(o);
-                true
+                Some(rate)
             }
             Err(e) => {
                 warn!(
@@ -195,7 +196,7 @@ impl Probes {
                     "not turning the runtime's heap-profile sampler on ({e}); sampling the \
                      allocator's span refills instead (slower, see --alloc spans)"
                 );
-                false
+                None
             }
         }
     }

@@ -118,6 +118,9 @@ pub struct Options {
     pub page_fault_period: u32,
     /// Per-second caps on each signal's BPF work.
     pub budget: budget::Budget,
+    /// The `runtime.MemProfileRate` goprobe writes (bytes per sample) in `Sampled` mode into a
+    /// program that has the runtime's sampler off.
+    pub alloc_rate: u64,
 }
 
 impl Default for Options {
@@ -130,6 +133,7 @@ impl Default for Options {
             goroutine_sites: false,
             page_fault_period: perf::PAGE_FAULT_PERIOD,
             budget: budget::Budget::default(),
+            alloc_rate: crate::analysis::process::memprofile::DEFAULT_RATE,
         }
     }
 }

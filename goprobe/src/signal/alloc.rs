@@ -74,7 +74,7 @@ pub fn read(
         sites: Vec::new(),
     };
     let Some(cfg) = probes.alloc_config(pid) else {
-        alloc.unavailable = Some(match choose(target, mode, false) {
+        alloc.unavailable = Some(match choose(target, mode, None) {
             Err(e) => e.to_string(),
             Ok(_) => "allocation probes were not attached".to_owned(),
         });

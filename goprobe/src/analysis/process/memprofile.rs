@@ -44,27 +44,31 @@ pub enum RateError {
     Unproven { addr: u64 },
     #[error("runtime.MemProfileRate is {value}, not 0")]
     NotZero { value: i64 },
-    #[error("runtime.MemProfileRate reads {value} right after goprobe wrote {DEFAULT_RATE}")]
-    NotTaken { value: i64 },
+    #[error("runtime.MemProfileRate reads {value} right after goprobe wrote {rate}")]
+    NotTaken { value: i64, rate: u64 },
     #[error("cannot write runtime.MemProfileRate")]
     Memory(#[source] TargetError),
 }
 
-/// `runtime.MemProfileRate` set to [`DEFAULT_RATE`] by goprobe; dropping it restores 0, if the
+/// `runtime.MemProfileRate` set by goprobe ([`DEFAULT_RATE`] unless asked otherwise); dropping it
+/// restores 0, if the
 /// value is still the one goprobe wrote (the program may have set its own since). A target that
 /// exited needs nothing.
 #[derive(Debug)]
 pub struct RateOverride {
     pid: u32,
     addr: u64,
+    /// The rate goprobe wrote.
+    rate: u64,
     mem: Memory,
 }
 
 impl RateOverride {
-    /// Writes [`DEFAULT_RATE`] into `target`'s `runtime.MemProfileRate`, only when its address
+    /// Writes `rate` (bytes per sample) into `target`'s `runtime.MemProfileRate`, only when its
+    /// address
     /// is certain (from `.symtab`, or two recipes in different functions agreed on it) and it
     /// reads exactly 0.
-    pub fn enable(target: &Target) -> Result<Self, RateError> {
+    pub fn enable(target: &Target, rate: u64) -> Result<Self, RateError> {
         let addr = target.vars.mem_profile_rate.ok_or(RateError::NotLocated)?;
         if !address_is_certain(target) {
             return Err(RateError::Unproven { addr });
@@ -78,23 +82,29 @@ impl RateOverride {
                 value: value as i64,
             });
         }
-        mem.write_u64(addr, DEFAULT_RATE)
-            .map_err(RateError::Memory)?;
-        let rate = Self { pid, addr, mem };
+        mem.write_u64(addr, rate).map_err(RateError::Memory)?;
+        let written = rate;
+        let rate = Self {
+            pid,
+            addr,
+            rate: written,
+            mem,
+        };
         match rate.mem.read_u64(addr) {
-            Ok(DEFAULT_RATE) => {}
+            Ok(v) if v == written => {}
             // The program stored its own rate in between: it is the program's now; nothing to
-            // restore (`rate` restores only DEFAULT_RATE).
+            // restore (`rate` restores only the rate it wrote).
             Ok(value) => {
                 return Err(RateError::NotTaken {
                     value: value as i64,
+                    rate: written,
                 });
             }
             Err(e) => return Err(RateError::Memory(e)),
         }
         tracing::info!(
             pid,
-            rate = DEFAULT_RATE,
+            rate = written,
             "runtime.MemProfileRate was 0: turned the runtime's heap-profile sampler on for the \
              window"
         );
@@ -105,6 +115,11 @@ impl RateOverride {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+
+    /// The rate goprobe wrote (bytes per sample).
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
 }
 
 impl Drop for RateOverride {
@@ -113,7 +128,7 @@ impl Drop for RateOverride {
         // NB: a read-compare-write, not atomic: a program storing its own rate in the
         // microseconds between the two would see it replaced by 0.
         match self.mem.read_u64(self.addr) {
-            Ok(DEFAULT_RATE) => match self.mem.write_u64(self.addr, 0) {
+            Ok(v) if v == self.rate => match self.mem.write_u64(self.addr, 0) {
                 Ok(()) => tracing::info!(pid, "runtime.MemProfileRate restored to 0"),
                 Err(e) => tracing::warn!(
                     pid,
