@@ -164,7 +164,10 @@ fn try_refill_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
+    // NB: no budget here: each span refill carries a whole span's objects, so a skipped
+    // one would be a loss the estimate cannot scale back; refills are bounded by the
+    // allocation rate itself.
+    if morestack_pending(ctx, cfg) {
         return Ok(());
     }
     // NB: RAX = c, BL = spc (src/runtime/mcache.go `refill`, Go 1.19–1.27). refill is called
@@ -218,7 +221,10 @@ fn try_large_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
     let tgid = tgid();
     // SAFETY: copied out immediately.
     let cfg = unsafe { ALLOC_TARGETS.get(tgid) }.ok_or(ReadError)?;
-    if morestack_pending(ctx, cfg) || !admit(budget_signal::ALLOC) {
+    // NB: no budget here: each span refill carries a whole span's objects, so a skipped
+    // one would be a loss the estimate cannot scale back; refills are bounded by the
+    // allocation rate itself.
+    if morestack_pending(ctx, cfg) {
         return Ok(());
     }
     let bytes = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;

@@ -24,7 +24,8 @@ pub const SIGNALS: [(&str, u32); budget_signal::LEN as usize] = [
 /// defaults ask for: CPU is sampled at 97 Hz per CPU, page faults once per
 /// `--page-fault-period` 32 faults, so their cap bites at 32,000 faults per CPU-second (a fault
 /// storm; the totals stay exact). Allocation samples (one per 512 KiB allocated) reach 2000 a
-/// second at about 1 GiB/s of allocation on one CPU. Over a cap the rest of the window's runs are
+/// second at about 1 GiB/s of allocation on one CPU; the span-refill sampler is never capped
+/// (each refill stands for a whole span: a skipped one could not be scaled back). Over a cap the rest of the window's runs are
 /// skipped, so in a burst the later stacks are under-represented: `skipped` says by how much.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
