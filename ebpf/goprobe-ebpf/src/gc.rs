@@ -13,9 +13,10 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use goprobe_common::{
-    GoroutineKey, MAX_PENDING_TRIGGERS, STW_FLAG_NOW_FROM_TMARK, STW_FLAG_READ_FAILED,
-    STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_REASON_IN_TEXT, STW_REASON_TEXT_LEN,
-    STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi, stw_exit,
+    GoroutineKey, MAX_PENDING_STW, MAX_PENDING_TRIGGERS, STW_FLAG_NOW_FROM_TMARK,
+    STW_FLAG_READ_FAILED, STW_FLAG_START_SEEN, STW_FLAG_STOP_SEEN, STW_REASON_IN_TEXT,
+    STW_REASON_TEXT_LEN, STW_RING_BYTES, StwEvent, TRIGGER_UNKNOWN, TargetConfig, counter, stw_abi,
+    stw_exit,
 };
 
 use crate::{
@@ -33,6 +34,12 @@ static GC_TRIGGERS: LruHashMap<GoroutineKey, u8> =
 /// One per-CPU slot to build an `StwEvent` in (see `try_stw_start_entry`).
 #[map]
 static STW_SCRATCH: PerCpuArray<StwEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// The `startedStopping` of the last STW each thread sent at `startTheWorldWithSema` entry
+/// ([`stw_exit::CALLERS`]), so that a duplicate uprobe on the site does not send it twice. LRU:
+/// threads come and go.
+#[map]
+static STW_SENT: LruHashMap<u32, i64> = LruHashMap::with_max_entries(MAX_PENDING_STW, 0);
 
 /// Finished STWs for user space.
 #[map]
@@ -222,6 +229,13 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         ev.trigger = TRIGGER_UNKNOWN;
         ev.now_arg = int_reg(ctx, 0)? as i64;
         ev.started = int_reg(ctx, 2)? as i64;
+        // NB: a second uprobe on this site (a released one not detached yet, see
+        // goprobe/src/probe/targets.rs `bury`, when a new process of the binary attaches
+        // meanwhile) runs this STW again: one already sent at entry is not sent twice.
+        // SAFETY: copied out immediately.
+        if unsafe { STW_SENT.get(tid) }.copied() == Some(ev.started) {
+            return Ok(());
+        }
         if ev.reason == STW_GC_SWEEP_TERM {
             ev.trigger = take_trigger(ctx, tgid, &cfg);
         }
@@ -257,6 +271,7 @@ fn try_stw_start_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
             return Ok(());
         }
         submit(ev);
+        let _ = STW_SENT.insert(tid, ev.started, 0);
         let _ = STW_PENDING.remove(tid);
     }
     Ok(())

@@ -38,9 +38,9 @@ impl Default for Budget {
         let mut caps = [0; budget_signal::LEN as usize];
         caps[budget_signal::PAGE_FAULT as usize] = 1000;
         caps[budget_signal::CPU as usize] = 1000;
-        caps[budget_signal::ALLOC as usize] = 2000;
-        caps[budget_signal::GOROUTINE as usize] = 2000;
-        caps[budget_signal::ASSIST as usize] = 2000;
+        // Allocation samples, goroutine creations and assists are not capped by default: a
+        // skipped one is a loss their totals cannot scale back (alloc estimates, created
+        // counts, assist time per stack); `--budget` caps them when bounded work matters more.
         caps[budget_signal::STACK as usize] = 1000;
         Self { caps }
     }
