@@ -13,12 +13,13 @@ use crate::analysis::{FunctionPlan, Target};
 pub(super) fn sites(target: &Target) -> Vec<(&'static str, &FunctionPlan, u64)> {
     let mut sites = Vec::new();
     if let Some((assist, assist1)) = &target.assist {
-        // The assist's end: its second nanotime() call when found (emulated), else its RETs.
-        let ends = match target.assist_end {
-            Some(end) => vec![end],
-            None => assist1.sites.rets.clone(),
-        };
-        sites.extend(ends.into_iter().map(|o| ("assist1_ret", assist1, o)));
+        sites.extend(
+            assist1
+                .sites
+                .rets
+                .iter()
+                .map(|&o| ("assist1_ret", assist1, o)),
+        );
         sites.push(("assist1_entry", assist1, assist1.sites.entry));
         sites.push(("assist_entry", assist, assist.sites.entry));
     }
