@@ -57,34 +57,20 @@ impl PageFaults {
         let (exact, current) = probes
             .faults_since_attach(pid, now)
             .unwrap_or(((0, 0), false));
-        if probes.rows_taken() {
-            // The agent's rows are one take's (an interval), the kernel's counts since attach:
-            // the sites keep their sampled estimates (periods summed, unbiased), the totals are
-            // exact.
-            let sampled = sum(&sites);
-            return Self {
-                sites,
-                totals: FaultCounts {
-                    minor: exact.0,
-                    major: exact.1,
-                    samples: sampled.samples,
-                },
-                sampled,
-                current,
-                period,
-            };
-        }
-        Self::from_samples(sites, exact, current, period)
+        // The agent's rows are one take's (an interval) and the kernel's counts are since
+        // attach: there the sites keep their sampled estimates (periods summed, unbiased).
+        Self::from_samples(sites, exact, current, period, !probes.rows_taken())
     }
 
-    /// Scales the sampled `sites` to the exact `(minor, major)` totals. When these are not
-    /// `current` (the process ended after the last read, which then misses its last faults),
-    /// the totals are the larger of them and the samples' estimate.
+    /// Scales the sampled `sites` (with `scale_sites`) to the exact `(minor, major)` totals.
+    /// When these are not `current` (the process ended after the last read, which then misses
+    /// its last faults), the totals are the larger of them and the samples' estimate.
     fn from_samples(
         mut sites: Vec<Site<FaultCounts>>,
         exact: (u64, u64),
         current: bool,
         period: u32,
+        scale_sites: bool,
     ) -> Self {
         let sampled = sum(&sites);
         let exact = if current {
@@ -92,8 +78,10 @@ impl PageFaults {
         } else {
             (exact.0.max(sampled.minor), exact.1.max(sampled.major))
         };
-        scale(&mut sites, exact.0, |c| &mut c.minor);
-        scale(&mut sites, exact.1, |c| &mut c.major);
+        if scale_sites {
+            scale(&mut sites, exact.0, |c| &mut c.minor);
+            scale(&mut sites, exact.1, |c| &mut c.major);
+        }
         Self {
             sites,
             totals: FaultCounts {
@@ -212,7 +200,7 @@ mod tests {
     #[test]
     fn stacks_are_scaled_to_the_exact_totals() {
         let sites = vec![site("main.a", 300, 0, 3), site("main.b", 100, 2, 2)];
-        let pf = PageFaults::from_samples(sites, (1001, 5), true, 100);
+        let pf = PageFaults::from_samples(sites, (1001, 5), true, 100, true);
         let minor: Vec<u64> = pf.sites.iter().map(|s| s.value.minor).collect();
         // 1001 × 3/4 = 750.75 and × 1/4 = 250.25: the larger remainder gets the extra fault.
         assert_eq!(minor, [751, 250]);
@@ -231,15 +219,16 @@ mod tests {
 
     #[test]
     fn faults_no_sample_stood_for_go_to_the_no_stack_site() {
-        let pf = PageFaults::from_samples(vec![site("main.a", 8, 0, 1)], (10, 3), true, 100);
+        let pf = PageFaults::from_samples(vec![site("main.a", 8, 0, 1)], (10, 3), true, 100, true);
         assert_eq!(pf.sites.len(), 2);
         assert!(pf.sites[1].stack.locations.is_empty());
         assert_eq!((pf.sites[1].value.minor, pf.sites[1].value.major), (0, 3));
         assert_eq!(pf.sites[0].value.minor, 10);
         // Gone before the end: the last read (5) missed faults the samples saw.
-        let gone = PageFaults::from_samples(vec![site("main.a", 64, 0, 2)], (5, 0), false, 32);
+        let gone =
+            PageFaults::from_samples(vec![site("main.a", 64, 0, 2)], (5, 0), false, 32, true);
         assert_eq!((gone.totals.minor, gone.current), (64, false));
-        let none = PageFaults::from_samples(Vec::new(), (0, 0), false, 100);
+        let none = PageFaults::from_samples(Vec::new(), (0, 0), false, 100, true);
         assert!(none.sites.is_empty() && none.mean_period().is_none());
     }
 }
