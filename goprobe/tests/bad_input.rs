@@ -59,8 +59,20 @@ fn with_go_version(version: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("goprobe-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("gcstress-{version}"));
-    std::fs::write(&path, patched).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tmp = dir.join(format!("gcstress-{version}.tmp"));
+    std::fs::write(&tmp, patched).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // NB: written by `cp`, not here: a child another test thread forks while this process has
+    // the file open for writing inherits that descriptor until it execs, and executing the
+    // file meanwhile fails with ETXTBSY (fs/exec.c deny_write_access). Only cp ever holds the
+    // final file open for writing, and it has exited when this returns.
+    let cp = Command::new("cp")
+        .arg("-p")
+        .arg(&tmp)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp {} {}", tmp.display(), path.display());
     path
 }
 
