@@ -248,6 +248,8 @@ mkfifo "$out/stdin"
 t=$!
 exec 3> "$out/stdin"
 echo start >&3
+# $t is the forked shell until it has opened the fifo and exec'd the program.
+for i in $(seq 200); do [ "$(readlink /proc/$t/exe)" = "$(readlink -f "$bin")" ] && break; sleep 0.05; done
 "$goprobe" attach "$t" --out-dir "$out" --format json > "$out/stdout" 2> "$out/stderr" &
 g=$!
 for i in $(seq 600); do grep -q 'attached to pid' "$out/stderr" && break; sleep 0.1; done
