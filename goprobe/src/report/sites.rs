@@ -40,28 +40,9 @@ pub fn name_sites<V>(sites: &[Site<V>], counts: impl Fn(&V) -> (u64, u64)) -> Ve
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{
-        signal::Stack,
-        symbolize::{Frame, FrameKind, Location},
-    };
 
     /// A one-frame stack named `name`.
-    pub(crate) fn stack(name: &str) -> Stack {
-        let frame = Frame {
-            function: name.into(),
-            file: None,
-            line: 0,
-            inlined: false,
-            kind: FrameKind::Go,
-        };
-        Stack {
-            locations: vec![Location {
-                address: 1,
-                frames: vec![frame].into(),
-            }]
-            .into(),
-        }
-    }
+    pub(crate) use crate::signal::stacks::test_stack as stack;
 
     #[test]
     fn equal_names_merge_and_heaviest_comes_first() {

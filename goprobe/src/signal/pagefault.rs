@@ -164,27 +164,7 @@ fn scale(sites: &mut Vec<Site<FaultCounts>>, total: u64, f: impl Fn(&mut FaultCo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        signal::Stack,
-        symbolize::{Frame, FrameKind, Location},
-    };
-
-    fn stack(name: &str) -> Stack {
-        let frame = Frame {
-            function: name.into(),
-            file: None,
-            line: 0,
-            inlined: false,
-            kind: FrameKind::Go,
-        };
-        Stack {
-            locations: vec![Location {
-                address: 1,
-                frames: vec![frame].into(),
-            }]
-            .into(),
-        }
-    }
+    use crate::signal::stacks::test_stack as stack;
 
     fn site(name: &str, minor: u64, major: u64, samples: u64) -> Site<FaultCounts> {
         Site {

@@ -186,6 +186,25 @@ impl StackNamer {
     }
 }
 
+/// A one-frame stack named `name`, for tests of the rooms that consume stacks.
+#[cfg(test)]
+pub(crate) fn test_stack(name: &str) -> Stack {
+    let frame = crate::symbolize::Frame {
+        function: name.into(),
+        file: None,
+        line: 0,
+        inlined: false,
+        kind: crate::symbolize::FrameKind::Go,
+    };
+    Stack {
+        locations: vec![Location {
+            address: 1,
+            frames: vec![frame].into(),
+        }]
+        .into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
