@@ -13,7 +13,7 @@
 
 use aya_ebpf::{
     macros::{map, uprobe},
-    maps::{HashMap, PerCpuHashMap},
+    maps::HashMap,
     programs::ProbeContext,
 };
 use goprobe_common::{
@@ -23,7 +23,7 @@ use goprobe_common::{
 use crate::{
     budget::admit,
     goabi::{ReadError, int_reg, read_user, stack_check_fails},
-    maps::bump,
+    maps::{add, bump, row},
     sites::add_site,
     stacks::{capture, return_address, stack_with, tgid},
 };
@@ -32,11 +32,11 @@ use crate::{
 #[map]
 static ALLOC_TARGETS: HashMap<u32, AllocConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// `runtime.profilealloc` samples per (process, stack, size), per CPU.
-/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
+/// `runtime.profilealloc` samples per (process, stack, size), added to by every CPU.
+/// NB: not preallocated, as `SITES` (sites.rs).
 #[map]
-static ALLOC_SAMPLES: PerCpuHashMap<AllocSampleKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ALLOC_SAMPLES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+static ALLOC_SAMPLES: HashMap<AllocSampleKey, u64> =
+    HashMap::with_max_entries(MAX_ALLOC_SAMPLES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// NB: `tinySpanClass` = makeSpanClass(tinySizeClass=2, noscan) = 2<<1|1 (src/runtime/malloc.go
 /// `tinySpanClass`, mheap.go `makeSpanClass`; Go 1.19–1.27).
@@ -140,14 +140,9 @@ fn try_profilealloc_entry(ctx: &ProbeContext) -> Result<(), ReadError> {
         stack: capture(ctx),
         size,
     };
-    match ALLOC_SAMPLES.get_ptr_mut(key) {
-        // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
-        Some(v) => unsafe { *v += 1 },
-        None => {
-            if ALLOC_SAMPLES.insert(key, 1, 0).is_err() {
-                bump(counter::SITES_FULL);
-            }
-        }
+    match row(&ALLOC_SAMPLES, &key, &0) {
+        Some(v) => add(v, 1),
+        None => bump(counter::SITES_FULL),
     }
     Ok(())
 }

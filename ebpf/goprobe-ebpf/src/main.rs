@@ -6,6 +6,9 @@
 //! `goprobe-common`.
 #![no_std]
 #![no_main]
+// NB: `asm!` on the BPF target (maps.rs `add`, the atomic add) is behind this gate; the eBPF
+// crate is built with nightly anyway (`-Z build-std`, see goprobe/build.rs).
+#![feature(asm_experimental_arch)]
 
 mod alloc;
 mod budget;

@@ -15,7 +15,7 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, generated::bpf_get_stack},
     macros::{map, uprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::ProbeContext,
 };
 use goprobe_common::{
@@ -62,20 +62,17 @@ static ASSIST_CALLERS: LruHashMap<GoroutineKey, CallerStack> =
 #[map]
 static ASSIST_PENDING: HashMap<u32, AssistPending> = HashMap::with_max_entries(MAX_PENDING_STW, 0);
 
-/// Assist nanoseconds per (process, stack), per CPU (summed by user space).
-/// NB: not preallocated, as `SITES` (sites.rs): creating it would cost every attach.
+/// Assist nanoseconds per (process, stack), added to by every CPU (see `maps::row`).
+/// NB: not preallocated, as `SITES` (sites.rs).
 #[map]
-static ASSIST_BY_STACK: PerCpuHashMap<AssistKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ASSIST_SITES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+static ASSIST_BY_STACK: HashMap<AssistKey, u64> =
+    HashMap::with_max_entries(MAX_ASSIST_SITES, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
-/// Assist nanoseconds per (process, `work.cycles`), per CPU.
-/// NB: preallocated, unlike `SITES`: it gets a new key every GC cycle (130 a second on a small
-/// busy heap), and an insert into a per-CPU hash map without preallocation allocates per-CPU
-/// memory in the probe (measured ~30 µs per new key on Linux 6.18, charged to the assisting
-/// goroutine); creating 4,096 preallocated entries costs ~20 ms once.
+/// Assist nanoseconds per (process, `work.cycles`), added to by every CPU.
+/// NB: preallocated (4,096 small entries, one allocation when created): it gets a new key every
+/// GC cycle (130 a second on a small busy heap).
 #[map]
-static ASSIST_BY_CYCLE: PerCpuHashMap<CycleKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_ASSIST_CYCLES, 0);
+static ASSIST_BY_CYCLE: HashMap<CycleKey, u64> = HashMap::with_max_entries(MAX_ASSIST_CYCLES, 0);
 
 /// NB: `stwReason` values of GC pauses (src/runtime/proc.go, Go 1.21–1.27; Go 1.19 events get
 /// the same numbers, see gc.rs).
@@ -347,12 +344,8 @@ fn try_assist1_ret() -> Result<(), ReadError> {
 }
 
 #[inline(always)]
-fn add<K>(map: &PerCpuHashMap<K, u64>, key: K, ns: u64) {
-    match map.get_ptr_mut(&key) {
-        // SAFETY: per-CPU value, no concurrent writer on this CPU while the program runs.
-        Some(v) => unsafe { *v += ns },
-        None => {
-            let _ = map.insert(&key, ns, 0);
-        }
+fn add<K>(map: &HashMap<K, u64>, key: K, ns: u64) {
+    if let Some(v) = crate::maps::row(map, &key, &0) {
+        crate::maps::add(v, ns);
     }
 }

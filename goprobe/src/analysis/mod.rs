@@ -267,6 +267,9 @@ pub struct Binary {
     /// Where STW ends are read when not on `start_the_world`'s RETs: the sites after the calls
     /// that discard its result ([`plan::exits::stw_exits`]); `None`: on its RETs.
     pub stw_exits: Option<Vec<FunctionPlan>>,
+    /// Offset in `runtime.gcAssistAlloc1` of the call where an assist's time ends
+    /// ([`plan::exits::assist_end`]); `None`: on its RETs.
+    pub assist_end: Option<u64>,
     /// Only probed on Go 1.19 and 1.21.
     pub stop_the_world: FunctionPlan,
     pub gc_start: FunctionPlan,
@@ -371,15 +374,18 @@ impl Target {
                 ))
             })
         });
+        let assist_end = plan::exits::assist_end(&symbols, GC_ASSIST_ALLOC1);
         tracing::debug!(
             pid,
             stw_exits = ?stw_exits.as_ref().map(|e| e.iter().map(|p| p.symbol).collect::<Vec<_>>()),
+            ?assist_end,
             ms = exits_timer.elapsed().as_secs_f64() * 1e3,
-            "STW ends"
+            "STW and assist ends"
         );
         let binary = Binary {
             vars: vars.biased(bias),
             stw_exits,
+            assist_end,
             start_the_world: plan(START_THE_WORLD)?,
             stop_the_world: plan(STOP_THE_WORLD)?,
             gc_start: plan(GC_START)?,

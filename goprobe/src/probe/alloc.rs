@@ -213,11 +213,11 @@ impl Probes {
         m.get(&pid, 0).ok()
     }
 
-    /// The `runtime.profilealloc` samples of `pid`: (stack, size, samples), summed over CPUs.
+    /// The `runtime.profilealloc` samples of `pid`: (stack, size, samples).
     pub fn alloc_samples(&self, pid: u32) -> Vec<(CallerStack, u64, u64)> {
-        self.per_cpu_rows::<AllocSampleKey, u64>("ALLOC_SAMPLES", pid, |k| k.tgid)
+        self.rows::<AllocSampleKey, u64>("ALLOC_SAMPLES", pid, |k| k.tgid)
             .into_iter()
-            .map(|(k, v)| (k.stack, k.size, v.iter().sum()))
+            .map(|(k, v)| (k.stack, k.size, v))
             .collect()
     }
 }

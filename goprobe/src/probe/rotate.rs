@@ -10,7 +10,7 @@ use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::{
     Pod,
-    maps::{Array, HashMap, MapError, PerCpuHashMap},
+    maps::{Array, HashMap, MapError},
 };
 use goprobe_common::{
     AllocSampleKey, AssistKey, CallerStack, CycleKey, GoroutineKey, SiteCounts, SiteKey,
@@ -62,7 +62,7 @@ impl Probes {
     }
 }
 
-/// The rows of generation `generation` of per-CPU hash map `map`, read and deleted, by process.
+/// The rows of generation `generation` of per-stack hash map `map`, read and deleted, by process.
 fn take_rows<K: Pod + 'static, V: Pod + 'static>(
     probes: &mut Probes,
     map: &'static str,
@@ -74,12 +74,11 @@ fn take_rows<K: Pod + 'static, V: Pod + 'static>(
     let Some(m) = probes.ebpf.map_mut(map) else {
         return Ok(rows);
     };
-    let mut m = PerCpuHashMap::<_, K, V>::try_from(m)?;
-    let quiet: Vec<(K, Vec<V>)> = m
+    let mut m = HashMap::<_, K, V>::try_from(m)?;
+    let quiet: Vec<(K, V)> = m
         .iter()
         .filter_map(Result::ok)
         .filter(|(k, _)| gen_of(k) == generation)
-        .map(|(k, v)| (k, v.iter().copied().collect()))
         .collect();
     for (k, v) in quiet {
         // NB: no program writes this generation since the previous flip, one take ago (a
@@ -149,7 +148,7 @@ impl Probes {
         let Some(m) = self.ebpf.map_mut("ASSIST_BY_CYCLE") else {
             return;
         };
-        let Ok(mut m) = PerCpuHashMap::<_, CycleKey, u64>::try_from(m) else {
+        let Ok(mut m) = HashMap::<_, CycleKey, u64>::try_from(m) else {
             return;
         };
         let keys: Vec<CycleKey> = m.keys().filter_map(Result::ok).collect();
@@ -185,9 +184,9 @@ impl Probes {
                 }
             };
         }
-        keys_of!(PerCpuHashMap<SiteKey, SiteCounts>, "SITES", |k| &k.stack);
-        keys_of!(PerCpuHashMap<AllocSampleKey, u64>, "ALLOC_SAMPLES", |k| &k.stack);
-        keys_of!(PerCpuHashMap<AssistKey, u64>, "ASSIST_BY_STACK", |k| &k.stack);
+        keys_of!(HashMap<SiteKey, SiteCounts>, "SITES", |k| &k.stack);
+        keys_of!(HashMap<AllocSampleKey, u64>, "ALLOC_SAMPLES", |k| &k.stack);
+        keys_of!(HashMap<AssistKey, u64>, "ASSIST_BY_STACK", |k| &k.stack);
         for map in ["STW_CALLERS", "GC_START_CALLERS", "ASSIST_CALLERS"] {
             if let Some(m) = self.ebpf.map(map)
                 && let Ok(m) = HashMap::<_, GoroutineKey, CallerStack>::try_from(m)

@@ -7,20 +7,12 @@ use super::Probes;
 
 impl Probes {
     /// The counters of signal `kind` ([`goprobe_common::site_kind`]) of process `pid`, per
-    /// captured stack, summed over CPUs.
+    /// captured stack.
     pub fn sites(&self, pid: u32, kind: u32) -> Vec<(CallerStack, SiteCounts)> {
-        self.per_cpu_rows::<SiteKey, SiteCounts>("SITES", pid, |k| k.tgid)
+        self.rows::<SiteKey, SiteCounts>("SITES", pid, |k| k.tgid)
             .into_iter()
             .filter(|(k, _)| k.kind == kind)
-            .map(|(k, per_cpu)| {
-                let sum = per_cpu
-                    .iter()
-                    .fold(SiteCounts::default(), |s, c| SiteCounts {
-                        a: s.a + c.a,
-                        b: s.b + c.b,
-                    });
-                (k.stack, sum)
-            })
+            .map(|(k, counts)| (k.stack, counts))
             .collect()
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aya::maps::{HashMap, PerCpuHashMap};
+use aya::maps::HashMap;
 use goprobe_common::{AssistKey, CallerStack, CycleKey, StackFrames, counter};
 
 use super::Probes;
@@ -13,13 +13,12 @@ use crate::analysis::{FunctionPlan, Target};
 pub(super) fn sites(target: &Target) -> Vec<(&'static str, &FunctionPlan, u64)> {
     let mut sites = Vec::new();
     if let Some((assist, assist1)) = &target.assist {
-        sites.extend(
-            assist1
-                .sites
-                .rets
-                .iter()
-                .map(|&o| ("assist1_ret", assist1, o)),
-        );
+        // The assist's end: its second nanotime() call when found (emulated), else its RETs.
+        let ends = match target.assist_end {
+            Some(end) => vec![end],
+            None => assist1.sites.rets.clone(),
+        };
+        sites.extend(ends.into_iter().map(|o| ("assist1_ret", assist1, o)));
         sites.push(("assist1_entry", assist1, assist1.sites.entry));
         sites.push(("assist_entry", assist, assist.sites.entry));
     }
@@ -73,34 +72,32 @@ impl Probes {
         with_caller(self.stack_addrs(caller.id).unwrap_or_default(), caller.ret)
     }
 
-    /// Assist time of process `pid`, summed over CPUs.
+    /// Assist time of process `pid`.
     pub fn assist_totals(&self, pid: u32) -> AssistTotals {
         AssistTotals {
             by_stack: self
-                .per_cpu_rows::<AssistKey, u64>("ASSIST_BY_STACK", pid, |k| k.tgid)
+                .rows::<AssistKey, u64>("ASSIST_BY_STACK", pid, |k| k.tgid)
                 .into_iter()
-                .map(|(k, v)| (k.stack, v.iter().sum()))
+                .map(|(k, v)| (k.stack, v))
                 .collect(),
             by_cycle: self
-                .per_cpu_rows::<CycleKey, u64>("ASSIST_BY_CYCLE", pid, |k| k.tgid)
+                .rows::<CycleKey, u64>("ASSIST_BY_CYCLE", pid, |k| k.tgid)
                 .into_iter()
-                .map(|(k, v)| (k.cycle, v.iter().sum()))
+                .map(|(k, v)| (k.cycle, v))
                 .collect(),
         }
     }
 
-    /// Mark assist nanoseconds of process `pid` in GC cycle `cycle` so far, summed over CPUs (0
+    /// Mark assist nanoseconds of process `pid` in GC cycle `cycle` so far (0
     /// when no goroutine assisted).
     pub fn assist_ns(&self, pid: u32, cycle: u32) -> u64 {
         let Some(map) = self.ebpf.map("ASSIST_BY_CYCLE") else {
             return 0;
         };
-        let Ok(m) = PerCpuHashMap::<_, CycleKey, u64>::try_from(map) else {
+        let Ok(m) = HashMap::<_, CycleKey, u64>::try_from(map) else {
             return 0;
         };
-        m.get(&CycleKey { tgid: pid, cycle }, 0)
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        m.get(&CycleKey { tgid: pid, cycle }, 0).unwrap_or(0)
     }
 
     /// Stacks the kernel side could not capture (no user stack to walk, or the stack map full).

@@ -130,10 +130,10 @@ impl Probes {
         self.forget_frameless(pid);
         forget!(self, HashMap<u32, AllocConfig>, "ALLOC_TARGETS", pid, |&k| k);
         forget!(self, PerCpuHashMap<u32, GoroutineCounts>, "GOROUTINE_COUNTS", pid, |&k| k);
-        forget!(self, PerCpuHashMap<SiteKey, SiteCounts>, "SITES", pid, |k| k.tgid);
-        forget!(self, PerCpuHashMap<AllocSampleKey, u64>, "ALLOC_SAMPLES", pid, |k| k.tgid);
-        forget!(self, PerCpuHashMap<AssistKey, u64>, "ASSIST_BY_STACK", pid, |k| k.tgid);
-        forget!(self, PerCpuHashMap<CycleKey, u64>, "ASSIST_BY_CYCLE", pid, |k| k.tgid);
+        forget!(self, HashMap<SiteKey, SiteCounts>, "SITES", pid, |k| k.tgid);
+        forget!(self, HashMap<AllocSampleKey, u64>, "ALLOC_SAMPLES", pid, |k| k.tgid);
+        forget!(self, HashMap<AssistKey, u64>, "ASSIST_BY_STACK", pid, |k| k.tgid);
+        forget!(self, HashMap<CycleKey, u64>, "ASSIST_BY_CYCLE", pid, |k| k.tgid);
         // Dropping the override restores runtime.MemProfileRate; its /proc/<pid>/mem handle
         // belongs to the old image, so after an exec the write fails instead of landing in the
         // new program.
@@ -283,34 +283,31 @@ impl Probes {
 pub(super) type Snapshots =
     std::cell::RefCell<StdHashMap<&'static str, (std::time::Instant, Box<dyn std::any::Any>)>>;
 
-/// Per-process rows of one per-CPU map, read at one time.
-pub(super) type Rows<K, V> = StdHashMap<u32, Vec<(K, Vec<V>)>>;
+/// Per-process rows of one per-stack map, read at one time.
+pub(super) type Rows<K, V> = StdHashMap<u32, Vec<(K, V)>>;
 
 impl Probes {
-    /// The entries of per-CPU hash map `map` that belong to process `pid` (by `tgid`), with
-    /// each CPU's value. With [`super::Scope::Shared`] the whole map is read once and served
+    /// The entries of per-stack hash map `map` that belong to process `pid` (by `tgid`). With [`super::Scope::Shared`] the whole map is read once and served
     /// from memory for [`SNAPSHOT_AGE`]: a refresh of every target then reads it once, not once
     /// per target (200 targets × thousands of entries × two syscalls each, every few seconds).
-    pub(super) fn per_cpu_rows<K: Pod + 'static, V: Pod + 'static>(
+    pub(super) fn rows<K: Pod + 'static, V: Pod + 'static>(
         &self,
         map: &'static str,
         pid: u32,
         tgid: fn(&K) -> u32,
-    ) -> Vec<(K, Vec<V>)> {
+    ) -> Vec<(K, V)> {
         let read = |only: Option<u32>| -> Rows<K, V> {
             let mut rows: Rows<K, V> = StdHashMap::new();
             let Some(m) = self.ebpf.map(map) else {
                 return rows;
             };
-            let Ok(m) = PerCpuHashMap::<_, K, V>::try_from(m) else {
+            let Ok(m) = HashMap::<_, K, V>::try_from(m) else {
                 return rows;
             };
             for (k, v) in m.iter().filter_map(Result::ok) {
                 let t = tgid(&k);
                 if only.is_none_or(|p| p == t) {
-                    rows.entry(t)
-                        .or_default()
-                        .push((k, v.iter().copied().collect()));
+                    rows.entry(t).or_default().push((k, v));
                 }
             }
             rows
@@ -340,5 +337,5 @@ impl Probes {
 /// The maps whose rows [`Probes::take`] takes.
 const TAKEN_MAPS: [&str; 3] = ["SITES", "ALLOC_SAMPLES", "ASSIST_BY_STACK"];
 
-/// How long one read of a per-CPU map serves the targets' refreshes (agent mode).
+/// How long one read of a per-stack map serves the targets' refreshes (agent mode).
 const SNAPSHOT_AGE: std::time::Duration = std::time::Duration::from_millis(500);

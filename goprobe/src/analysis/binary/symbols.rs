@@ -64,6 +64,11 @@ impl<'d> RuntimeSymbols<'d> {
         })
     }
 
+    /// The name of the table's function containing link-time address `addr`.
+    pub fn function_name_at(&self, addr: u64) -> Option<&'d str> {
+        Some(self.table.as_ref()?.find_func(addr)?.name)
+    }
+
     /// The code of runtime function `name` (the runtime's spelling, e.g. `runtime.gcStart`).
     pub fn function(&self, name: &str) -> Option<FunctionCode<'d>> {
         let (addr, len) = match self.runtime.get(name) {

@@ -6,14 +6,11 @@
 //! uprobes on the same Go 1.27 sites). At ~130 GC cycles a second (an allocation-heavy program
 //! with GOMAXPROCS=1) the RET probes of `startTheWorldWithSema` and `gcAssistAlloc1` were most of
 //! what goprobe cost the target. Both ends can be read elsewhere:
-//! a stop-the-world's `now` is known at `startTheWorldWithSema` entry, or stored by its caller,
-//! or (for the rare callers that discard it) in RAX right after their call. Anything
-//! unrecognised falls back to the RET probes.
+//! - a stop-the-world's `now` is known at `startTheWorldWithSema` entry, or stored by its caller,
+//!   or (for the rare callers that discard it) in RAX right after their call;
+//! - a mark assist ends at the runtime's own second `nanotime()` of `gcAssistAlloc1`, a `call`.
 //!
-//! NB: a mark assist still ends on `gcAssistAlloc1`'s RETs. Ending it at the `call
-//! runtime.nanotime1` of its `now := nanotime()` (emulated, the runtime's own end) measured 25%
-//! less assist time than `/cpu/classes/gc/mark/assist:cpu-seconds` on Go 1.21–1.27 once the
-//! issue-19 branches were merged (goprobe/tests/gc_stacks.rs); not understood yet, so not used.
+//! Anything unrecognised falls back to the RET probes.
 
 use goprobe_common::stw_abi;
 
@@ -118,6 +115,30 @@ fn may_call(code: &[u8], addr: u64, target: u64) -> bool {
                 .wrapping_add_signed(i64::from(rel))
                 == target
     })
+}
+
+/// NB: `gcAssistAlloc1` (src/runtime/mgcmark.go, Go 1.19–1.27) times its assist with exactly two
+/// `nanotime()` calls (inlined to `call runtime.nanotime1`): `startTime := nanotime()` and, when
+/// the work is done, `now := nanotime(); duration := now - startTime`. The offset of the second
+/// call is where the assist ends; `None` unless there are exactly two.
+///
+/// The end probe runs inside the runtime's own timed span (before its second clock read), so
+/// the runtime's assist time includes that probe's run: ~1.3 µs per assist on Linux 6.18. When
+/// a new per-stack row still cost a per-CPU allocation (~16 µs, see ebpf/goprobe-ebpf/src/maps.rs
+/// `row`), that made `/cpu/classes/gc/mark/assist:cpu-seconds` read 33% above goprobe on a
+/// recursive allocator, where almost every assist has a new stack.
+pub fn assist_end(symbols: &RuntimeSymbols<'_>, name: &str) -> Option<u64> {
+    let f = symbols.function(name)?;
+    let calls = disasm::calls(f.code, f.addr).ok()?;
+    let nanotime: Vec<u64> = calls
+        .iter()
+        .filter(|&&(_, _, to)| symbols.function_name_at(to) == Some("runtime.nanotime1"))
+        .map(|&(at, ..)| at)
+        .collect();
+    match nanotime[..] {
+        [_, end] => Some(end),
+        _ => None,
+    }
 }
 
 /// A plan that probes `sites` (offsets from the function's entry) as its "RETs".
